@@ -1,0 +1,77 @@
+// swift-tools-version: 6.1
+// The package of swift-durable-objects: one executable (`durable`) and the libraries it is made of.
+// The module split follows ../shared/DESIGN.md: wire / storage / model / node / gateway / client.
+
+import Foundation
+import PackageDescription
+
+/// CI sets `DURABLE_WARNINGS_AS_ERRORS=1` so that a warning in our own modules fails the build
+/// (dependencies are not affected: SwiftPM builds them with their warnings suppressed).
+let strictSettings: [SwiftSetting] =
+    ProcessInfo.processInfo.environment["DURABLE_WARNINGS_AS_ERRORS"] == "1"
+    ? [.unsafeFlags(["-warnings-as-errors"])] : []
+
+let package = Package(
+    name: "swift-durable-objects",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "durable", targets: ["durable"]),
+        .library(name: "DurableStorage", targets: ["DurableStorage"]),
+        .library(name: "DurableObjects", targets: ["DurableObjects"]),
+        .library(name: "DurableClient", targets: ["DurableClient"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CRocksDB",
+            pkgConfig: "rocksdb",
+            providers: [.apt(["librocksdb-dev"])]
+        ),
+        .target(
+            name: "DurableStorage",
+            dependencies: ["CRocksDB"],
+            swiftSettings: strictSettings
+        ),
+        .target(name: "DurableWire", swiftSettings: strictSettings),
+        .target(
+            name: "DurableObjects",
+            dependencies: ["DurableStorage", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
+        .target(name: "DurableNode", dependencies: ["DurableObjects", "DurableWire"], swiftSettings: strictSettings),
+        .target(
+            name: "DurableGateway",
+            dependencies: ["DurableObjects", "DurableWire"],
+            swiftSettings: strictSettings
+        ),
+        .target(name: "DurableClient", dependencies: ["DurableWire"], swiftSettings: strictSettings),
+        .target(name: "DurableExamples", dependencies: ["DurableObjects"], swiftSettings: strictSettings),
+        .executableTarget(
+            name: "durable",
+            dependencies: [
+                "DurableStorage",
+                "DurableNode",
+                "DurableGateway",
+                "DurableExamples",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "storage-benchmark",
+            dependencies: ["DurableStorage"],
+            path: "benchmarks/storage-benchmark",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(name: "DurableStorageTests", dependencies: ["DurableStorage"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["DurableStorage", "durable"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+// The DurableExamples module; see DESIGN.md. Filled in by the issues that build it.

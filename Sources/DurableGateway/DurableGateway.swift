@@ -1,0 +1,1 @@
+// The DurableGateway module; see DESIGN.md. Filled in by the issues that build it.

@@ -1,0 +1,1 @@
+// The DurableNode module; see DESIGN.md. Filled in by the issues that build it.

@@ -1,0 +1,1 @@
+// The DurableObjects module; see DESIGN.md. Filled in by the issues that build it.
