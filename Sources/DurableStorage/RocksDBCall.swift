@@ -6,7 +6,9 @@ import CRocksDB
 /// Debian builds RocksDB with assertions on: a null `errptr` aborts the process. Every call goes through here so
 /// that a real pointer is always passed and the C string is always freed.
 @inline(__always)
-func rocksCall<Result>(_ context: @autoclosure () -> String, _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Result) throws(StorageError) -> Result {
+func rocksCall<Result>(
+    _ context: @autoclosure () -> String, _ body: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Result
+) throws(StorageError) -> Result {
     var error: UnsafeMutablePointer<CChar>? = nil
     let result = body(&error)
     if let error {
@@ -33,5 +35,7 @@ extension Array where Element == UInt8 {
 @inline(__always)
 func copyBytes(_ pointer: UnsafePointer<CChar>?, _ length: Int) -> [UInt8] {
     guard let pointer, length > 0 else { return [] }
-    return pointer.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) }
+    return pointer.withMemoryRebound(to: UInt8.self, capacity: length) {
+        Array(UnsafeBufferPointer(start: $0, count: length))
+    }
 }

@@ -23,7 +23,8 @@ struct ObjectKeySpaceTests {
         var batch = WriteBatch()
         for object in [Self.id(1), Self.id(2), Self.id(0xFF)] {
             for key in ["𝙕", "a", "Z", "Ｚ", "ab"] {
-                batch.put(object + key.bytes, forKey: ObjectKeySpace.storageKey(objectID: object, userKey: key), in: family)
+                batch.put(
+                    object + key.bytes, forKey: ObjectKeySpace.storageKey(objectID: object, userKey: key), in: family)
             }
         }
         try db.write(batch, sync: false)

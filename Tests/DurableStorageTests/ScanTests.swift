@@ -66,7 +66,10 @@ struct ScanTests {
         var batch = WriteBatch()
         for key: [UInt8] in [[1, 0xFF], [1, 0xFF, 0], [1, 0xFF, 0xFF], [2]] { batch.put(key, forKey: key, in: family) }
         try db.write(batch, sync: false)
-        #expect(try db.scan(in: family, ScanOptions(prefix: [1, 0xFF])).map(\.key) == [[1, 0xFF], [1, 0xFF, 0], [1, 0xFF, 0xFF]])
+        #expect(
+            try db.scan(in: family, ScanOptions(prefix: [1, 0xFF])).map(\.key) == [
+                [1, 0xFF], [1, 0xFF, 0], [1, 0xFF, 0xFF],
+            ])
         #expect(try db.scan(in: family, ScanOptions(prefix: [0xFF])).isEmpty)
         #expect(KeyBytes.successor(ofPrefix: [1, 0xFF]) == [2])
         #expect(KeyBytes.successor(ofPrefix: [0xFF, 0xFF]) == nil)

@@ -5,7 +5,8 @@ final class TemporaryDirectory: Sendable {
     let path: String
 
     init(_ label: String = "storage") {
-        path = FileManager.default.temporaryDirectory
+        path =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("durable-tests-\(label)-\(UUID().uuidString)").path
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }

@@ -1,0 +1,41 @@
+# The everyday commands. Each one installs the system packages it needs first (Debian/Ubuntu, as root or
+# through sudo), so they work on a fresh machine.
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SWIFT_BUILD_FLAGS ?=
+
+.PHONY: deps run test build lint format bench-storage clean
+
+## Install the system libraries the build links against, when they are missing.
+deps:
+	@if ! pkg-config --exists rocksdb 2>/dev/null; then \
+		echo "installing librocksdb-dev and pkg-config from Debian"; \
+		$(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y librocksdb-dev pkg-config; \
+	fi
+
+## The main job. Until the gateway exists it checks the storage engine: concurrent writers commit synced
+## batches through the group committer, and it prints the rate.
+run: deps
+	swift run -c release durable storage-check
+
+## Build and run every test.
+test: deps
+	swift test $(SWIFT_BUILD_FLAGS)
+
+build: deps
+	swift build $(SWIFT_BUILD_FLAGS)
+
+## Check formatting the way CI does.
+lint:
+	swift format lint --strict --recursive --parallel Package.swift Sources Tests benchmarks
+
+## Rewrite the sources in the house format.
+format:
+	swift format format --in-place --recursive --parallel Package.swift Sources Tests benchmarks
+
+## Group commit against one fsync per write, with 1, 8 and 64 writers.
+bench-storage: deps
+	swift run -c release storage-benchmark
+
+clean:
+	rm -rf .build

@@ -1,0 +1,48 @@
+import Foundation
+
+/// The `durable` executable that `swift build` put beside the test binary.
+enum DurableExecutable {
+    static var url: URL {
+        let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return testBinary.deletingLastPathComponent().appendingPathComponent("durable")
+    }
+}
+
+/// A fresh folder under the system's temporary directory, removed when the test is done with it.
+final class TemporaryDirectory: Sendable {
+    let path: String
+
+    init(_ label: String) {
+        path =
+            FileManager.default.temporaryDirectory
+            .appendingPathComponent("durable-tests-\(label)-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func child(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Reads a pipe line by line (blocking).
+final class LineReader {
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private var finished = false
+
+    init(_ handle: FileHandle) { self.handle = handle }
+
+    /// The next whole line, or `nil` at end of file (a torn last line is dropped).
+    func nextLine() -> String? {
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            if finished { return nil }
+            let data = handle.availableData
+            if data.isEmpty { finished = true } else { buffer.append(contentsOf: data) }
+        }
+    }
+}
