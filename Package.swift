@@ -18,11 +18,16 @@ let package = Package(
         .executable(name: "durable", targets: ["durable"]),
         .library(name: "DurableStorage", targets: ["DurableStorage"]),
         .library(name: "DurableObjects", targets: ["DurableObjects"]),
+        .library(name: "DurableObjectsTesting", targets: ["DurableObjectsTesting"]),
+        .library(name: "DurableExamples", targets: ["DurableExamples"]),
         .library(name: "DurableClient", targets: ["DurableClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -38,7 +43,18 @@ let package = Package(
         .target(name: "DurableWire", swiftSettings: strictSettings),
         .target(
             name: "DurableObjects",
-            dependencies: ["DurableStorage", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "DurableStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DurableObjectsTesting",
+            dependencies: ["DurableObjects", "DurableStorage", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
         .target(name: "DurableNode", dependencies: ["DurableObjects", "DurableWire"], swiftSettings: strictSettings),
@@ -48,7 +64,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(name: "DurableClient", dependencies: ["DurableWire"], swiftSettings: strictSettings),
-        .target(name: "DurableExamples", dependencies: ["DurableObjects"], swiftSettings: strictSettings),
+        .target(
+            name: "DurableExamples",
+            dependencies: ["DurableObjects", .product(name: "HTTPTypes", package: "swift-http-types")],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "durable",
             dependencies: [
@@ -62,12 +82,28 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
+            name: "objects-benchmark",
+            dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableExamples"],
+            path: "benchmarks/objects-benchmark",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
             name: "storage-benchmark",
             dependencies: ["DurableStorage"],
             path: "benchmarks/storage-benchmark",
             swiftSettings: strictSettings
         ),
         .testTarget(name: "DurableStorageTests", dependencies: ["DurableStorage"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "DurableObjectsTests",
+            dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableStorage"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "DurableExamplesTests",
+            dependencies: ["DurableExamples", "DurableObjectsTesting"],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["DurableStorage", "durable"],

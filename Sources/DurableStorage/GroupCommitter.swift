@@ -27,10 +27,14 @@ public final class GroupCommitter: Sendable {
     /// the error and is not written, and the rest of the group is unaffected.
     public typealias Check = @Sendable () throws -> Void
 
+    /// Called once a batch is durable (`.success`) or has failed; runs on the commit thread, so it must be
+    /// quick and must not block.
+    public typealias Completion = @Sendable (Result<Void, any Error>) -> Void
+
     private struct Pending {
         var batch: WriteBatch
         var check: Check?
-        var continuation: CheckedContinuation<Void, any Error>
+        var completion: Completion
     }
 
     private struct State {
@@ -68,14 +72,20 @@ public final class GroupCommitter: Sendable {
     public func commit(_ batch: WriteBatch, check: Check? = nil) async throws {
         if batch.isEmpty && check == nil { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let startDrain = state.withLock { state in
-                state.queue.append(Pending(batch: batch, check: check, continuation: continuation))
-                if state.draining { return false }
-                state.draining = true
-                return true
-            }
-            if startDrain { thread.async { self.drain() } }
+            commit(batch, check: check) { result in continuation.resume(with: result) }
         }
+    }
+
+    /// Queues `batch` for the next group and calls `completion` once it is durable or has failed. The same as
+    /// ``commit(_:check:)`` without a task switch, for callers that run their own scheduling.
+    public func commit(_ batch: WriteBatch, check: Check? = nil, completion: @escaping Completion) {
+        let startDrain = state.withLock { state in
+            state.queue.append(Pending(batch: batch, check: check, completion: completion))
+            if state.draining { return false }
+            state.draining = true
+            return true
+        }
+        if startDrain { thread.async { self.drain() } }
     }
 
     /// Runs on the commit thread until the queue is empty.
@@ -111,7 +121,7 @@ public final class GroupCommitter: Sendable {
                 try database.validate(pending.batch)
                 accepted.append(pending)
             } catch {
-                pending.continuation.resume(throwing: error)
+                pending.completion(.failure(error))
             }
         }
         let started = DispatchTime.now().uptimeNanoseconds
@@ -134,9 +144,9 @@ public final class GroupCommitter: Sendable {
         }
         for pending in accepted {
             if let failure {
-                pending.continuation.resume(throwing: failure)
+                pending.completion(.failure(failure))
             } else {
-                pending.continuation.resume()
+                pending.completion(.success(()))
             }
         }
     }

@@ -1,1 +1,0 @@
-// The DurableObjects module; see DESIGN.md. Filled in by the issues that build it.

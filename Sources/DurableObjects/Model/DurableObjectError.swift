@@ -1,0 +1,86 @@
+/// An error of the durable-object runtime, with a status code modelled on gRPC's and the flags a caller needs
+/// to decide what to do next.
+///
+/// Messages follow the Durable Objects platform word for word where SEMANTICS.md gives them, so that code and
+/// tests ported from there see the texts they expect.
+public struct DurableObjectError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The status code. New codes may be added; switch with a `default` branch.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The code's name, as in gRPC.
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// The caller passed something malformed: a bad id, an oversized key, an invalid option.
+        public static let invalidArgument = Code("INVALID_ARGUMENT")
+        /// A named thing (a binding, a class, an object) does not exist.
+        public static let notFound = Code("NOT_FOUND")
+        /// The call is not allowed in the current state (a stale placement epoch, a superseded instance).
+        public static let failedPrecondition = Code("FAILED_PRECONDITION")
+        /// A bound was hit: the object's queue is full (see ``DurableObjectError/overloaded``).
+        public static let resourceExhausted = Code("RESOURCE_EXHAUSTED")
+        /// The object cannot be reached now; retrying later may work.
+        public static let unavailable = Code("UNAVAILABLE")
+        /// The deadline passed before the call finished.
+        public static let deadlineExceeded = Code("DEADLINE_EXCEEDED")
+        /// The caller is not authenticated.
+        public static let unauthenticated = Code("UNAUTHENTICATED")
+        /// Something failed inside the runtime or the object (a storage write, an uncaught error).
+        public static let `internal` = Code("INTERNAL")
+
+        /// The code's name.
+        public var description: String { name }
+    }
+
+    /// The status code.
+    public var code: Code
+    /// What went wrong, in words a person can act on.
+    public var message: String
+    /// Whether the same call may succeed if it is sent again.
+    public var retryable: Bool
+    /// Whether the object refused the call because it is overloaded (never executed).
+    public var overloaded: Bool
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, retryable: Bool = false, overloaded: Bool = false) {
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.overloaded = overloaded
+    }
+
+    /// The message.
+    public var description: String { message }
+}
+
+extension DurableObjectError {
+    /// An invalid argument with `message`.
+    static func invalid(_ message: String) -> DurableObjectError { DurableObjectError(.invalidArgument, message) }
+
+    /// The queue-count bound was hit.
+    public static let tooManyRequestsQueued = DurableObjectError(
+        .resourceExhausted, "Durable Object is overloaded. Too many requests queued.", retryable: true,
+        overloaded: true)
+    /// The queued-bytes bound was hit.
+    public static let tooMuchDataQueued = DurableObjectError(
+        .resourceExhausted, "Durable Object is overloaded. Too much data queued.", retryable: true, overloaded: true)
+    /// The queue-age bound was hit.
+    public static let queuedTooLong = DurableObjectError(
+        .resourceExhausted, "Durable Object is overloaded. Requests queued for too long.", retryable: true,
+        overloaded: true)
+    /// A storage write failed; the object was reset.
+    public static let storageWriteFailed = DurableObjectError(
+        .internal, "Internal error in Durable Object storage write caused object to be reset.", retryable: true)
+    /// The instance was superseded (evicted, reset, or replaced elsewhere) and touched storage.
+    public static let instanceInactive = DurableObjectError(
+        .failedPrecondition,
+        "Connection closed: this Durable Object instance is no longer active. Reconnect or retry the request.",
+        retryable: true)
+    /// The instance was superseded because its class changed.
+    public static let codeUpdated = DurableObjectError(
+        .failedPrecondition, "Durable Object reset because its code was updated.", retryable: true)
+    /// `blockConcurrencyWhile` ran past its time limit.
+    public static let blockConcurrencyTimedOut = DurableObjectError(
+        .internal,
+        "A call to blockConcurrencyWhile() in a Durable Object waited for too long. The call was canceled and the Durable Object was reset.",
+        retryable: true)
+}

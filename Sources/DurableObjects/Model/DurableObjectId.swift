@@ -1,0 +1,122 @@
+import Crypto
+
+/// The 32-byte identity of one durable object, printed as 64 lowercase hex digits.
+///
+/// Ids are made by a namespace: ``DurableObjectNamespace/idFromName(_:)`` derives one from a name,
+/// ``DurableObjectNamespace/newUniqueId()`` makes a random one, and ``DurableObjectNamespace/idFromString(_:)``
+/// parses and verifies the hex form. The second half of every id is a MAC of the first half under the namespace's
+/// secret key, so an id validates itself and an id of one namespace is refused by another.
+public struct DurableObjectId: Hashable, Sendable, CustomStringConvertible {
+    /// The 32 bytes.
+    public let bytes: [UInt8]
+    /// The name the id was derived from, when it came from `idFromName` (an id parsed from a string has none).
+    public let name: String?
+
+    init(bytes: [UInt8], name: String?) {
+        precondition(bytes.count == 32, "an object id is 32 bytes")
+        self.bytes = bytes
+        self.name = name
+    }
+
+    /// Two ids are equal when their bytes are; the name does not count.
+    public static func == (lhs: DurableObjectId, rhs: DurableObjectId) -> Bool { lhs.bytes == rhs.bytes }
+
+    /// Hashes the bytes.
+    public func hash(into hasher: inout Hasher) { hasher.combine(bytes) }
+
+    /// The 64 lowercase hex digits.
+    public var hexString: String {
+        var text = ""
+        text.reserveCapacity(64)
+        for byte in bytes {
+            text.append(Self.hexDigits[Int(byte >> 4)])
+            text.append(Self.hexDigits[Int(byte & 0x0F)])
+        }
+        return text
+    }
+
+    /// The hex form (`toString()` on the original platform).
+    public var description: String { hexString }
+
+    private static let hexDigits = Array("0123456789abcdef")
+
+    /// Whether this id and `other` are the same object (`equals` on the original platform).
+    public func equals(_ other: DurableObjectId) -> Bool { self == other }
+}
+
+/// The secret of a namespace and the id scheme that uses it (SEMANTICS.md §1).
+public struct NamespaceKey: Sendable, Hashable {
+    /// 32 secret bytes.
+    public let secret: [UInt8]
+
+    /// Wraps existing secret bytes.
+    public init(secret: [UInt8]) {
+        precondition(!secret.isEmpty, "a namespace secret cannot be empty")
+        self.secret = secret
+    }
+
+    /// A fresh random secret.
+    public static func random() -> NamespaceKey {
+        var generator = SystemRandomNumberGenerator()
+        return NamespaceKey(secret: (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    private func mac(_ data: [UInt8]) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: secret)).prefix(16))
+    }
+
+    /// The id of `name`: `HMAC(key, name)[0..<16] ‖ HMAC(key, first16)[0..<16]`.
+    public func id(forName name: String) -> DurableObjectId {
+        let first = mac(Array(name.utf8))
+        return DurableObjectId(bytes: first + mac(first), name: name)
+    }
+
+    /// A new random id: 16 random bytes and their MAC.
+    public func newUniqueID() -> DurableObjectId {
+        var generator = SystemRandomNumberGenerator()
+        let first = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return DurableObjectId(bytes: first + mac(first), name: nil)
+    }
+
+    /// Parses 64 hex digits and checks the MAC.
+    ///
+    /// - Throws: `Invalid Durable Object ID: must be 64 hex digits` when the text is not 64 hex digits;
+    ///   `Durable Object ID is not valid for this namespace.` when the MAC does not verify.
+    public func id(fromString text: String) throws(DurableObjectError) -> DurableObjectId {
+        guard let bytes = Self.parseHex(text) else {
+            throw .invalid("Invalid Durable Object ID: must be 64 hex digits")
+        }
+        try verify(bytes)
+        return DurableObjectId(bytes: bytes, name: nil)
+    }
+
+    /// Checks that `bytes` is an id of this namespace.
+    public func verify(_ bytes: [UInt8]) throws(DurableObjectError) {
+        guard bytes.count == 32, mac(Array(bytes[0..<16])) == Array(bytes[16..<32]) else {
+            throw .invalid("Durable Object ID is not valid for this namespace.")
+        }
+    }
+
+    static func parseHex(_ text: String) -> [UInt8]? {
+        let utf8 = Array(text.utf8)
+        guard utf8.count == 64 else { return nil }
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(32)
+        var index = 0
+        while index < 64 {
+            guard let high = hexValue(utf8[index]), let low = hexValue(utf8[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ character: UInt8) -> UInt8? {
+        switch character {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import Logging
+
+/// What an object instance knows about itself: its id, its storage, and the controls over which events reach it.
+public final class DurableObjectState: Sendable {
+    /// The object's id (with its name, when it was addressed by name).
+    public let id: DurableObjectId
+    /// The object's private storage.
+    public let storage: DurableObjectStorage
+    /// A logger for the object's own messages, with the object id as metadata.
+    public let logger: Logger
+    /// The serial executor every turn of the object runs on.
+    public let executor: ObjectExecutor
+
+    let control: any ActivationControl
+
+    init(id: DurableObjectId, storage: DurableObjectStorage, logger: Logger, executor: ObjectExecutor,
+         control: any ActivationControl) {
+        self.id = id
+        self.storage = storage
+        self.logger = logger
+        self.executor = executor
+        self.control = control
+    }
+
+    /// Runs `body` while no other event is delivered to the object, and returns its value.
+    ///
+    /// If `body` throws, the object is reset (its in-memory state is dropped; the next event re-creates it) and the
+    /// error is rethrown. If it runs longer than the limit (30 s by default), it is cancelled, the object is reset,
+    /// and this throws `A call to blockConcurrencyWhile() in a Durable Object waited for too long. …`.
+    public func blockConcurrencyWhile<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        control.closeInputGate()
+        defer { control.openInputGate() }
+        return try await control.runBlocking(body)
+    }
+
+    /// Schedules `body` to run before any further event is delivered; for use in the initializer, which cannot
+    /// wait. Events queue until it finishes; if it throws or times out, the object is reset.
+    public func blockConcurrencyWhile(_ body: @escaping @Sendable () async throws -> Void) {
+        control.scheduleBlocking(body)
+    }
+}
+
+/// What an object's state and storage may ask of its activation.
+protocol ActivationControl: AnyObject, Sendable {
+    /// Stop delivering events until the matching ``openInputGate()``.
+    func closeInputGate()
+    /// Undo one ``closeInputGate()``.
+    func openInputGate()
+    /// Run `body` under the blockConcurrencyWhile rules (time limit; reset on throw).
+    func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T
+    /// Run `body` with the input gate closed, from a context that cannot wait (the initializer).
+    func scheduleBlocking(_ body: @escaping @Sendable () async throws -> Void)
+}

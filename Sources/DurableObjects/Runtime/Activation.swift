@@ -1,0 +1,343 @@
+import DequeModule
+import DurableStorage
+import Logging
+import Synchronization
+
+/// One live instance of one object, with its executor, storage engine and inbound queue.
+///
+/// Events wait in the queue until the object can take one: its initializer (and any `blockConcurrencyWhile` it
+/// scheduled) has finished, no `blockConcurrencyWhile` or transaction holds the input gate, and the executor has
+/// nothing left to run (the object is idle or suspended). Then the head of the queue is delivered; an event that
+/// waited longer than the age bound is refused instead.
+final class Activation: TurnObserver, ActivationControl, Sendable {
+    enum Phase {
+        case starting
+        case ready(any DurableObject)
+        case retired(DurableObjectError)
+    }
+
+    /// What an admitted caller gets once its turn comes.
+    enum Admission {
+        case delivered(any DurableObject)
+        /// The activation was retired before delivery; admit again on a fresh one.
+        case retry
+    }
+
+    private struct Pending {
+        var bytes: Int
+        var enqueuedAt: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Admission, any Error>
+    }
+
+    private struct Inner {
+        var phase: Phase = .starting
+        var queue = Deque<Pending>()
+        var queuedBytes = 0
+        /// Input-gate holds: the start-up, `blockConcurrencyWhile` calls, transactions.
+        var gateHolds = 1
+        /// Events delivered whose first turn has not started yet.
+        var awaitingStart = 0
+        /// Events admitted and not yet answered.
+        var inFlight = 0
+        var lastActivity = ContinuousClock.now
+        var startupBlocks: [@Sendable () async throws -> Void] = []
+    }
+
+    let namespace: NamespaceDefinition
+    let id: DurableObjectId
+    let executor = ObjectExecutor()
+    let engine: StorageEngine
+    private(set) nonisolated(unsafe) var state: DurableObjectState!
+    private let inner = Mutex(Inner())
+    private let limits: MailboxLimits
+    private let blockTimeout: Duration
+    private let logger: Logger
+    private weak let runtime: ObjectRuntime?
+
+    init(
+        runtime: ObjectRuntime, namespace: NamespaceDefinition, id: DurableObjectId, family: ColumnFamily,
+        configuration: RuntimeConfiguration, logger: Logger
+    ) {
+        self.runtime = runtime
+        self.namespace = namespace
+        self.id = id
+        self.limits = configuration.mailbox
+        self.blockTimeout = configuration.blockConcurrencyTimeout
+        var logger = logger
+        logger[metadataKey: "object"] = "\(namespace.className):\(id.hexString.prefix(16))"
+        self.logger = logger
+        let box = WeakActivation()
+        self.engine = StorageEngine(
+            database: runtime.database, family: family, objectID: id.bytes, committer: runtime.committer,
+            hooks: StorageHooks(
+                writeCheck: { [namespace, id] in
+                    if box.value?.isRetired ?? true { throw DurableObjectError.instanceInactive }
+                    try runtime.faults.checkWrite(namespaceID: namespace.id, id: id)
+                },
+                beforeDatabaseRead: runtime.faults.readHook,
+                flushFailed: { error in box.value?.flushFailed(error) },
+                cacheCapacity: configuration.cacheEntriesPerObject))
+        box.value = self
+        let storage = DurableObjectStorage(engine: engine, control: self)
+        self.state = DurableObjectState(id: id, storage: storage, logger: logger, executor: executor, control: self)
+        executor.setObserver(self)
+    }
+
+    // MARK: Start-up
+
+    /// Creates the instance and runs the `blockConcurrencyWhile` bodies its initializer scheduled; then opens the
+    /// input gate. A failure resets the object and fails the queued events with the error.
+    func start(make: @Sendable (DurableObjectState, Environment) -> any DurableObject, env: Environment) async {
+        let object = make(state, env)
+        inner.withLock { $0.phase = .ready(object) }
+        while let block = inner.withLock({ $0.startupBlocks.isEmpty ? nil : $0.startupBlocks.removeFirst() }) {
+            do {
+                try await runBlocking(block)
+            } catch {
+                logger.error("start-up of the object failed: \(error)")
+                let queued = retire(.instanceInactive)
+                for pending in queued { pending.continuation.resume(throwing: error) }
+                return
+            }
+        }
+        openInputGate()
+    }
+
+    // MARK: Admission and delivery
+
+    /// Queues an event of `bytes` body bytes and waits until it is delivered.
+    ///
+    /// - Throws: an overloaded error when a queue bound would be exceeded (the event never runs), or when it
+    ///   waited longer than the age bound.
+    func admit(bytes: Int) async throws -> Admission {
+        try await withCheckedThrowingContinuation { continuation in
+            let outcome = inner.withLock { inner -> Result<[Delivery], DurableObjectError> in
+                if case .retired = inner.phase { return .success([.retry(continuation)]) }
+                if inner.queue.count + 1 > limits.maxQueuedRequests { return .failure(.tooManyRequestsQueued) }
+                if inner.queuedBytes + bytes > limits.maxQueuedBytes { return .failure(.tooMuchDataQueued) }
+                inner.queue.append(Pending(bytes: bytes, enqueuedAt: .now, continuation: continuation))
+                inner.queuedBytes += bytes
+                inner.inFlight += 1
+                inner.lastActivity = .now
+                return .success(nextDeliveries(&inner, executorIdle: !executor.isBusy))
+            }
+            switch outcome {
+            case .success(let deliveries): perform(deliveries)
+            case .failure(let error): continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    private enum Delivery {
+        case deliver(CheckedContinuation<Admission, any Error>, any DurableObject)
+        case expire(CheckedContinuation<Admission, any Error>)
+        case retry(CheckedContinuation<Admission, any Error>)
+    }
+
+    /// The deliveries possible now (at most one event, plus expired ones dropped on the way).
+    private func nextDeliveries(_ inner: inout Inner, executorIdle: Bool) -> [Delivery] {
+        guard case .ready(let object) = inner.phase, inner.gateHolds == 0, inner.awaitingStart == 0, executorIdle
+        else { return [] }
+        var deliveries: [Delivery] = []
+        let now = ContinuousClock.now
+        while let head = inner.queue.popFirst() {
+            inner.queuedBytes -= head.bytes
+            if now - head.enqueuedAt > limits.maxQueueAge {
+                inner.inFlight -= 1
+                deliveries.append(.expire(head.continuation))
+                continue
+            }
+            inner.awaitingStart += 1
+            deliveries.append(.deliver(head.continuation, object))
+            break
+        }
+        return deliveries
+    }
+
+    private func perform(_ deliveries: [Delivery]) {
+        for delivery in deliveries {
+            switch delivery {
+            case .deliver(let continuation, let object): continuation.resume(returning: .delivered(object))
+            case .expire(let continuation): continuation.resume(throwing: DurableObjectError.queuedTooLong)
+            case .retry(let continuation): continuation.resume(returning: .retry)
+            }
+        }
+    }
+
+    private func deliverIfPossible(executorIdle: Bool) {
+        let deliveries = inner.withLock { nextDeliveries(&$0, executorIdle: executorIdle) }
+        perform(deliveries)
+    }
+
+    /// The delivered event's first turn is running.
+    func eventStarted() {
+        inner.withLock { $0.awaitingStart -= 1 }
+    }
+
+    /// Runs a delivered event in `object` and waits for the output gate before returning its outcome.
+    func run(_ event: ObjectEvent, in object: any DurableObject) async throws -> EventResult {
+        defer {
+            inner.withLock { inner in
+                inner.inFlight -= 1
+                inner.lastActivity = .now
+            }
+        }
+        let (result, gate) = await ObjectContext.$current.withValue(engine) {
+            await object.receive(event, activation: self)
+        }
+        try await engine.waitUntilDurable(gate)
+        return try result.get()
+    }
+
+    // MARK: TurnObserver
+
+    func turnWillStart() {
+        engine.turnWillStart()
+    }
+
+    func turnDidEnd(queueEmpty: Bool) {
+        engine.turnDidEnd()
+        if queueEmpty { deliverIfPossible(executorIdle: true) }
+    }
+
+    // MARK: ActivationControl
+
+    func closeInputGate() {
+        inner.withLock { $0.gateHolds += 1 }
+    }
+
+    func openInputGate() {
+        inner.withLock { $0.gateHolds -= 1 }
+        deliverIfPossible(executorIdle: !executor.isBusy)
+    }
+
+    func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await withTimeLimit(blockTimeout, body)
+        } catch let error as TimeLimitExceeded {
+            _ = error
+            logger.error("blockConcurrencyWhile() ran past its time limit; resetting the object")
+            reset(.blockConcurrencyTimedOut)
+            throw DurableObjectError.blockConcurrencyTimedOut
+        } catch {
+            logger.error("blockConcurrencyWhile() threw; resetting the object: \(error)")
+            reset(.instanceInactive)
+            throw error
+        }
+    }
+
+    func scheduleBlocking(_ body: @escaping @Sendable () async throws -> Void) {
+        let startingUp = inner.withLock { inner -> Bool in
+            if case .starting = inner.phase {
+                inner.startupBlocks.append(body)
+                return true
+            }
+            inner.gateHolds += 1
+            return false
+        }
+        guard !startingUp else { return }
+        Task {
+            _ = try? await runBlocking(body)
+            openInputGate()
+        }
+    }
+
+    // MARK: Reset and eviction
+
+    var isRetired: Bool {
+        inner.withLock { inner in
+            if case .retired = inner.phase { return true }
+            return false
+        }
+    }
+
+    /// Drops the instance: storage calls from it fail from now on, the runtime forgets it, and events still
+    /// queued are admitted again on a fresh activation.
+    func reset(_ error: DurableObjectError) {
+        let queued = retire(error)
+        for pending in queued { pending.continuation.resume(returning: .retry) }
+    }
+
+    private func retire(_ error: DurableObjectError) -> [Pending] {
+        let queued = inner.withLock { inner -> [Pending]? in
+            if case .retired = inner.phase { return nil }
+            inner.phase = .retired(error)
+            let queued = Array(inner.queue)
+            inner.queue.removeAll()
+            inner.queuedBytes = 0
+            inner.inFlight -= queued.count
+            return queued
+        }
+        guard let queued else { return [] }
+        engine.invalidate(error)
+        runtime?.forget(self)
+        return queued
+    }
+
+    private func flushFailed(_ error: any Error) {
+        logger.error("a storage write failed; resetting the object: \(error)")
+        reset(.instanceInactive)
+    }
+
+    /// Retires the activation if it has been idle (no queued or running event, no input-gate hold, nothing to
+    /// flush) since `idleSince`, or at all when `idleSince` is `nil`. Returns whether it did.
+    func retireIfIdle(idleSince: ContinuousClock.Instant?) -> Bool {
+        let idle = inner.withLock { inner -> Bool in
+            guard case .ready = inner.phase, inner.queue.isEmpty, inner.inFlight == 0, inner.gateHolds == 0
+            else { return false }
+            if let idleSince, inner.lastActivity > idleSince { return false }
+            return true
+        }
+        guard idle, engine.isClean, !executor.isBusy else { return false }
+        _ = retire(.instanceInactive)
+        return true
+    }
+
+    /// Queued events (for tests and metrics).
+    var queuedCount: Int { inner.withLock { $0.queue.count } }
+}
+
+private final class WeakActivation: @unchecked Sendable {
+    weak var value: Activation?
+}
+
+/// Thrown by ``withTimeLimit(_:_:)`` when the body ran too long.
+struct TimeLimitExceeded: Error {}
+
+/// Runs `body` in a task of its own and returns its result, or throws ``TimeLimitExceeded`` once `limit` has
+/// passed (cancelling the body, without waiting for it to notice).
+func withTimeLimit<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let race = Mutex<CheckedContinuation<T, any Error>?>(nil)
+    let tasks = Mutex<[Task<Void, Never>]>([])
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            race.withLock { $0 = continuation }
+            let finish: @Sendable (Result<T, any Error>) -> Void = { result in
+                guard let winner = race.withLock({ slot -> CheckedContinuation<T, any Error>? in
+                    defer { slot = nil }
+                    return slot
+                }) else { return }
+                winner.resume(with: result)
+                tasks.withLock { $0.forEach { $0.cancel() } }
+            }
+            let work = Task { finish(await Result(catching: body)) }
+            let timer = Task {
+                if (try? await Task.sleep(for: limit)) != nil { finish(.failure(TimeLimitExceeded())) }
+            }
+            tasks.withLock { $0 = [work, timer] }
+        }
+    } onCancel: {
+        tasks.withLock { $0.forEach { $0.cancel() } }
+    }
+}
+
+extension Result where Failure == any Error {
+    /// Captures the outcome of an async throwing closure.
+    init(catching body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}

@@ -1,0 +1,261 @@
+import DurableStorage
+import Logging
+import Synchronization
+
+/// Runs durable objects in this process, on one RocksDB database: one activation per object id, one column
+/// family per namespace, flushes through one group committer.
+///
+/// It is the engine behind a storage node, and behind the testing module's in-process runtime. As an
+/// ``ObjectTransport`` it delivers requests to its objects directly.
+public final class ObjectRuntime: ObjectTransport, Sendable {
+    /// The database the objects' storage lives in.
+    public let database: Database
+    /// The committer every flush goes through.
+    public let committer: GroupCommitter
+    /// How objects are run.
+    public let configuration: RuntimeConfiguration
+    /// Faults tests can inject.
+    public let faults = FaultInjector()
+
+    private struct ActivationKey: Hashable {
+        var namespaceID: String
+        var id: [UInt8]
+    }
+
+    private struct Namespace {
+        var definition: NamespaceDefinition
+        var family: ColumnFamily
+        var objectClass: DurableObjectClass
+    }
+
+    private struct State {
+        var classes: [String: DurableObjectClass] = [:]
+        var namespaces: [String: Namespace] = [:]
+        var activations: [ActivationKey: Activation] = [:]
+        var environment = Environment()
+        var sweeper: Task<Void, Never>?
+        var stopped = false
+    }
+
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    /// Column families of namespaces are named with this prefix.
+    public static let namespaceFamilyPrefix = "ns:"
+
+    /// Creates a runtime over an open database.
+    public init(
+        database: Database, committer: GroupCommitter? = nil, configuration: RuntimeConfiguration = RuntimeConfiguration(),
+        logger: Logger = Logger(label: "durable.runtime")
+    ) {
+        self.database = database
+        self.committer = committer ?? GroupCommitter(database: database)
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    // MARK: Classes, namespaces, environment
+
+    /// Makes a class available to namespaces.
+    public func register(_ objectClass: DurableObjectClass) {
+        state.withLock { $0.classes[objectClass.name] = objectClass }
+    }
+
+    /// The names of the registered classes.
+    public var classNames: [String] { state.withLock { $0.classes.keys.sorted() } }
+
+    /// Serves the namespace `definition`, creating its column family when needed.
+    ///
+    /// - Throws: ``DurableObjectError/Code-swift.struct/notFound`` when its class is not registered; a storage
+    ///   error when the column family cannot be created.
+    public func defineNamespace(_ definition: NamespaceDefinition) throws {
+        guard let objectClass = state.withLock({ $0.classes[definition.className] }) else {
+            throw DurableObjectError(
+                .notFound, "No Durable Object class named '\(definition.className)' is compiled into this app.")
+        }
+        let family = try database.ensureColumnFamily(named: Self.namespaceFamilyPrefix + definition.id)
+        state.withLock {
+            $0.namespaces[definition.id] = Namespace(definition: definition, family: family, objectClass: objectClass)
+        }
+    }
+
+    /// The definition of the namespace `id`, if served here.
+    public func namespaceDefinition(_ id: String) -> NamespaceDefinition? {
+        state.withLock { $0.namespaces[id]?.definition }
+    }
+
+    /// Sets the environment objects receive: `bindings` maps binding names to namespace ids served here (calls
+    /// through them go to `transport`, by default this runtime).
+    public func setEnvironment(bindings: [String: String], vars: [String: String] = [:], transport: (any ObjectTransport)? = nil) throws {
+        var namespaces: [String: DurableObjectNamespace] = [:]
+        for (binding, namespaceID) in bindings {
+            guard let definition = namespaceDefinition(namespaceID) else {
+                throw DurableObjectError(.notFound, "Binding '\(binding)' names an unknown namespace '\(namespaceID)'.")
+            }
+            namespaces[binding] = DurableObjectNamespace(
+                namespaceID: definition.id, className: definition.className, key: definition.key,
+                transport: transport ?? self)
+        }
+        let environment = Environment(namespaces: namespaces, vars: vars)
+        state.withLock { $0.environment = environment }
+    }
+
+    /// The environment objects receive.
+    public var environment: Environment { state.withLock { $0.environment } }
+
+    // MARK: Calls
+
+    /// Delivers `request` to the object and returns its response once the object's writes made before the
+    /// response are durable.
+    ///
+    /// - Throws: the object's own error; an overloaded error when its queue is full (the request never ran);
+    ///   `Internal error in Durable Object storage write caused object to be reset.` when a flush failed;
+    ///   ``DurableObjectError/Code-swift.struct/notFound`` for an unknown namespace; `Durable Object ID is not
+    ///   valid for this namespace.` for an id of another namespace.
+    public func invoke(namespaceID: String, id: DurableObjectId, request: Request) async throws -> Response {
+        guard case .response(let response) = try await deliver(.fetch(request), namespaceID: namespaceID, id: id)
+        else { throw DurableObjectError(.internal, "the object returned no response") }
+        return response
+    }
+
+    /// Runs `body` inside the object, as an event (gates and queue apply), and returns its value.
+    public func run<Object: DurableObject, Value: Sendable>(
+        in namespaceID: String, id: DurableObjectId, as type: Object.Type,
+        _ body: @escaping @Sendable (isolated Object) async throws -> Value
+    ) async throws -> Value {
+        let event = ObjectEvent.run { object in
+            guard let typed = object as? Object else {
+                throw DurableObjectError(
+                    .invalidArgument, "The object is a \(Swift.type(of: object)), not a \(Object.self).")
+            }
+            return try await body(typed)
+        }
+        guard case .value(let value) = try await deliver(event, namespaceID: namespaceID, id: id),
+            let typed = value as? Value
+        else { throw DurableObjectError(.internal, "the object returned no value") }
+        return typed
+    }
+
+    private func deliver(_ event: ObjectEvent, namespaceID: String, id: DurableObjectId) async throws -> EventResult {
+        while true {
+            let activation = try activation(namespaceID: namespaceID, id: id)
+            switch try await activation.admit(bytes: event.bodyBytes) {
+            case .retry: continue
+            case .delivered(let object): return try await activation.run(event, in: object)
+            }
+        }
+    }
+
+    private func activation(namespaceID: String, id: DurableObjectId) throws -> Activation {
+        let key = ActivationKey(namespaceID: namespaceID, id: id.bytes)
+        let (activation, created, environment, objectClass) = try state.withLock {
+            state throws -> (Activation, Bool, Environment, DurableObjectClass) in
+            guard !state.stopped else {
+                throw DurableObjectError(.unavailable, "The runtime is shutting down.", retryable: true)
+            }
+            guard let namespace = state.namespaces[namespaceID] else {
+                throw DurableObjectError(.notFound, "No Durable Object namespace '\(namespaceID)' is served here.")
+            }
+            if let existing = state.activations[key] {
+                return (existing, false, state.environment, namespace.objectClass)
+            }
+            try namespace.definition.key.verify(id.bytes)
+            let activation = Activation(
+                runtime: self, namespace: namespace.definition, id: id, family: namespace.family,
+                configuration: configuration, logger: logger)
+            state.activations[key] = activation
+            if state.sweeper == nil { state.sweeper = startSweeper() }
+            return (activation, true, state.environment, namespace.objectClass)
+        }
+        if created {
+            logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"])
+            Task { await activation.start(make: objectClass.make, env: environment) }
+        }
+        return activation
+    }
+
+    /// Called by an activation that retired itself (reset or evicted).
+    func forget(_ activation: Activation) {
+        let key = ActivationKey(namespaceID: activation.namespace.id, id: activation.id.bytes)
+        state.withLock { state in
+            if state.activations[key] === activation { state.activations[key] = nil }
+        }
+    }
+
+    // MARK: Eviction
+
+    /// Evicts the object from memory if it is idle (nothing queued, running or unflushed). Storage stays; the next
+    /// request runs the initializer again. Returns whether it was evicted.
+    @discardableResult
+    public func evict(namespaceID: String, id: DurableObjectId) -> Bool {
+        let activation = state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] }
+        return activation?.retireIfIdle(idleSince: nil) ?? false
+    }
+
+    /// Whether the object has a live instance.
+    public func isActive(namespaceID: String, id: DurableObjectId) -> Bool {
+        state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] != nil }
+    }
+
+    /// How many objects have a live instance.
+    public var activeCount: Int { state.withLock { $0.activations.count } }
+
+    /// Events waiting in the object's queue.
+    public func queuedCount(namespaceID: String, id: DurableObjectId) -> Int {
+        state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] }?.queuedCount ?? 0
+    }
+
+    private func startSweeper() -> Task<Void, Never> {
+        let timeout = configuration.idleTimeout
+        let interval = min(timeout / 4, .seconds(1))
+        return Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard let self else { return }
+                let cutoff = ContinuousClock.now - timeout
+                let activations = self.state.withLock { Array($0.activations.values) }
+                for activation in activations where activation.retireIfIdle(idleSince: cutoff) {
+                    self.logger.debug("evicted idle object", metadata: ["id": "\(activation.id)"])
+                }
+            }
+        }
+    }
+
+    // MARK: Listing
+
+    /// The ids of the objects of a namespace that have stored data, in byte order.
+    public func objectIDs(inNamespace namespaceID: String) throws -> [DurableObjectId] {
+        guard let family = state.withLock({ $0.namespaces[namespaceID]?.family }) else {
+            throw DurableObjectError(.notFound, "No Durable Object namespace '\(namespaceID)' is served here.")
+        }
+        var ids: [DurableObjectId] = []
+        var lower: [UInt8]? = nil
+        while true {
+            var found: [UInt8]?
+            try database.forEach(in: family, ScanOptions(lowerBound: lower, limit: 1)) { key, _ in
+                found = ObjectKeySpace.objectID(ofStorageKey: key)
+                return false
+            }
+            guard let id = found else { return ids }
+            ids.append(DurableObjectId(bytes: id, name: nil))
+            guard let next = KeyBytes.successor(ofPrefix: id) else { return ids }
+            lower = next
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// Stops taking calls, waits until every object's writes are durable, and evicts every object.
+    public func shutdown() async {
+        let (activations, sweeper) = state.withLock { state in
+            state.stopped = true
+            defer { state.sweeper = nil }
+            return (Array(state.activations.values), state.sweeper)
+        }
+        sweeper?.cancel()
+        for activation in activations {
+            try? await activation.engine.waitUntilDurable(activation.engine.writeSequence)
+            activation.reset(.instanceInactive)
+        }
+    }
+}

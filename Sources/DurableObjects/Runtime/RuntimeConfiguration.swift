@@ -1,0 +1,74 @@
+/// The bounds of each object's inbound queue (SEMANTICS.md §5). A request that would exceed one is refused at
+/// once with an overloaded, retryable error and never runs.
+public struct MailboxLimits: Sendable {
+    /// Requests waiting to be delivered to one object.
+    public var maxQueuedRequests: Int
+    /// Bytes of request bodies waiting for one object.
+    public var maxQueuedBytes: Int
+    /// How long a request may wait; older ones are dropped when they reach the head of the queue.
+    public var maxQueueAge: Duration
+
+    /// Creates limits. The defaults let one object take bursts of a thousand requests and serve well over
+    /// 1,000 requests a second.
+    public init(maxQueuedRequests: Int = 1_000, maxQueuedBytes: Int = 32 << 20, maxQueueAge: Duration = .seconds(30)) {
+        self.maxQueuedRequests = maxQueuedRequests
+        self.maxQueuedBytes = maxQueuedBytes
+        self.maxQueueAge = maxQueueAge
+    }
+}
+
+/// How an ``ObjectRuntime`` runs objects.
+public struct RuntimeConfiguration: Sendable {
+    /// The bounds of each object's inbound queue.
+    public var mailbox: MailboxLimits
+    /// An object with no events, no open work and nothing to flush for this long is evicted from memory.
+    public var idleTimeout: Duration
+    /// The time limit of `blockConcurrencyWhile`.
+    public var blockConcurrencyTimeout: Duration
+    /// Clean values kept in memory per object.
+    public var cacheEntriesPerObject: Int
+
+    /// Creates a configuration; the defaults are the production ones (70 s idle eviction, 30 s limit for
+    /// `blockConcurrencyWhile`).
+    public init(
+        mailbox: MailboxLimits = MailboxLimits(),
+        idleTimeout: Duration = .seconds(70),
+        blockConcurrencyTimeout: Duration = .seconds(30),
+        cacheEntriesPerObject: Int = 1_000
+    ) {
+        self.mailbox = mailbox
+        self.idleTimeout = idleTimeout
+        self.blockConcurrencyTimeout = blockConcurrencyTimeout
+        self.cacheEntriesPerObject = cacheEntriesPerObject
+    }
+}
+
+/// A durable object class as the runtime knows it: its name and how to make an instance.
+public struct DurableObjectClass: Sendable {
+    /// The class name used in configuration (`class_name`).
+    public let name: String
+    let make: @Sendable (DurableObjectState, Environment) -> any DurableObject
+
+    /// Describes `type` under `name` (by default the type's own name).
+    public init<Object: DurableObject>(_ type: Object.Type, name: String? = nil) {
+        self.name = name ?? String(describing: Object.self)
+        self.make = { state, env in Object(state: state, env: env) }
+    }
+}
+
+/// A namespace as the runtime holds it: its id, class and secret.
+public struct NamespaceDefinition: Sendable, Hashable {
+    /// The namespace id; it names the column family of its objects.
+    public var id: String
+    /// The class that implements its objects.
+    public var className: String
+    /// The secret of its ids.
+    public var key: NamespaceKey
+
+    /// Creates a definition.
+    public init(id: String, className: String, key: NamespaceKey) {
+        self.id = id
+        self.className = className
+        self.key = key
+    }
+}

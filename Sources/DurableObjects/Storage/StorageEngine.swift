@@ -1,0 +1,396 @@
+import DequeModule
+import DurableStorage
+import Synchronization
+
+/// What the runtime lends an object's storage engine.
+struct StorageHooks: Sendable {
+    /// Run by the group committer just before a flush is written; throwing refuses the flush (used to fence stale
+    /// activations and to inject write failures in tests).
+    var writeCheck: GroupCommitter.Check?
+    /// Run before every read that goes to RocksDB (tests use it to hold a read in progress).
+    var beforeDatabaseRead: (@Sendable () -> Void)?
+    /// Called (off any lock) when a flush failed and the object must be reset.
+    var flushFailed: @Sendable (any Error) -> Void
+    /// Entries of clean values kept in memory for this object.
+    var cacheCapacity: Int
+}
+
+/// One entry of an overlay: a value written, or a deletion.
+enum OverlaySlot: Sendable, Equatable {
+    case value([UInt8])
+    case deleted
+
+    var value: [UInt8]? {
+        if case .value(let bytes) = self { return bytes }
+        return nil
+    }
+}
+
+/// Writes not yet on disk, keyed by the raw UTF-8 bytes of the user key.
+struct OverlayLayer: Sendable {
+    var entries: [[UInt8]: OverlaySlot] = [:]
+    /// A `deleteAll()` happened: nothing below this layer counts.
+    var clearsBelow = false
+    /// The sequence number of the newest write in the layer.
+    var maxSequence: UInt64 = 0
+
+    var isEmpty: Bool { entries.isEmpty && !clearsBelow }
+}
+
+/// The storage of one activation: the read-your-writes overlay, the clean-value cache, flush scheduling (one
+/// atomic batch per flush, at most one in flight) and the output gate (waiting until writes are durable).
+///
+/// Reads and writes are synchronous: called on the object's executor they never suspend, which is what keeps the
+/// input gate closed during a read. All state sits behind one lock, because flush completions arrive on the
+/// commit thread and output-gate waits come from other tasks.
+final class StorageEngine: Sendable {
+    let database: Database
+    let family: ColumnFamily
+    let objectID: [UInt8]
+    let committer: GroupCommitter
+    let hooks: StorageHooks
+
+    private struct Waiter {
+        var target: UInt64
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct State {
+        var dirty = OverlayLayer()
+        var flushing: OverlayLayer?
+        var transaction: OverlayLayer?
+        var cache: [[UInt8]: OverlaySlot] = [:]
+        var cacheOrder = Deque<[UInt8]>()
+        /// The last sequence number given to a write.
+        var writeSequence: UInt64 = 0
+        /// The newest write that outgoing messages must wait for (writes with `allowUnconfirmed` do not count).
+        var gateSequence: UInt64 = 0
+        /// Every write up to this sequence number is on disk.
+        var durableSequence: UInt64 = 0
+        /// Bumped by every write and flush, so that a read that raced with them does not fill the cache.
+        var generation: UInt64 = 0
+        var turnActive = false
+        var failure: DurableObjectError?
+        var waiters: [Waiter] = []
+    }
+
+    private let state = Mutex(State())
+
+    init(database: Database, family: ColumnFamily, objectID: [UInt8], committer: GroupCommitter, hooks: StorageHooks) {
+        self.database = database
+        self.family = family
+        self.objectID = objectID
+        self.committer = committer
+        self.hooks = hooks
+    }
+
+    // MARK: Reads
+
+    /// The value of `key` through the overlays, the cache, then RocksDB.
+    func read(_ key: [UInt8], inTransaction: Bool, noCache: Bool) throws -> [UInt8]? {
+        let lookup = try state.withLock { state throws -> (found: OverlaySlot?, generation: UInt64) in
+            if let failure = state.failure { throw failure }
+            for layer in Self.layers(state, inTransaction: inTransaction) {
+                if let slot = layer.entries[key] { return (slot, 0) }
+                if layer.clearsBelow { return (.deleted, 0) }
+            }
+            if let cached = state.cache[key] { return (cached, 0) }
+            return (nil, state.generation)
+        }
+        if let found = lookup.found { return found.value }
+        hooks.beforeDatabaseRead?()
+        let value: [UInt8]?
+        do {
+            value = try database.get(ObjectKeySpace.storageKey(objectID: objectID, userKeyBytes: key), in: family)
+        } catch {
+            throw DurableObjectError(.internal, "Durable Object storage read failed: \(error)")
+        }
+        if !noCache {
+            state.withLock { state in
+                if state.generation == lookup.generation {
+                    Self.remember(&state, key, value.map(OverlaySlot.value) ?? .deleted, capacity: hooks.cacheCapacity)
+                }
+            }
+        }
+        return value
+    }
+
+    /// The entries in `[lower, upper)` that begin with `prefix`, merged from RocksDB and the overlays, in byte
+    /// order (or reversed), cut at `limit`.
+    func list(
+        lower: [UInt8]?, upper: [UInt8]?, prefix: [UInt8]?, reverse: Bool, limit: Int?, inTransaction: Bool
+    ) throws -> [(key: [UInt8], value: [UInt8])] {
+        let (overlay, skipDatabase) = try state.withLock { state throws -> ([[UInt8]: OverlaySlot], Bool) in
+            if let failure = state.failure { throw failure }
+            var merged: [[UInt8]: OverlaySlot] = [:]
+            var skip = false
+            for layer in Self.layers(state, inTransaction: inTransaction).reversed() {
+                if layer.clearsBelow {
+                    merged.removeAll()
+                    skip = true
+                }
+                merged.merge(layer.entries) { _, newer in newer }
+            }
+            return (merged, skip)
+        }
+        func inRange(_ key: [UInt8]) -> Bool {
+            if let lower, key.lexicographicallyPrecedes(lower) { return false }
+            if let upper, !key.lexicographicallyPrecedes(upper) { return false }
+            if let prefix, !key.starts(with: prefix) { return false }
+            return true
+        }
+        let before: ([UInt8], [UInt8]) -> Bool =
+            reverse ? { $1.lexicographicallyPrecedes($0) } : { $0.lexicographicallyPrecedes($1) }
+        let pending = overlay.filter { inRange($0.key) }.sorted { before($0.key, $1.key) }
+        var result: [(key: [UInt8], value: [UInt8])] = []
+        var next = 0
+        let full = { limit.map { result.count >= $0 } ?? false }
+        func emit(_ key: [UInt8], _ slot: OverlaySlot) {
+            if case .value(let value) = slot { result.append((key, value)) }
+        }
+
+        if !skipDatabase {
+            hooks.beforeDatabaseRead?()
+            let options = ObjectKeySpace.scanOptions(
+                objectID: objectID, start: lower, end: upper, prefix: prefix, reverse: reverse)
+            do {
+                try database.forEach(in: family, options) { storageKey, value in
+                    let key = Array(ObjectKeySpace.userKeyBytes(ofStorageKey: storageKey))
+                    while next < pending.count, before(pending[next].key, key) {
+                        emit(pending[next].key, pending[next].value)
+                        next += 1
+                        if full() { return false }
+                    }
+                    if next < pending.count, pending[next].key == key {
+                        emit(key, pending[next].value)
+                        next += 1
+                    } else {
+                        result.append((key, value))
+                    }
+                    return !full()
+                }
+            } catch {
+                throw DurableObjectError(.internal, "Durable Object storage read failed: \(error)")
+            }
+        }
+        while next < pending.count, !full() {
+            emit(pending[next].key, pending[next].value)
+            next += 1
+        }
+        return result
+    }
+
+    // MARK: Writes
+
+    /// Records writes in the overlay (the transaction's, when `inTransaction`). Returns at once.
+    func write(_ writes: [([UInt8], OverlaySlot)], unconfirmed: Bool, inTransaction: Bool) throws {
+        let flush = try state.withLock { state throws -> PreparedFlush? in
+            if let failure = state.failure { throw failure }
+            if inTransaction, state.transaction != nil {
+                for (key, slot) in writes { state.transaction!.entries[key] = slot }
+                return nil
+            }
+            for (key, slot) in writes {
+                state.writeSequence += 1
+                state.dirty.entries[key] = slot
+            }
+            Self.noteWrite(&state, unconfirmed: unconfirmed)
+            return prepareFlush(&state)
+        }
+        flush.map(start)
+    }
+
+    /// Deletes every key of the object (and, by the caller, the alarm).
+    func deleteAll(unconfirmed: Bool) throws {
+        let flush = try state.withLock { state throws -> PreparedFlush? in
+            if let failure = state.failure { throw failure }
+            state.writeSequence += 1
+            state.dirty = OverlayLayer(entries: [:], clearsBelow: true, maxSequence: state.writeSequence)
+            state.cache.removeAll()
+            state.cacheOrder.removeAll()
+            Self.noteWrite(&state, unconfirmed: unconfirmed)
+            return prepareFlush(&state)
+        }
+        flush.map(start)
+    }
+
+    private static func noteWrite(_ state: inout State, unconfirmed: Bool) {
+        state.dirty.maxSequence = state.writeSequence
+        if !unconfirmed { state.gateSequence = state.writeSequence }
+        state.generation += 1
+    }
+
+    // MARK: Transactions
+
+    /// Opens the transaction layer. Only one transaction runs at a time.
+    func beginTransaction() throws {
+        try state.withLock { state throws in
+            if let failure = state.failure { throw failure }
+            state.transaction = OverlayLayer()
+        }
+    }
+
+    /// Discards the transaction layer (rollback) or moves it into the overlay as one group of writes (commit).
+    func endTransaction(commit: Bool) throws {
+        let flush = try state.withLock { state throws -> PreparedFlush? in
+            guard let layer = state.transaction else { return nil }
+            state.transaction = nil
+            guard commit, !layer.entries.isEmpty else { return nil }
+            if let failure = state.failure { throw failure }
+            for (key, slot) in layer.entries {
+                state.writeSequence += 1
+                state.dirty.entries[key] = slot
+            }
+            Self.noteWrite(&state, unconfirmed: false)
+            return prepareFlush(&state)
+        }
+        flush.map(start)
+    }
+
+    var inTransaction: Bool { state.withLock { $0.transaction != nil } }
+
+    // MARK: Turns and flushes
+
+    /// A turn of the object began: writes from now on belong to it until it ends.
+    func turnWillStart() {
+        state.withLock { $0.turnActive = true }
+    }
+
+    /// A turn ended: flush what it wrote, unless a flush is in flight (then the next one carries it).
+    func turnDidEnd() {
+        let flush = state.withLock { state -> PreparedFlush? in
+            state.turnActive = false
+            return prepareFlush(&state)
+        }
+        flush.map(start)
+    }
+
+    private struct PreparedFlush {
+        var batch: WriteBatch
+    }
+
+    /// Moves the dirty layer to `flushing` and builds its batch, when that is allowed now: no flush in flight, no
+    /// turn half-way (a turn's writes never split across flushes), and something to write. Writes made off the
+    /// object's executor (no turn) flush at once.
+    private func prepareFlush(_ state: inout State) -> PreparedFlush? {
+        guard state.flushing == nil, !state.turnActive, !state.dirty.isEmpty, state.failure == nil else { return nil }
+        let layer = state.dirty
+        state.dirty = OverlayLayer()
+        state.flushing = layer
+        var batch = WriteBatch()
+        if layer.clearsBelow {
+            // No UTF-8 key contains the byte 0xFF, so `id ‖ 0xFF` is above every key of the object.
+            batch.deleteRange(from: objectID, to: objectID + [0xFF], in: family)
+        }
+        for (key, slot) in layer.entries {
+            let storageKey = ObjectKeySpace.storageKey(objectID: objectID, userKeyBytes: key)
+            switch slot {
+            case .value(let value): batch.put(value, forKey: storageKey, in: family)
+            case .deleted: batch.delete(storageKey, in: family)
+            }
+        }
+        return PreparedFlush(batch: batch)
+    }
+
+    private func start(_ flush: PreparedFlush) {
+        committer.commit(flush.batch, check: hooks.writeCheck) { result in
+            self.flushCompleted(result)
+        }
+    }
+
+    private func flushCompleted(_ result: Result<Void, any Error>) {
+        var resumed: [CheckedContinuation<Void, any Error>] = []
+        var failed: [CheckedContinuation<Void, any Error>] = []
+        var failure: (any Error)?
+        let next = state.withLock { state -> PreparedFlush? in
+            guard let layer = state.flushing else { return nil }
+            state.flushing = nil
+            state.generation += 1
+            switch result {
+            case .success:
+                state.durableSequence = max(state.durableSequence, layer.maxSequence)
+                if layer.clearsBelow {
+                    state.cache.removeAll()
+                    state.cacheOrder.removeAll()
+                }
+                for (key, slot) in layer.entries { Self.remember(&state, key, slot, capacity: hooks.cacheCapacity) }
+                let durable = state.durableSequence
+                state.waiters.removeAll { waiter in
+                    guard waiter.target <= durable else { return false }
+                    resumed.append(waiter.continuation)
+                    return true
+                }
+                return prepareFlush(&state)
+            case .failure(let error):
+                failure = error
+                state.failure = .instanceInactive
+                failed = state.waiters.map(\.continuation)
+                state.waiters.removeAll()
+                return nil
+            }
+        }
+        for continuation in resumed { continuation.resume() }
+        for continuation in failed { continuation.resume(throwing: DurableObjectError.storageWriteFailed) }
+        if let failure { hooks.flushFailed(failure) }
+        next.map(start)
+    }
+
+    // MARK: Output gate
+
+    /// The sequence number an outgoing message made now must wait for.
+    var gateSequence: UInt64 { state.withLock { $0.gateSequence } }
+    /// The sequence number of the last write made so far.
+    var writeSequence: UInt64 { state.withLock { $0.writeSequence } }
+
+    /// Returns once every write up to `target` is durable.
+    ///
+    /// - Throws: ``DurableObjectError/storageWriteFailed`` when a flush carrying those writes failed.
+    func waitUntilDurable(_ target: UInt64) async throws {
+        if state.withLock({ $0.durableSequence >= target }) { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let outcome = state.withLock { state -> Result<Bool, DurableObjectError> in
+                if state.durableSequence >= target { return .success(true) }
+                if state.failure != nil { return .failure(.storageWriteFailed) }
+                state.waiters.append(Waiter(target: target, continuation: continuation))
+                return .success(false)
+            }
+            switch outcome {
+            case .success(true): continuation.resume()
+            case .success(false): break
+            case .failure(let error): continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// Whether nothing is waiting to be written.
+    var isClean: Bool { state.withLock { $0.dirty.isEmpty && $0.flushing == nil } }
+
+    /// Stops the engine: later reads and writes throw `error`, and output-gate waiters fail.
+    func invalidate(_ error: DurableObjectError) {
+        let failed = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            if state.failure == nil { state.failure = error }
+            let continuations = state.waiters.map(\.continuation)
+            state.waiters.removeAll()
+            return continuations
+        }
+        for continuation in failed { continuation.resume(throwing: DurableObjectError.storageWriteFailed) }
+    }
+
+    // MARK: Helpers
+
+    private static func layers(_ state: State, inTransaction: Bool) -> [OverlayLayer] {
+        var layers: [OverlayLayer] = []
+        if inTransaction, let transaction = state.transaction { layers.append(transaction) }
+        layers.append(state.dirty)
+        if let flushing = state.flushing { layers.append(flushing) }
+        return layers
+    }
+
+    private static func remember(_ state: inout State, _ key: [UInt8], _ slot: OverlaySlot, capacity: Int) {
+        guard capacity > 0 else { return }
+        if state.cache.updateValue(slot, forKey: key) == nil { state.cacheOrder.append(key) }
+        while state.cache.count > capacity, let oldest = state.cacheOrder.popFirst() {
+            state.cache[oldest] = nil
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Dispatch
+
+/// The storage calls shared by ``DurableObjectStorage`` and ``DurableObjectTransaction``: validation, encoding
+/// and the choice between reading in the turn (input gate held) and reading off the object's executor
+/// (`allowConcurrency`).
+struct StorageOperations: Sendable {
+    let engine: StorageEngine
+    let inTransaction: Bool
+
+    func get<V: Decodable & Sendable>(_ key: String, as type: V.Type, options: StorageReadOptions) async throws -> V? {
+        let keyBytes = Array(key.utf8)
+        try StorageLimits.checkKey(keyBytes)
+        let bytes = try await read(options.allowConcurrency) {
+            try engine.read(keyBytes, inTransaction: inTransaction, noCache: options.noCache)
+        }
+        return try bytes.map { try StorageValueCoding.decode($0, as: V.self, key: key) }
+    }
+
+    func get<V: Decodable & Sendable>(_ keys: [String], as type: V.Type, options: StorageReadOptions) async throws
+        -> StorageEntries<V>
+    {
+        try StorageLimits.checkGetCount(keys.count)
+        let keyBytes = keys.map { Array($0.utf8) }
+        for key in keyBytes { try StorageLimits.checkKey(key) }
+        let sortedKeys = Array(Set(keyBytes)).sorted { $0.lexicographicallyPrecedes($1) }
+        let found = try await read(options.allowConcurrency) {
+            try sortedKeys.compactMap { key in
+                try engine.read(key, inTransaction: inTransaction, noCache: options.noCache).map { (key, $0) }
+            }
+        }
+        return StorageEntries(
+            try found.map { key, bytes in
+                let name = String(decoding: key, as: UTF8.self)
+                return (name, try StorageValueCoding.decode(bytes, as: V.self, key: name))
+            })
+    }
+
+    func put<V: Encodable>(_ entries: [(String, V)], options: StorageWriteOptions) throws {
+        try StorageLimits.checkPutCount(entries.count)
+        let writes = try entries.map { key, value -> ([UInt8], OverlaySlot) in
+            let keyBytes = Array(key.utf8)
+            try StorageLimits.checkKey(keyBytes)
+            let encoded = try StorageValueCoding.encode(value)
+            try StorageLimits.checkValue(encoded)
+            return (keyBytes, .value(encoded))
+        }
+        try engine.write(writes, unconfirmed: options.allowUnconfirmed, inTransaction: inTransaction)
+    }
+
+    func delete(_ keys: [String], options: StorageWriteOptions) throws -> Int {
+        try StorageLimits.checkDeleteCount(keys.count)
+        let keyBytes = Array(Set(keys.map { Array($0.utf8) }))
+        for key in keyBytes { try StorageLimits.checkKey(key) }
+        // Existence is read through the overlay, so the count is exact even before earlier writes are flushed.
+        let existing = try keyBytes.filter { try engine.read($0, inTransaction: inTransaction, noCache: true) != nil }
+        try engine.write(
+            keyBytes.map { ($0, .deleted) }, unconfirmed: options.allowUnconfirmed, inTransaction: inTransaction)
+        return existing.count
+    }
+
+    func list<V: Decodable & Sendable>(_ options: StorageListOptions, as type: V.Type) async throws
+        -> StorageEntries<V>
+    {
+        if options.start != nil && options.startAfter != nil {
+            throw DurableObjectError.invalid("list() cannot be called with both start and startAfter values.")
+        }
+        if let limit = options.limit, limit <= 0 { throw DurableObjectError.invalid("List limit must be positive.") }
+        let lower = options.startAfter.map { Array($0.utf8) + [0] } ?? options.start.map { Array($0.utf8) }
+        let upper = options.end.map { Array($0.utf8) }
+        if let lower, let upper, !lower.lexicographicallyPrecedes(upper) { return StorageEntries([]) }
+        let prefix = options.prefix.flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        let entries = try await read(options.allowConcurrency) {
+            try engine.list(
+                lower: lower, upper: upper, prefix: prefix, reverse: options.reverse, limit: options.limit,
+                inTransaction: inTransaction)
+        }
+        return StorageEntries(
+            try entries.map { key, bytes in
+                let name = String(decoding: key, as: UTF8.self)
+                return (name, try StorageValueCoding.decode(bytes, as: V.self, key: name))
+            })
+    }
+
+    /// Runs `work` in the current turn (no suspension: the input gate holds), or on a pool thread when
+    /// `allowConcurrency` is set, so that the object can take other events meanwhile.
+    private func read<R: Sendable>(_ allowConcurrency: Bool, _ work: @escaping @Sendable () throws -> R)
+        async throws -> R
+    {
+        guard allowConcurrency else { return try work() }
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+}
