@@ -144,8 +144,13 @@ public final class DurableTestRuntime: ObjectTransport, Sendable {
     }
 
     /// Holds every storage read that goes to RocksDB until the gate is opened.
-    public func holdStorageReads() throws -> ReadGate {
+    public func holdStorageReads() throws -> FaultGate {
         try runtime.faults.holdReads()
+    }
+
+    /// Holds every flush of the runtime until the gate is opened: nothing becomes durable meanwhile.
+    public func holdStorageWrites() throws -> FaultGate {
+        try runtime.faults.holdWrites()
     }
 
     /// Shuts the runtime down (writes made durable, objects evicted), closes the database, and opens both again

@@ -10,7 +10,8 @@ public final class FaultInjector: Sendable {
     }
 
     private let failingWrites = Mutex<[Key: Int]>([:])
-    private let readGate = Mutex<ReadGate?>(nil)
+    private let readGate = Mutex<FaultGate?>(nil)
+    private let writeGate = Mutex<FaultGate?>(nil)
 
     init() {}
 
@@ -27,12 +28,20 @@ public final class FaultInjector: Sendable {
             return true
         }
         if fail { throw StorageError(.writeRejected, "injected storage write failure") }
+        writeGate.withLock { $0 }?.pass()
+    }
+
+    /// Holds every flush (on the commit thread, so all writes of the node wait) until the returned gate is opened.
+    public func holdWrites() -> FaultGate {
+        let gate = FaultGate()
+        writeGate.withLock { $0 = gate }
+        return gate
     }
 
     /// Holds every storage read that goes to RocksDB until the returned gate is opened.
     /// The gate also tells how many reads are being held.
-    public func holdReads() -> ReadGate {
-        let gate = ReadGate()
+    public func holdReads() -> FaultGate {
+        let gate = FaultGate()
         readGate.withLock { $0 = gate }
         return gate
     }
@@ -41,13 +50,10 @@ public final class FaultInjector: Sendable {
         { [self] in readGate.withLock { $0 }?.pass() }
     }
 
-    func clearReadGate(_ gate: ReadGate) {
-        readGate.withLock { if $0 === gate { $0 = nil } }
-    }
 }
 
-/// A gate that holds threads until it is opened.
-public final class ReadGate: Sendable {
+/// A gate that holds the threads that reach it until it is opened.
+public final class FaultGate: Sendable {
     private let state = Mutex<(open: Bool, held: Int)>((false, 0))
     private let condition = ConditionBox()
 

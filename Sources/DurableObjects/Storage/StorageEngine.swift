@@ -86,9 +86,10 @@ final class StorageEngine: Sendable {
 
     // MARK: Reads
 
-    /// The value of `key` through the overlays, the cache, then RocksDB.
-    func read(_ key: [UInt8], inTransaction: Bool, noCache: Bool) throws -> [UInt8]? {
-        let lookup = try state.withLock { state throws -> (found: OverlaySlot?, generation: UInt64) in
+    /// The first half of a read, done when the read is issued: the overlays and the cache. `nil` means the value
+    /// must come from RocksDB; `generation` then tells whether the cache may keep what is read.
+    func lookup(_ key: [UInt8], inTransaction: Bool) throws -> (slot: OverlaySlot?, generation: UInt64) {
+        try state.withLock { state throws -> (slot: OverlaySlot?, generation: UInt64) in
             if let failure = state.failure { throw failure }
             for layer in Self.layers(state, inTransaction: inTransaction) {
                 if let slot = layer.entries[key] { return (slot, 0) }
@@ -97,17 +98,22 @@ final class StorageEngine: Sendable {
             if let cached = state.cache[key] { return (cached, 0) }
             return (nil, state.generation)
         }
-        if let found = lookup.found { return found.value }
+    }
+
+    /// The second half of a read: RocksDB, as of `snapshot` when given. Keeps the value in the cache unless a
+    /// write or flush happened since `generation` was read.
+    func databaseGet(_ key: [UInt8], snapshot: Snapshot?, generation: UInt64, noCache: Bool) throws -> [UInt8]? {
         hooks.beforeDatabaseRead?()
         let value: [UInt8]?
         do {
-            value = try database.get(ObjectKeySpace.storageKey(objectID: objectID, userKeyBytes: key), in: family)
+            value = try database.get(
+                ObjectKeySpace.storageKey(objectID: objectID, userKeyBytes: key), in: family, snapshot: snapshot)
         } catch {
             throw DurableObjectError(.internal, "Durable Object storage read failed: \(error)")
         }
         if !noCache {
             state.withLock { state in
-                if state.generation == lookup.generation {
+                if state.generation == generation {
                     Self.remember(&state, key, value.map(OverlaySlot.value) ?? .deleted, capacity: hooks.cacheCapacity)
                 }
             }
@@ -115,12 +121,26 @@ final class StorageEngine: Sendable {
         return value
     }
 
-    /// The entries in `[lower, upper)` that begin with `prefix`, merged from RocksDB and the overlays, in byte
-    /// order (or reversed), cut at `limit`.
-    func list(
-        lower: [UInt8]?, upper: [UInt8]?, prefix: [UInt8]?, reverse: Bool, limit: Int?, inTransaction: Bool
-    ) throws -> [(key: [UInt8], value: [UInt8])] {
-        let (overlay, skipDatabase) = try state.withLock { state throws -> ([[UInt8]: OverlaySlot], Bool) in
+    /// A read in one go (overlays, cache, then RocksDB).
+    func read(_ key: [UInt8], inTransaction: Bool, noCache: Bool) throws -> [UInt8]? {
+        let found = try lookup(key, inTransaction: inTransaction)
+        if let slot = found.slot { return slot.value }
+        return try databaseGet(key, snapshot: nil, generation: found.generation, noCache: noCache)
+    }
+
+    /// A consistent point to finish reads later from (for reads that let other events in meanwhile).
+    func snapshot() throws -> Snapshot {
+        do {
+            return try database.snapshot()
+        } catch {
+            throw DurableObjectError(.internal, "Durable Object storage read failed: \(error)")
+        }
+    }
+
+    /// The writes not yet on disk that a list must merge, taken when the list is issued; `skipDatabase` when a
+    /// `deleteAll()` among them hides everything on disk.
+    func overlayForList(inTransaction: Bool) throws -> (overlay: [[UInt8]: OverlaySlot], skipDatabase: Bool) {
+        try state.withLock { state throws -> ([[UInt8]: OverlaySlot], Bool) in
             if let failure = state.failure { throw failure }
             var merged: [[UInt8]: OverlaySlot] = [:]
             var skip = false
@@ -133,6 +153,14 @@ final class StorageEngine: Sendable {
             }
             return (merged, skip)
         }
+    }
+
+    /// The entries in `[lower, upper)` that begin with `prefix`, merged from RocksDB (as of `snapshot`) and
+    /// `overlay`, in byte order (or reversed), cut at `limit`.
+    func list(
+        overlay: [[UInt8]: OverlaySlot], skipDatabase: Bool, snapshot: Snapshot?,
+        lower: [UInt8]?, upper: [UInt8]?, prefix: [UInt8]?, reverse: Bool, limit: Int?
+    ) throws -> [(key: [UInt8], value: [UInt8])] {
         func inRange(_ key: [UInt8]) -> Bool {
             if let lower, key.lexicographicallyPrecedes(lower) { return false }
             if let upper, !key.lexicographicallyPrecedes(upper) { return false }
@@ -152,7 +180,7 @@ final class StorageEngine: Sendable {
         if !skipDatabase {
             hooks.beforeDatabaseRead?()
             let options = ObjectKeySpace.scanOptions(
-                objectID: objectID, start: lower, end: upper, prefix: prefix, reverse: reverse)
+                objectID: objectID, start: lower, end: upper, prefix: prefix, reverse: reverse, snapshot: snapshot)
             do {
                 try database.forEach(in: family, options) { storageKey, value in
                     let key = Array(ObjectKeySpace.userKeyBytes(ofStorageKey: storageKey))

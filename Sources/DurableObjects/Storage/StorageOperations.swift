@@ -1,4 +1,5 @@
 import Dispatch
+import DurableStorage
 
 /// The storage calls shared by ``DurableObjectStorage`` and ``DurableObjectTransaction``: validation, encoding
 /// and the choice between reading in the turn (input gate held) and reading off the object's executor
@@ -10,8 +11,15 @@ struct StorageOperations: Sendable {
     func get<V: Decodable & Sendable>(_ key: String, as type: V.Type, options: StorageReadOptions) async throws -> V? {
         let keyBytes = Array(key.utf8)
         try StorageLimits.checkKey(keyBytes)
-        let bytes = try await read(options.allowConcurrency) {
-            try engine.read(keyBytes, inTransaction: inTransaction, noCache: options.noCache)
+        let found = try engine.lookup(keyBytes, inTransaction: inTransaction)
+        let bytes: [UInt8]?
+        if let slot = found.slot {
+            bytes = slot.value
+        } else {
+            bytes = try await finishRead(options.allowConcurrency) { [engine] snapshot in
+                try engine.databaseGet(
+                    keyBytes, snapshot: snapshot, generation: found.generation, noCache: options.noCache)
+            }
         }
         return try bytes.map { try StorageValueCoding.decode($0, as: V.self, key: key) }
     }
@@ -23,9 +31,13 @@ struct StorageOperations: Sendable {
         let keyBytes = keys.map { Array($0.utf8) }
         for key in keyBytes { try StorageLimits.checkKey(key) }
         let sortedKeys = Array(Set(keyBytes)).sorted { $0.lexicographicallyPrecedes($1) }
-        let found = try await read(options.allowConcurrency) {
-            try sortedKeys.compactMap { key in
-                try engine.read(key, inTransaction: inTransaction, noCache: options.noCache).map { (key, $0) }
+        let lookups = try sortedKeys.map { try engine.lookup($0, inTransaction: inTransaction) }
+        let found = try await finishRead(options.allowConcurrency) { [engine] snapshot in
+            try zip(sortedKeys, lookups).compactMap { key, lookup -> ([UInt8], [UInt8])? in
+                if let slot = lookup.slot { return slot.value.map { (key, $0) } }
+                return try engine.databaseGet(
+                    key, snapshot: snapshot, generation: lookup.generation, noCache: options.noCache
+                ).map { (key, $0) }
             }
         }
         return StorageEntries(
@@ -69,10 +81,11 @@ struct StorageOperations: Sendable {
         let upper = options.end.map { Array($0.utf8) }
         if let lower, let upper, !lower.lexicographicallyPrecedes(upper) { return StorageEntries([]) }
         let prefix = options.prefix.flatMap { $0.isEmpty ? nil : Array($0.utf8) }
-        let entries = try await read(options.allowConcurrency) {
+        let (overlay, skipDatabase) = try engine.overlayForList(inTransaction: inTransaction)
+        let entries = try await finishRead(options.allowConcurrency) { [engine] snapshot in
             try engine.list(
-                lower: lower, upper: upper, prefix: prefix, reverse: options.reverse, limit: options.limit,
-                inTransaction: inTransaction)
+                overlay: overlay, skipDatabase: skipDatabase, snapshot: snapshot, lower: lower, upper: upper,
+                prefix: prefix, reverse: options.reverse, limit: options.limit)
         }
         return StorageEntries(
             try entries.map { key, bytes in
@@ -81,14 +94,20 @@ struct StorageOperations: Sendable {
             })
     }
 
-    /// Runs `work` in the current turn (no suspension: the input gate holds), or on a pool thread when
-    /// `allowConcurrency` is set, so that the object can take other events meanwhile.
-    private func read<R: Sendable>(_ allowConcurrency: Bool, _ work: @escaping @Sendable () throws -> R)
-        async throws -> R
-    {
-        guard allowConcurrency else { return try work() }
+    /// Finishes a read whose overlay part was done when it was issued. Without `allowConcurrency` it runs in the
+    /// current turn (no suspension: the input gate holds). With it, the rest runs on a pool thread against a
+    /// snapshot taken now, so the object can take other events meanwhile and the read still returns what was
+    /// stored when it was issued.
+    private func finishRead<R: Sendable>(
+        _ allowConcurrency: Bool, _ work: @escaping @Sendable (Snapshot?) throws -> R
+    ) async throws -> R {
+        guard allowConcurrency else { return try work(nil) }
+        let snapshot = try engine.snapshot()
         return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try work(snapshot) })
+                snapshot.release()
+            }
         }
     }
 }

@@ -1,0 +1,204 @@
+import DurableObjects
+import DurableObjectsTesting
+import Foundation
+import Synchronization
+import Testing
+
+/// A one-shot gate tasks can wait on.
+final class Latch: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [UInt64: CheckedContinuation<Void, Never>], next: UInt64)>(
+        (false, [:], 0))
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Waits until opened (or the task is cancelled).
+    func wait() async {
+        let ticket = state.withLock { state -> UInt64 in
+            state.next += 1
+            return state.next
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.open { return true }
+                    state.waiters[ticket] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: ticket) }?.resume()
+        }
+    }
+}
+
+/// Shared coordination between tests and the objects they drive: latches and execution logs by name.
+enum Board {
+    private static let latches = Mutex<[String: Latch]>([:])
+    private static let logs = Mutex<[String: [String]]>([:])
+    private static let counters = Mutex<[String: Int]>([:])
+
+    static func latch(_ name: String) -> Latch {
+        latches.withLock { latches in
+            if let latch = latches[name] { return latch }
+            let latch = Latch()
+            latches[name] = latch
+            return latch
+        }
+    }
+
+    static func log(_ name: String, _ entry: String) { logs.withLock { $0[name, default: []].append(entry) } }
+    static func entries(_ name: String) -> [String] { logs.withLock { $0[name] ?? [] } }
+
+    /// Increments and returns the counter `name`.
+    static func next(_ name: String) -> Int {
+        counters.withLock { counters in
+            counters[name, default: 0] += 1
+            return counters[name]!
+        }
+    }
+    static func count(_ name: String) -> Int { counters.withLock { $0[name] ?? 0 } }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+func eventually(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return try condition()
+}
+
+/// Whether `task` finishes within `timeout`.
+func finishes<T>(_ task: Task<T, any Error>, within timeout: Duration) async -> Bool {
+    let done = Mutex(false)
+    let watcher = Task {
+        _ = await task.result
+        done.withLock { $0 = true }
+    }
+    defer { watcher.cancel() }
+    return await eventually(timeout: timeout) { done.withLock { $0 } }
+}
+
+/// A test object whose behaviour is chosen by the request path; `tag` query items name latches and logs on the
+/// ``Board``.
+actor Probe: DurableObject {
+    nonisolated let state: DurableObjectState
+    let env: Environment
+    let instance: Int
+    var memory = 0
+
+    init(state: DurableObjectState, env: Environment) {
+        self.state = state
+        self.env = env
+        instance = Board.next("instances:\(state.id)")
+        if let name = state.id.name, name.hasPrefix("slow-start:") {
+            state.blockConcurrencyWhile { [self] in
+                await Board.latch(name).wait()
+                await self.markLoaded()
+            }
+        }
+        if let name = state.id.name, name.hasPrefix("failing-start:") {
+            state.blockConcurrencyWhile { throw ProbeError.startFailed }
+        }
+    }
+
+    enum ProbeError: Error { case startFailed, requested }
+
+    private var loaded = false
+    func markLoaded() { loaded = true }
+
+    func fetch(_ request: Request) async throws -> Response {
+        let tag = request.queryItems.first { $0.name == "tag" }?.value ?? ""
+        switch request.path {
+        case "/increment":
+            let value = (try await state.storage.get("count", as: Int.self) ?? 0) + 1
+            try state.storage.put("count", value)
+            return Response("\(value)")
+        case "/count":
+            return Response("\(try await state.storage.get("count", as: Int.self) ?? 0)")
+        case "/instance":
+            return Response("\(instance)")
+        case "/memory":
+            memory += 1
+            return Response("\(memory)")
+        case "/loaded":
+            return Response("\(loaded)")
+        case "/log":
+            Board.log(tag, "ran \(request.text())")
+            return Response("logged")
+        case "/block":
+            // Holds the input gate until the latch opens: later requests queue.
+            Board.log(tag, "ran \(request.text())")
+            try await state.blockConcurrencyWhile { await Board.latch(tag).wait() }
+            return Response("unblocked")
+        case "/throw-in-block":
+            try await state.blockConcurrencyWhile { throw ProbeError.requested }
+            return Response("unreachable")
+        case "/wait-in-block":
+            try await state.blockConcurrencyWhile { await Board.latch(tag).wait() }
+            return Response("finished")
+        case "/put":
+            try state.storage.put("x", request.text())
+            return Response("stored")
+        case "/put-unconfirmed":
+            try state.storage.put("x", request.text(), options: StorageWriteOptions(allowUnconfirmed: true))
+            return Response("stored")
+        case "/read-held":
+            // A read that reaches RocksDB (the key is never cached) while the test holds reads.
+            let allow = request.text() == "allowConcurrency"
+            _ = try await state.storage.get(
+                "never-written", as: Int.self, options: StorageReadOptions(allowConcurrency: allow, noCache: true))
+            Board.log(tag, "read finished")
+            return Response("read")
+        case "/put-then-call":
+            try state.storage.put("x", "before call")
+            let other = try env.namespace("PROBE").getByName(request.text())
+            return try await other.fetch("http://probe/log?tag=\(tag)", method: .post, body: .text("called"))
+        default:
+            return Response("Not found", status: .notFound)
+        }
+    }
+}
+
+/// A runtime serving ``Probe`` as `PROBE`, with short timeouts unless told otherwise.
+func makeRuntime(_ configuration: RuntimeConfiguration = RuntimeConfiguration(idleTimeout: .seconds(60))) throws
+    -> DurableTestRuntime
+{
+    try DurableTestRuntime(
+        classes: [DurableObjectClass(Probe.self)], bindings: ["PROBE": "Probe"], configuration: configuration)
+}
+
+/// A unique object name for one test.
+func uniqueName(_ prefix: String = "object") -> String { "\(prefix)-\(UUID().uuidString)" }
+
+extension DurableObjectStub {
+    /// Sends a request to `path` and returns the body text.
+    func text(_ path: String, body: String = "") async throws -> String {
+        try await fetch("http://probe\(path)", method: .post, body: .text(body)).text()
+    }
+}
+
+/// Runs `body` with a fresh runtime serving ``Probe``, and closes the runtime afterwards (also when it throws).
+func withRuntime<T>(
+    _ configuration: RuntimeConfiguration = RuntimeConfiguration(idleTimeout: .seconds(60)),
+    _ body: (DurableTestRuntime) async throws -> T
+) async throws -> T {
+    let runtime = try makeRuntime(configuration)
+    do {
+        let value = try await body(runtime)
+        await runtime.close()
+        return value
+    } catch {
+        await runtime.close()
+        throw error
+    }
+}
