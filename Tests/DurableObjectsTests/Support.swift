@@ -202,3 +202,14 @@ func withRuntime<T>(
         throw error
     }
 }
+
+extension Result where Failure == any Error {
+    /// Captures the outcome of an async throwing closure.
+    init(catching body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}

@@ -27,10 +27,13 @@ public final class DurableObjectState: Sendable {
     /// If `body` throws, the object is reset (its in-memory state is dropped; the next event re-creates it) and the
     /// error is rethrown. If it runs longer than the limit (30 s by default), it is cancelled, the object is reset,
     /// and this throws `A call to blockConcurrencyWhile() in a Durable Object waited for too long. …`.
-    public func blockConcurrencyWhile<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    public func blockConcurrencyWhile<T: Sendable>(
+        isolation: isolated (any Actor)? = #isolation, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        // The gate closes in the caller's turn, before anything suspends, so no event slips in.
         control.closeInputGate()
         defer { control.openInputGate() }
-        return try await control.runBlocking(body)
+        return try await control.runBlocking(isolation: isolation, body)
     }
 
     /// Schedules `body` to run before any further event is delivered; for use in the initializer, which cannot
@@ -47,7 +50,9 @@ protocol ActivationControl: AnyObject, Sendable {
     /// Undo one ``closeInputGate()``.
     func openInputGate()
     /// Run `body` under the blockConcurrencyWhile rules (time limit; reset on throw).
-    func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T
+    func runBlocking<T: Sendable>(
+        isolation: isolated (any Actor)?, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T
     /// Run `body` with the input gate closed, from a context that cannot wait (the initializer).
     func scheduleBlocking(_ body: @escaping @Sendable () async throws -> Void)
 }

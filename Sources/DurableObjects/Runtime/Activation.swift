@@ -41,6 +41,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         var inFlight = 0
         var lastActivity = ContinuousClock.now
         var startupBlocks: [@Sendable () async throws -> Void] = []
+        /// Whether the start-up task was launched (by the first admitted event).
+        var startLaunched = false
     }
 
     let namespace: NamespaceDefinition
@@ -54,10 +56,16 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     private let logger: Logger
     private weak let runtime: ObjectRuntime?
 
+    private let make: @Sendable (DurableObjectState, Environment) -> any DurableObject
+    private let environment: Environment
+
     init(
         runtime: ObjectRuntime, namespace: NamespaceDefinition, id: DurableObjectId, family: ColumnFamily,
-        configuration: RuntimeConfiguration, logger: Logger
+        configuration: RuntimeConfiguration, make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
+        environment: Environment, logger: Logger
     ) {
+        self.make = make
+        self.environment = environment
         self.runtime = runtime
         self.namespace = namespace
         self.id = id
@@ -87,16 +95,17 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     /// Creates the instance and runs the `blockConcurrencyWhile` bodies its initializer scheduled; then opens the
     /// input gate. A failure resets the object and fails the queued events with the error.
-    func start(make: @Sendable (DurableObjectState, Environment) -> any DurableObject, env: Environment) async {
-        let object = make(state, env)
+    private func start() async {
+        let object = make(state, environment)
         inner.withLock { $0.phase = .ready(object) }
         while let block = inner.withLock({ $0.startupBlocks.isEmpty ? nil : $0.startupBlocks.removeFirst() }) {
             do {
-                try await runBlocking(block)
+                try await withTimeLimit(blockTimeout, isolation: nil, block)
             } catch {
-                logger.error("start-up of the object failed: \(error)")
-                let queued = retire(.instanceInactive)
-                for pending in queued { pending.continuation.resume(throwing: error) }
+                let reported = error is TimeLimitExceeded ? DurableObjectError.blockConcurrencyTimedOut : error
+                logger.error("start-up of the object failed; resetting it: \(reported)")
+                // The events waiting for this start-up get its error; the next one starts a fresh instance.
+                for pending in retire(.instanceInactive) { pending.continuation.resume(throwing: reported) }
                 return
             }
         }
@@ -119,6 +128,12 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 inner.queuedBytes += bytes
                 inner.inFlight += 1
                 inner.lastActivity = .now
+                if !inner.startLaunched {
+                    // Started by its first event, which is queued by now: if the start-up fails, that event
+                    // gets the error.
+                    inner.startLaunched = true
+                    return .success([.launch])
+                }
                 return .success(nextDeliveries(&inner, executorIdle: !executor.isBusy))
             }
             switch outcome {
@@ -132,6 +147,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         case deliver(CheckedContinuation<Admission, any Error>, any DurableObject)
         case expire(CheckedContinuation<Admission, any Error>)
         case retry(CheckedContinuation<Admission, any Error>)
+        case launch
     }
 
     /// The deliveries possible now (at most one event, plus expired ones dropped on the way).
@@ -160,6 +176,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
             case .deliver(let continuation, let object): continuation.resume(returning: .delivered(object))
             case .expire(let continuation): continuation.resume(throwing: DurableObjectError.queuedTooLong)
             case .retry(let continuation): continuation.resume(returning: .retry)
+            case .launch: Task { await self.start() }
             }
         }
     }
@@ -211,9 +228,11 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         deliverIfPossible(executorIdle: !executor.isBusy)
     }
 
-    func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func runBlocking<T: Sendable>(
+        isolation: isolated (any Actor)? = #isolation, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         do {
-            return try await withTimeLimit(blockTimeout, body)
+            return try await withTimeLimit(blockTimeout, isolation: isolation, body)
         } catch let error as TimeLimitExceeded {
             _ = error
             logger.error("blockConcurrencyWhile() ran past its time limit; resetting the object")
@@ -237,7 +256,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         }
         guard !startingUp else { return }
         Task {
-            _ = try? await runBlocking(body)
+            _ = try? await runBlocking(isolation: nil, body)
             openInputGate()
         }
     }
@@ -306,7 +325,9 @@ struct TimeLimitExceeded: Error {}
 
 /// Runs `body` in a task of its own and returns its result, or throws ``TimeLimitExceeded`` once `limit` has
 /// passed (cancelling the body, without waiting for it to notice).
-func withTimeLimit<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+func withTimeLimit<T: Sendable>(
+    _ limit: Duration, isolation: isolated (any Actor)? = #isolation, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
     let race = Mutex<CheckedContinuation<T, any Error>?>(nil)
     let tasks = Mutex<[Task<Void, Never>]>([])
     return try await withTaskCancellationHandler {

@@ -148,8 +148,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
 
     private func activation(namespaceID: String, id: DurableObjectId) throws -> Activation {
         let key = ActivationKey(namespaceID: namespaceID, id: id.bytes)
-        let (activation, created, environment, objectClass) = try state.withLock {
-            state throws -> (Activation, Bool, Environment, DurableObjectClass) in
+        let (activation, created) = try state.withLock { state throws -> (Activation, Bool) in
             guard !state.stopped else {
                 throw DurableObjectError(.unavailable, "The runtime is shutting down.", retryable: true)
             }
@@ -157,20 +156,18 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 throw DurableObjectError(.notFound, "No Durable Object namespace '\(namespaceID)' is served here.")
             }
             if let existing = state.activations[key] {
-                return (existing, false, state.environment, namespace.objectClass)
+                return (existing, false)
             }
             try namespace.definition.key.verify(id.bytes)
             let activation = Activation(
                 runtime: self, namespace: namespace.definition, id: id, family: namespace.family,
-                configuration: configuration, logger: logger)
+                configuration: configuration, make: namespace.objectClass.make, environment: state.environment,
+                logger: logger)
             state.activations[key] = activation
             if state.sweeper == nil { state.sweeper = startSweeper() }
-            return (activation, true, state.environment, namespace.objectClass)
+            return (activation, true)
         }
-        if created {
-            logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"])
-            Task { await activation.start(make: objectClass.make, env: environment) }
-        }
+        if created { logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"]) }
         return activation
     }
 

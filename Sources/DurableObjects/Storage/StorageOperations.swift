@@ -8,7 +8,9 @@ struct StorageOperations: Sendable {
     let engine: StorageEngine
     let inTransaction: Bool
 
-    func get<V: Decodable & Sendable>(_ key: String, as type: V.Type, options: StorageReadOptions) async throws -> V? {
+    func get<V: Decodable & Sendable>(
+        _ key: String, as type: V.Type, options: StorageReadOptions, isolation: isolated (any Actor)? = #isolation
+    ) async throws -> V? {
         let keyBytes = Array(key.utf8)
         try StorageLimits.checkKey(keyBytes)
         let found = try engine.lookup(keyBytes, inTransaction: inTransaction)
@@ -24,9 +26,9 @@ struct StorageOperations: Sendable {
         return try bytes.map { try StorageValueCoding.decode($0, as: V.self, key: key) }
     }
 
-    func get<V: Decodable & Sendable>(_ keys: [String], as type: V.Type, options: StorageReadOptions) async throws
-        -> StorageEntries<V>
-    {
+    func get<V: Decodable & Sendable>(
+        _ keys: [String], as type: V.Type, options: StorageReadOptions, isolation: isolated (any Actor)? = #isolation
+    ) async throws -> StorageEntries<V> {
         try StorageLimits.checkGetCount(keys.count)
         let keyBytes = keys.map { Array($0.utf8) }
         for key in keyBytes { try StorageLimits.checkKey(key) }
@@ -70,9 +72,9 @@ struct StorageOperations: Sendable {
         return existing.count
     }
 
-    func list<V: Decodable & Sendable>(_ options: StorageListOptions, as type: V.Type) async throws
-        -> StorageEntries<V>
-    {
+    func list<V: Decodable & Sendable>(
+        _ options: StorageListOptions, as type: V.Type, isolation: isolated (any Actor)? = #isolation
+    ) async throws -> StorageEntries<V> {
         if options.start != nil && options.startAfter != nil {
             throw DurableObjectError.invalid("list() cannot be called with both start and startAfter values.")
         }
@@ -99,7 +101,8 @@ struct StorageOperations: Sendable {
     /// snapshot taken now, so the object can take other events meanwhile and the read still returns what was
     /// stored when it was issued.
     private func finishRead<R: Sendable>(
-        _ allowConcurrency: Bool, _ work: @escaping @Sendable (Snapshot?) throws -> R
+        _ allowConcurrency: Bool, isolation: isolated (any Actor)? = #isolation,
+        _ work: @escaping @Sendable (Snapshot?) throws -> R
     ) async throws -> R {
         guard allowConcurrency else { return try work(nil) }
         let snapshot = try engine.snapshot()
