@@ -346,6 +346,11 @@ func withTimeLimit<T: Sendable>(
                 if (try? await Task.sleep(for: limit)) != nil { finish(.failure(TimeLimitExceeded())) }
             }
             tasks.withLock { $0 = [work, timer] }
+            // The body may have finished before the tasks were stored: then nobody cancelled the timer yet.
+            if race.withLock({ $0 == nil }) {
+                work.cancel()
+                timer.cancel()
+            }
         }
     } onCancel: {
         tasks.withLock { $0.forEach { $0.cancel() } }
