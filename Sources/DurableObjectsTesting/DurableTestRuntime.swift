@@ -49,7 +49,8 @@ public final class DurableTestRuntime: ObjectTransport, Sendable {
             self.directory = directory
             self.ownsDirectory = false
         } else {
-            self.directory = FileManager.default.temporaryDirectory
+            self.directory =
+                FileManager.default.temporaryDirectory
                 .appendingPathComponent("durable-test-runtime-\(UUID().uuidString)").path
             self.ownsDirectory = true
         }

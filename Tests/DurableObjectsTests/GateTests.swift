@@ -33,7 +33,8 @@ struct GateTests {
             let gate = try runtime.holdStorageReads()
             let reading = Task {
                 try await runtime.runInDurableObject(stub, as: Probe.self) { _, state in
-                    try await state.storage.get("k", as: String.self, options: StorageReadOptions(allowConcurrency: true))
+                    try await state.storage.get(
+                        "k", as: String.self, options: StorageReadOptions(allowConcurrency: true))
                 }
             }
             #expect(await eventually { gate.heldCount == 1 })
@@ -46,7 +47,9 @@ struct GateTests {
         }
     }
 
-    @Test("writes without a suspension between them land atomically: a failed flush leaves none on disk and resets the object")
+    @Test(
+        "writes without a suspension between them land atomically: a failed flush leaves none on disk and resets the object"
+    )
     func atomicTurn() async throws {
         try await withRuntime { runtime in
             let stub = try runtime.namespace("PROBE").getByName(uniqueName())
@@ -100,7 +103,8 @@ struct GateTests {
             let gate = try runtime.holdStorageWrites()
             let request = Task { try await stub.text("/put", body: "v") }
             #expect(await eventually { gate.heldCount == 1 }, "the flush reached the committer")
-            #expect(await !finishes(request, within: .milliseconds(300)), "the response left before the write was durable")
+            #expect(
+                await !finishes(request, within: .milliseconds(300)), "the response left before the write was durable")
             gate.open()
             #expect(try await request.value == "stored")
         }
@@ -128,7 +132,8 @@ struct GateTests {
             let gate = try runtime.holdStorageWrites()
             let request = Task { try await caller.text("/put-then-call?tag=\(tag)", body: calleeName) }
             #expect(await eventually { gate.heldCount == 1 })
-            #expect(await !eventually(timeout: .milliseconds(300)) { !Board.entries(tag).isEmpty },
+            #expect(
+                await !eventually(timeout: .milliseconds(300)) { !Board.entries(tag).isEmpty },
                 "the callee received the request before the caller's write was durable")
             gate.open()
             #expect(try await request.value == "logged")

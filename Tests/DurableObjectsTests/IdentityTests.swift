@@ -58,10 +58,12 @@ struct IdentityTests {
         #expect(!ids.contains(first.idFromName("alice")))
     }
 
-    @Test("a string that is not 64 hex digits is refused with the platform's message", arguments: [
-        "", "abc", String(repeating: "g", count: 64), String(repeating: "a", count: 63),
-        String(repeating: "a", count: 65),
-    ])
+    @Test(
+        "a string that is not 64 hex digits is refused with the platform's message",
+        arguments: [
+            "", "abc", String(repeating: "g", count: 64), String(repeating: "a", count: 63),
+            String(repeating: "a", count: 65),
+        ])
     func malformedStrings(text: String) {
         let error = #expect(throws: DurableObjectError.self) { try first.idFromString(text) }
         #expect(error?.message == "Invalid Durable Object ID: must be 64 hex digits")
@@ -85,7 +87,8 @@ struct IdentityTests {
             #expect(try await stub.fetch("https://example.com/increment", method: .post).text() == "1")
             #expect(try await stub.fetch("http://another.host/increment", method: .post).text() == "2")
             #expect(try await stub.fetch("/increment", method: .post).text() == "3")
-            let byID = try runtime.namespace("PROBE").get(try runtime.namespace("PROBE").idFromString(stub.id.hexString))
+            let byID = try runtime.namespace("PROBE").get(
+                try runtime.namespace("PROBE").idFromString(stub.id.hexString))
             #expect(try await byID.text("/count") == "3")
         }
     }

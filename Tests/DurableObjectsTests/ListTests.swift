@@ -31,10 +31,19 @@ struct ListTests {
     @Test("start is inclusive, startAfter exclusive, end exclusive")
     func bounds() async throws {
         try await withKeys { storage throws in
-            #expect(try await storage.list(StorageListOptions(start: "ab"), as: String.self).keys == ["ab", "abc", "b", "ba", "c"])
-            #expect(try await storage.list(StorageListOptions(startAfter: "ab"), as: String.self).keys == ["abc", "b", "ba", "c"])
+            #expect(
+                try await storage.list(StorageListOptions(start: "ab"), as: String.self).keys == [
+                    "ab", "abc", "b", "ba", "c",
+                ])
+            #expect(
+                try await storage.list(StorageListOptions(startAfter: "ab"), as: String.self).keys == [
+                    "abc", "b", "ba", "c",
+                ])
             #expect(try await storage.list(StorageListOptions(end: "b"), as: String.self).keys == ["a", "ab", "abc"])
-            #expect(try await storage.list(StorageListOptions(start: "ab", end: "ba"), as: String.self).keys == ["ab", "abc", "b"])
+            #expect(
+                try await storage.list(StorageListOptions(start: "ab", end: "ba"), as: String.self).keys == [
+                    "ab", "abc", "b",
+                ])
         }
     }
 
@@ -50,10 +59,17 @@ struct ListTests {
     @Test("prefix narrows the range and combines with start and end")
     func prefix() async throws {
         try await withKeys { storage throws in
-            #expect(try await storage.list(StorageListOptions(prefix: "a"), as: String.self).keys == ["a", "ab", "abc"])
+            #expect(
+                try await storage.list(StorageListOptions(prefix: "a"), as: String.self).keys == ["a", "ab", "abc"])
             #expect(try await storage.list(StorageListOptions(prefix: "b"), as: String.self).keys == ["b", "ba"])
-            #expect(try await storage.list(StorageListOptions(start: "ab", prefix: "a"), as: String.self).keys == ["ab", "abc"])
-            #expect(try await storage.list(StorageListOptions(end: "abc", prefix: "a"), as: String.self).keys == ["a", "ab"])
+            #expect(
+                try await storage.list(StorageListOptions(start: "ab", prefix: "a"), as: String.self).keys == [
+                    "ab", "abc",
+                ])
+            #expect(
+                try await storage.list(StorageListOptions(end: "abc", prefix: "a"), as: String.self).keys == [
+                    "a", "ab",
+                ])
             #expect(try await storage.list(StorageListOptions(prefix: "z"), as: String.self).isEmpty)
         }
     }
@@ -61,13 +77,21 @@ struct ListTests {
     @Test("reverse walks the same range from the top and limit counts from there")
     func reverseAndLimit() async throws {
         try await withKeys { storage throws in
-            #expect(try await storage.list(StorageListOptions(reverse: true), as: String.self).keys == Self.keys.reversed())
-            #expect(try await storage.list(StorageListOptions(limit: 2), as: String.self).keys == ["a", "ab"])
-            #expect(try await storage.list(StorageListOptions(reverse: true, limit: 2), as: String.self).keys == ["c", "ba"])
             #expect(
-                try await storage.list(StorageListOptions(start: "ab", end: "ba", reverse: true, limit: 2), as: String.self)
-                    .keys == ["b", "abc"])
-            #expect(try await storage.list(StorageListOptions(prefix: "a", reverse: true, limit: 1), as: String.self).keys == ["abc"])
+                try await storage.list(StorageListOptions(reverse: true), as: String.self).keys == Self.keys.reversed())
+            #expect(try await storage.list(StorageListOptions(limit: 2), as: String.self).keys == ["a", "ab"])
+            #expect(
+                try await storage.list(StorageListOptions(reverse: true, limit: 2), as: String.self).keys == [
+                    "c", "ba",
+                ])
+            #expect(
+                try await storage.list(
+                    StorageListOptions(start: "ab", end: "ba", reverse: true, limit: 2), as: String.self
+                )
+                .keys == ["b", "abc"])
+            #expect(
+                try await storage.list(StorageListOptions(prefix: "a", reverse: true, limit: 1), as: String.self).keys
+                    == ["abc"])
         }
     }
 
@@ -75,7 +99,8 @@ struct ListTests {
     func noCap() async throws {
         try await withObject { _, storage throws in
             for chunk in stride(from: 0, to: 300, by: 100) {
-                try storage.put(Dictionary(uniqueKeysWithValues: (chunk..<chunk + 100).map { (String(format: "k%03d", $0), $0) }))
+                try storage.put(
+                    Dictionary(uniqueKeysWithValues: (chunk..<chunk + 100).map { (String(format: "k%03d", $0), $0) }))
             }
             #expect(try await storage.list(as: Int.self).count == 300)
         }

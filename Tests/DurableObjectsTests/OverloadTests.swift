@@ -30,7 +30,8 @@ struct OverloadTests {
             let stub = try runtime.namespace("PROBE").getByName(uniqueName())
             let tag = uniqueName("count")
             let blocker = try await block(stub, tag: tag)
-            let queued = (1...2).map { index in Task { try await stub.text("/log?tag=\(tag)", body: "queued \(index)") } }
+            let queued = (1...2).map { index in Task { try await stub.text("/log?tag=\(tag)", body: "queued \(index)") }
+            }
             #expect(await eventually { (try? runtime.queuedCount(stub)) == 2 })
             let refused = await Result { try await stub.text("/log?tag=\(tag)", body: "refused") }
             expectOverloaded(refused, "Durable Object is overloaded. Too many requests queued.")
@@ -51,7 +52,9 @@ struct OverloadTests {
             let fits = String(repeating: "a", count: 80)
             let queued = Task { try await stub.text("/log?tag=\(tag)", body: fits) }
             #expect(await eventually { (try? runtime.queuedCount(stub)) == 1 })
-            let refused = await Result { try await stub.text("/log?tag=\(tag)", body: String(repeating: "b", count: 30)) }
+            let refused = await Result {
+                try await stub.text("/log?tag=\(tag)", body: String(repeating: "b", count: 30))
+            }
             expectOverloaded(refused, "Durable Object is overloaded. Too much data queued.")
             Board.latch(tag).open()
             _ = try await blocker.value
@@ -156,7 +159,8 @@ struct LifecycleTests {
             let error = #expect(throws: DurableObjectError.self) { try oldState.storage.put("k", 1) }
             #expect(
                 error?.message
-                    == "Connection closed: this Durable Object instance is no longer active. Reconnect or retry the request.")
+                    == "Connection closed: this Durable Object instance is no longer active. Reconnect or retry the request."
+            )
             #expect(try await stub.text("/count") == "0")
         }
     }

@@ -1,4 +1,5 @@
 @_exported import HTTPTypes
+
 /// A durable object class: a Swift actor with one live instance per id, private storage, and a `fetch` handler.
 ///
 /// ```swift

@@ -13,8 +13,10 @@ public final class DurableObjectState: Sendable {
 
     let control: any ActivationControl
 
-    init(id: DurableObjectId, storage: DurableObjectStorage, logger: Logger, executor: ObjectExecutor,
-         control: any ActivationControl) {
+    init(
+        id: DurableObjectId, storage: DurableObjectStorage, logger: Logger, executor: ObjectExecutor,
+        control: any ActivationControl
+    ) {
         self.id = id
         self.storage = storage
         self.logger = logger

@@ -95,7 +95,8 @@ public struct Environment: Sendable {
         guard let namespace = namespaces[binding] else {
             let known = namespaces.keys.sorted().joined(separator: ", ")
             throw DurableObjectError(
-                .notFound, "No Durable Object binding named '\(binding)' (bindings: \(known.isEmpty ? "none" : known)).")
+                .notFound, "No Durable Object binding named '\(binding)' (bindings: \(known.isEmpty ? "none" : known))."
+            )
         }
         return namespace
     }

@@ -75,7 +75,9 @@ public struct Body: Sendable {
     /// No body.
     public static let empty = Body(bytes: [])
     /// UTF-8 text, `text/plain;charset=UTF-8`.
-    public static func text(_ text: String) -> Body { Body(bytes: Array(text.utf8), contentType: "text/plain;charset=UTF-8") }
+    public static func text(_ text: String) -> Body {
+        Body(bytes: Array(text.utf8), contentType: "text/plain;charset=UTF-8")
+    }
     /// Raw bytes, `application/octet-stream`.
     public static func bytes(_ bytes: [UInt8]) -> Body { Body(bytes: bytes, contentType: "application/octet-stream") }
     /// A value encoded as JSON, `application/json`.

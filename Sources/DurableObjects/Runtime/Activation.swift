@@ -61,7 +61,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     init(
         runtime: ObjectRuntime, namespace: NamespaceDefinition, id: DurableObjectId, family: ColumnFamily,
-        configuration: RuntimeConfiguration, make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
+        configuration: RuntimeConfiguration,
+        make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
         environment: Environment, logger: Logger
     ) {
         self.make = make
@@ -334,10 +335,12 @@ func withTimeLimit<T: Sendable>(
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             race.withLock { $0 = continuation }
             let finish: @Sendable (Result<T, any Error>) -> Void = { result in
-                guard let winner = race.withLock({ slot -> CheckedContinuation<T, any Error>? in
-                    defer { slot = nil }
-                    return slot
-                }) else { return }
+                guard
+                    let winner = race.withLock({ slot -> CheckedContinuation<T, any Error>? in
+                        defer { slot = nil }
+                        return slot
+                    })
+                else { return }
                 winner.resume(with: result)
                 tasks.withLock { $0.forEach { $0.cancel() } }
             }

@@ -45,7 +45,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
 
     /// Creates a runtime over an open database.
     public init(
-        database: Database, committer: GroupCommitter? = nil, configuration: RuntimeConfiguration = RuntimeConfiguration(),
+        database: Database, committer: GroupCommitter? = nil,
+        configuration: RuntimeConfiguration = RuntimeConfiguration(),
         logger: Logger = Logger(label: "durable.runtime")
     ) {
         self.database = database
@@ -86,7 +87,9 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
 
     /// Sets the environment objects receive: `bindings` maps binding names to namespace ids served here (calls
     /// through them go to `transport`, by default this runtime).
-    public func setEnvironment(bindings: [String: String], vars: [String: String] = [:], transport: (any ObjectTransport)? = nil) throws {
+    public func setEnvironment(
+        bindings: [String: String], vars: [String: String] = [:], transport: (any ObjectTransport)? = nil
+    ) throws {
         var namespaces: [String: DurableObjectNamespace] = [:]
         for (binding, namespaceID) in bindings {
             guard let definition = namespaceDefinition(namespaceID) else {
