@@ -141,6 +141,25 @@ struct GateTests {
         }
     }
 
+    @Test("flushes of many objects share synced writes through the group committer")
+    func flushesShareSyncs() async throws {
+        try await withRuntime { runtime in
+            let namespace = try runtime.namespace("PROBE")
+            let before = try runtime.runtime.committer.statistics
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<200 {
+                    group.addTask { _ = try await namespace.getByName("shared-\(index)").text("/increment") }
+                }
+                try await group.waitForAll()
+            }
+            let after = try runtime.runtime.committer.statistics
+            let batches = after.batches - before.batches
+            let syncs = after.groups - before.groups
+            #expect(batches == 200, "one flush per object")
+            #expect(syncs < batches, "\(syncs) synced writes for \(batches) flushes")
+        }
+    }
+
     @Test("100 concurrent increments on one counter return 100 distinct values and end at 100")
     func concurrentIncrements() async throws {
         try await withRuntime { runtime in
