@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.3.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.30.0"),
     ],
     targets: [
         .systemLibrary(
@@ -40,7 +42,17 @@ let package = Package(
             dependencies: ["CRocksDB"],
             swiftSettings: strictSettings
         ),
-        .target(name: "DurableWire", swiftSettings: strictSettings),
+        .target(
+            name: "DurableWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Generated/README.md"],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "DurableObjects",
             dependencies: [
@@ -57,13 +69,24 @@ let package = Package(
             dependencies: ["DurableObjects", "DurableStorage", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strictSettings
         ),
-        .target(name: "DurableNode", dependencies: ["DurableObjects", "DurableWire"], swiftSettings: strictSettings),
+        .target(
+            name: "DurableNode",
+            dependencies: [
+                "DurableObjects", "DurableWire", "DurableStorage",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "DurableGateway",
             dependencies: ["DurableObjects", "DurableWire"],
             swiftSettings: strictSettings
         ),
-        .target(name: "DurableClient", dependencies: ["DurableWire"], swiftSettings: strictSettings),
+        .target(
+            name: "DurableClient",
+            dependencies: ["DurableWire", "DurableObjects", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strictSettings
+        ),
         .target(
             name: "DurableExamples",
             dependencies: ["DurableObjects", .product(name: "HTTPTypes", package: "swift-http-types")],
@@ -100,13 +123,23 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "DurableWireTests",
+            dependencies: [
+                "DurableWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "DurableExamplesTests",
             dependencies: ["DurableExamples", "DurableObjectsTesting"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["DurableStorage", "durable"],
+            dependencies: ["DurableStorage", "DurableClient", "DurableObjects", "durable"],
             swiftSettings: strictSettings
         ),
     ]

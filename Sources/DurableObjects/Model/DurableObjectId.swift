@@ -90,6 +90,14 @@ public struct NamespaceKey: Sendable, Hashable {
         return DurableObjectId(bytes: bytes, name: nil)
     }
 
+    /// The id with these 32 bytes, checked against this namespace; `name` is what it was derived from, if known.
+    ///
+    /// - Throws: `Durable Object ID is not valid for this namespace.` when the bytes are not an id of it.
+    public func id(bytes: [UInt8], name: String?) throws(DurableObjectError) -> DurableObjectId {
+        try verify(bytes)
+        return DurableObjectId(bytes: bytes, name: name)
+    }
+
     /// Checks that `bytes` is an id of this namespace.
     public func verify(_ bytes: [UInt8]) throws(DurableObjectError) {
         guard bytes.count == 32, mac(Array(bytes[0..<16])) == Array(bytes[16..<32]) else {

@@ -24,8 +24,10 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     }
 
     private struct Pending {
+        var ticket: UInt64
         var bytes: Int
         var enqueuedAt: ContinuousClock.Instant
+        var deadline: ContinuousClock.Instant?
         var continuation: CheckedContinuation<Admission, any Error>
     }
 
@@ -43,6 +45,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         var startupBlocks: [@Sendable () async throws -> Void] = []
         /// Whether the start-up task was launched (by the first admitted event).
         var startLaunched = false
+        var nextTicket: UInt64 = 0
     }
 
     let namespace: NamespaceDefinition
@@ -59,14 +62,19 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     private let make: @Sendable (DurableObjectState, Environment) -> any DurableObject
     private let environment: Environment
 
+    /// The placement epoch of the object's slot when the activation was made.
+    let epoch: UInt64
+
     init(
-        runtime: ObjectRuntime, namespace: NamespaceDefinition, id: DurableObjectId, family: ColumnFamily,
+        runtime: ObjectRuntime, namespace: NamespaceDefinition, id: DurableObjectId, epoch: UInt64,
+        family: ColumnFamily,
         configuration: RuntimeConfiguration,
         make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
         environment: Environment, logger: Logger
     ) {
         self.make = make
         self.environment = environment
+        self.epoch = epoch
         self.runtime = runtime
         self.namespace = namespace
         self.id = id
@@ -79,8 +87,10 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         self.engine = StorageEngine(
             database: runtime.database, family: family, objectID: id.bytes, committer: runtime.committer,
             hooks: StorageHooks(
-                writeCheck: { [namespace, id] in
+                writeCheck: { [namespace, id, epoch] in
                     if box.value?.isRetired ?? true { throw DurableObjectError.instanceInactive }
+                    // The fence: an activation made under an older placement epoch may not write.
+                    if runtime.placement.epoch(of: id) != epoch { throw DurableObjectError.instanceInactive }
                     try runtime.faults.checkWrite(namespaceID: namespace.id, id: id)
                 },
                 beforeDatabaseRead: runtime.faults.readHook,
@@ -119,34 +129,54 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     ///
     /// - Throws: an overloaded error when a queue bound would be exceeded (the event never runs), or when it
     ///   waited longer than the age bound.
-    func admit(bytes: Int) async throws -> Admission {
-        try await withCheckedThrowingContinuation { continuation in
-            let outcome = inner.withLock { inner -> Result<[Delivery], DurableObjectError> in
-                if case .retired = inner.phase { return .success([.retry(continuation)]) }
-                if inner.queue.count + 1 > limits.maxQueuedRequests { return .failure(.tooManyRequestsQueued) }
-                if inner.queuedBytes + bytes > limits.maxQueuedBytes { return .failure(.tooMuchDataQueued) }
-                inner.queue.append(Pending(bytes: bytes, enqueuedAt: .now, continuation: continuation))
-                inner.queuedBytes += bytes
-                inner.inFlight += 1
-                inner.lastActivity = .now
-                if !inner.startLaunched {
-                    // Started by its first event, which is queued by now: if the start-up fails, that event
-                    // gets the error.
-                    inner.startLaunched = true
-                    return .success([.launch])
+    func admit(bytes: Int, deadline: ContinuousClock.Instant? = nil) async throws -> Admission {
+        let ticket = inner.withLock { inner -> UInt64 in
+            inner.nextTicket += 1
+            return inner.nextTicket
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let outcome = inner.withLock { inner -> Result<[Delivery], DurableObjectError> in
+                    if case .retired = inner.phase { return .success([.retry(continuation)]) }
+                    if inner.queue.count + 1 > limits.maxQueuedRequests { return .failure(.tooManyRequestsQueued) }
+                    if inner.queuedBytes + bytes > limits.maxQueuedBytes { return .failure(.tooMuchDataQueued) }
+                    inner.queue.append(
+                        Pending(
+                            ticket: ticket, bytes: bytes, enqueuedAt: .now, deadline: deadline,
+                            continuation: continuation))
+                    inner.queuedBytes += bytes
+                    inner.inFlight += 1
+                    inner.lastActivity = .now
+                    if !inner.startLaunched {
+                        // Started by its first event, which is queued by now: if the start-up fails, that event
+                        // gets the error.
+                        inner.startLaunched = true
+                        return .success([.launch])
+                    }
+                    return .success(nextDeliveries(&inner, executorIdle: !executor.isBusy))
                 }
-                return .success(nextDeliveries(&inner, executorIdle: !executor.isBusy))
+                switch outcome {
+                case .success(let deliveries): perform(deliveries)
+                case .failure(let error): continuation.resume(throwing: error)
+                }
             }
-            switch outcome {
-            case .success(let deliveries): perform(deliveries)
-            case .failure(let error): continuation.resume(throwing: error)
+        } onCancel: {
+            // A cancelled caller (its deadline passed, or it gave up) leaves the queue: it never runs.
+            let removed = inner.withLock { inner -> Pending? in
+                guard let index = inner.queue.firstIndex(where: { $0.ticket == ticket }) else { return nil }
+                let pending = inner.queue.remove(at: index)
+                inner.queuedBytes -= pending.bytes
+                inner.inFlight -= 1
+                return pending
             }
+            removed?.continuation.resume(throwing: CancellationError())
         }
     }
 
     private enum Delivery {
         case deliver(CheckedContinuation<Admission, any Error>, any DurableObject)
         case expire(CheckedContinuation<Admission, any Error>)
+        case deadlinePassed(CheckedContinuation<Admission, any Error>)
         case retry(CheckedContinuation<Admission, any Error>)
         case launch
     }
@@ -164,6 +194,11 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 deliveries.append(.expire(head.continuation))
                 continue
             }
+            if let deadline = head.deadline, now >= deadline {
+                inner.inFlight -= 1
+                deliveries.append(.deadlinePassed(head.continuation))
+                continue
+            }
             inner.awaitingStart += 1
             deliveries.append(.deliver(head.continuation, object))
             break
@@ -176,6 +211,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
             switch delivery {
             case .deliver(let continuation, let object): continuation.resume(returning: .delivered(object))
             case .expire(let continuation): continuation.resume(throwing: DurableObjectError.queuedTooLong)
+            case .deadlinePassed(let continuation):
+                continuation.resume(throwing: DurableObjectError(.deadlineExceeded, "Deadline exceeded.", retryable: true))
             case .retry(let continuation): continuation.resume(returning: .retry)
             case .launch: Task { await self.start() }
             }

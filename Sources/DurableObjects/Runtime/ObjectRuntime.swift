@@ -16,6 +16,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     public let configuration: RuntimeConfiguration
     /// Faults tests can inject.
     public let faults = FaultInjector()
+    /// The placement epochs of the slots this runtime serves.
+    public let placement = PlacementEpochs()
 
     private struct ActivationKey: Hashable {
         var namespaceID: String
@@ -116,9 +118,43 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     ///   ``DurableObjectError/Code-swift.struct/notFound`` for an unknown namespace; `Durable Object ID is not
     ///   valid for this namespace.` for an id of another namespace.
     public func invoke(namespaceID: String, id: DurableObjectId, request: Request) async throws -> Response {
-        guard case .response(let response) = try await deliver(.fetch(request), namespaceID: namespaceID, id: id)
+        try await invoke(namespaceID: namespaceID, id: id, request: request, epoch: nil, deadline: nil)
+    }
+
+    /// Delivers `request` under a placement epoch and a deadline.
+    ///
+    /// - Parameters:
+    ///   - epoch: the epoch the caller's router knows for the object's slot; `nil` skips the check.
+    ///   - deadline: a request still queued when it passes is dropped with `DEADLINE_EXCEEDED`, never run.
+    /// - Throws: besides the errors of ``invoke(namespaceID:id:request:)``, `FAILED_PRECONDITION` when `epoch` is
+    ///   not the slot's current epoch.
+    public func invoke(
+        namespaceID: String, id: DurableObjectId, request: Request, epoch: UInt64?, deadline: ContinuousClock.Instant?
+    ) async throws -> Response {
+        if let epoch {
+            let current = placement.epoch(of: id)
+            guard epoch == current else {
+                throw DurableObjectError(
+                    .failedPrecondition,
+                    "Stale placement epoch \(epoch) for slot \(PlacementEpochs.slot(of: id)); the node is at epoch \(current).",
+                    retryable: true)
+            }
+        }
+        let event = ObjectEvent.fetch(request)
+        guard case .response(let response) = try await deliver(event, namespaceID: namespaceID, id: id, deadline: deadline)
         else { throw DurableObjectError(.internal, "the object returned no response") }
         return response
+    }
+
+    /// Records new placement epochs and retires the activations of every slot whose epoch rose: their pending and
+    /// later writes are refused, and the next call makes a fresh activation under the new epoch.
+    public func assignSlots(_ assignments: [(slot: UInt16, epoch: UInt64)]) {
+        let raised = placement.assign(assignments)
+        guard !raised.isEmpty else { return }
+        let stale = state.withLock { state in
+            state.activations.values.filter { raised.contains(PlacementEpochs.slot(of: $0.id)) }
+        }
+        for activation in stale { activation.reset(.instanceInactive) }
     }
 
     /// Runs `body` inside the object, as an event (gates and queue apply), and returns its value.
@@ -139,10 +175,12 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         return typed
     }
 
-    private func deliver(_ event: ObjectEvent, namespaceID: String, id: DurableObjectId) async throws -> EventResult {
+    private func deliver(
+        _ event: ObjectEvent, namespaceID: String, id: DurableObjectId, deadline: ContinuousClock.Instant? = nil
+    ) async throws -> EventResult {
         while true {
             let activation = try activation(namespaceID: namespaceID, id: id)
-            switch try await activation.admit(bytes: event.bodyBytes) {
+            switch try await activation.admit(bytes: event.bodyBytes, deadline: deadline) {
             case .retry: continue
             case .delivered(let object): return try await activation.run(event, in: object)
             }
@@ -163,7 +201,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             }
             try namespace.definition.key.verify(id.bytes)
             let activation = Activation(
-                runtime: self, namespace: namespace.definition, id: id, family: namespace.family,
+                runtime: self, namespace: namespace.definition, id: id, epoch: placement.epoch(of: id),
+                family: namespace.family,
                 configuration: configuration, make: namespace.objectClass.make, environment: state.environment,
                 logger: logger)
             state.activations[key] = activation

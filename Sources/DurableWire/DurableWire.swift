@@ -1,1 +1,0 @@
-// The DurableWire module; see DESIGN.md. Filled in by the issues that build it.

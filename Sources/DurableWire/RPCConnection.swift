@@ -1,0 +1,248 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The client end of one RPC connection: many concurrent calls multiplexed on one TCP connection, replies in any
+/// order, per-call deadlines, cancellation, and keep-alive pings.
+///
+/// Safe to share across tasks. When the server sends go-away or the connection drops, calls in flight fail with
+/// a retryable `UNAVAILABLE` (unless the server promised to finish them) and ``isUsable`` turns false, so a pool
+/// can open a new connection.
+public final class RPCConnection: Sendable {
+    private struct Pending {
+        var continuation: CheckedContinuation<[UInt8], any Error>
+        var timer: Scheduled<Void>?
+    }
+
+    private struct State {
+        var pending: [UInt64: Pending] = [:]
+        var nextID: UInt64 = 1
+        var closed: RPCError?
+        var draining = false
+        var lastPong = ContinuousClock.now
+    }
+
+    /// The remote address, `host:port`.
+    public let address: String
+    let channel: any Channel
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    private init(address: String, channel: any Channel, logger: Logger) {
+        self.address = address
+        self.channel = channel
+        self.logger = logger
+    }
+
+    /// Opens a connection to `host:port`.
+    ///
+    /// - Throws: a retryable `UNAVAILABLE` ``RPCError`` naming the address when it cannot connect.
+    public static func connect(
+        host: String, port: Int, maximumFrameSize: Int = defaultMaximumFrameSize, keepAlive: Duration = .seconds(30),
+        connectTimeout: Duration = .seconds(5), logger: Logger = Logger(label: "durable.rpc.client"),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> RPCConnection {
+        let box = ConnectionBox()
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.milliseconds(Int64(connectTimeout.components.seconds * 1000)))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            ByteToMessageHandler(FrameDecoder(maximumFrameSize: maximumFrameSize)),
+                            MessageToByteHandler(FrameEncoder()),
+                            ClientConnectionHandler(box: box),
+                        ])
+                    }
+                }
+                .connect(host: host, port: port).get()
+        } catch {
+            throw RPCError.unavailable("Cannot connect to \(host):\(port): \(error)")
+        }
+        let connection = RPCConnection(address: "\(host):\(port)", channel: channel, logger: logger)
+        box.connection.withLock { $0 = connection }
+        connection.scheduleKeepAlive(every: keepAlive)
+        return connection
+    }
+
+    /// Whether new calls can go on this connection (it is open and the server has not said go-away).
+    public var isUsable: Bool {
+        state.withLock { $0.closed == nil && !$0.draining } && channel.isActive
+    }
+
+    /// Calls in flight.
+    public var pendingCount: Int { state.withLock { $0.pending.count } }
+
+    /// Calls `method` with a serialized request and returns the serialized response.
+    ///
+    /// - Parameter timeout: the deadline, sent to the server too; `nil` for none.
+    /// - Throws: the server's ``RPCError``; `DEADLINE_EXCEEDED` when the timeout passes; `CANCELLED` when the task
+    ///   is cancelled (the server is told to stop the call); a retryable `UNAVAILABLE` when the connection is gone.
+    public func call(
+        _ method: String, payload: [UInt8], metadata: [String: String] = [:], timeout: Duration? = nil
+    ) async throws -> [UInt8] {
+        let id = state.withLock { state -> UInt64 in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        var call = Durable_V1_Call()
+        call.method = method
+        call.metadata = metadata
+        call.payload = Data(payload)
+        if let timeout {
+            let micros = timeout.components.seconds * 1_000_000 + timeout.components.attoseconds / 1_000_000_000_000
+            call.timeoutMicros = UInt64(max(1, micros))
+        }
+        var frame = Durable_V1_Frame()
+        frame.callID = id
+        frame.call = call
+
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+                let refused = state.withLock { state -> RPCError? in
+                    if let closed = state.closed { return closed }
+                    if state.draining {
+                        return .unavailable("The connection to \(address) is shutting down (go-away).")
+                    }
+                    var timer: Scheduled<Void>?
+                    if let timeout {
+                        timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))) {
+                            [self] in
+                            self.fail(id, with: .deadlineExceeded, sendCancel: true)
+                        }
+                    }
+                    state.pending[id] = Pending(continuation: continuation, timer: timer)
+                    return nil
+                }
+                if let refused {
+                    continuation.resume(throwing: refused)
+                    return
+                }
+                channel.writeAndFlush(frame).whenFailure { [self] error in
+                    self.fail(id, with: .unavailable("Cannot send to \(address): \(error)"), sendCancel: false)
+                }
+            }
+        } onCancel: {
+            fail(id, with: .cancelled, sendCancel: true)
+        }
+    }
+
+    /// Resolves a call with an error; optionally tells the server to stop it.
+    private func fail(_ id: UInt64, with error: RPCError, sendCancel: Bool) {
+        guard let pending = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
+        pending.timer?.cancel()
+        pending.continuation.resume(throwing: error)
+        if sendCancel {
+            var frame = Durable_V1_Frame()
+            frame.callID = id
+            frame.cancel = Durable_V1_Cancel()
+            channel.writeAndFlush(frame, promise: nil)
+        }
+    }
+
+    // MARK: Inbound (called by the handler on the event loop)
+
+    func received(_ frame: Durable_V1_Frame) {
+        switch frame.kind {
+        case .reply(let reply):
+            guard let pending = state.withLock({ $0.pending.removeValue(forKey: frame.callID) }) else { return }
+            pending.timer?.cancel()
+            if reply.status.code == .ok {
+                pending.continuation.resume(returning: Array(reply.payload))
+            } else {
+                pending.continuation.resume(throwing: RPCError(status: reply.status))
+            }
+        case .pong:
+            state.withLock { $0.lastPong = .now }
+        case .ping(let ping):
+            var pong = Durable_V1_Frame()
+            pong.pong = Durable_V1_Pong.with { $0.nonce = ping.nonce }
+            channel.writeAndFlush(pong, promise: nil)
+        case .goAway(let goAway):
+            logger.debug("server sent go-away", metadata: ["address": "\(address)", "reason": "\(goAway.reason)"])
+            // Calls the server will not finish fail now; the others still get their replies.
+            let abandoned = state.withLock { state -> [Pending] in
+                state.draining = true
+                let ids = state.pending.keys.filter { $0 > goAway.lastCallID }
+                return ids.compactMap { state.pending.removeValue(forKey: $0) }
+            }
+            for pending in abandoned {
+                pending.timer?.cancel()
+                pending.continuation.resume(
+                    throwing: RPCError.unavailable("\(address) is going away (\(goAway.reason)); call again elsewhere."))
+            }
+        case .call, .cancel, .streamData, .none:
+            break
+        }
+    }
+
+    func closed(_ error: RPCError) {
+        let pending = state.withLock { state -> [Pending] in
+            if state.closed == nil { state.closed = error }
+            defer { state.pending.removeAll() }
+            return Array(state.pending.values)
+        }
+        for call in pending {
+            call.timer?.cancel()
+            call.continuation.resume(throwing: error)
+        }
+    }
+
+    private func scheduleKeepAlive(every interval: Duration) {
+        let nanos = Int64(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
+        channel.eventLoop.scheduleRepeatedTask(initialDelay: .nanoseconds(nanos), delay: .nanoseconds(nanos)) {
+            [weak self] task in
+            guard let self, self.channel.isActive else {
+                task.cancel()
+                return
+            }
+            let silent = self.state.withLock { ContinuousClock.now - $0.lastPong } > interval * 3
+            if silent {
+                self.logger.warning("no pong from \(self.address); closing the connection")
+                self.channel.close(promise: nil)
+                task.cancel()
+                return
+            }
+            var ping = Durable_V1_Frame()
+            ping.ping = Durable_V1_Ping.with { $0.nonce = UInt64.random(in: 0...UInt64.max) }
+            self.channel.writeAndFlush(ping, promise: nil)
+        }
+    }
+
+    /// Closes the connection; calls in flight fail with `UNAVAILABLE`.
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+/// Lets the pipeline reach the connection object, which is made after the channel.
+final class ConnectionBox: Sendable {
+    let connection = Mutex<RPCConnection?>(nil)
+}
+
+final class ClientConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = Durable_V1_Frame
+
+    private let box: ConnectionBox
+    private var error: RPCError?
+
+    init(box: ConnectionBox) { self.box = box }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        box.connection.withLock { $0 }?.received(unwrapInboundIn(data))
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.error = .unavailable("Connection error: \(error)")
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        box.connection.withLock { $0 }?.closed(error ?? .unavailable("The connection was closed."))
+        context.fireChannelInactive()
+    }
+}

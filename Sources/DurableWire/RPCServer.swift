@@ -1,0 +1,321 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A call as the server receives it.
+public struct IncomingCall: Sendable {
+    /// The full method name, e.g. `durable.v1.Objects/Invoke`.
+    public var method: String
+    /// The caller's metadata.
+    public var metadata: [String: String]
+    /// The serialized request message.
+    public var payload: [UInt8]
+    /// When the caller stops waiting; `nil` for no deadline.
+    public var deadline: ContinuousClock.Instant?
+    /// The peer's address, e.g. `127.0.0.1:53412`.
+    public var peer: String
+}
+
+/// Serves calls: returns the serialized response message, or throws an ``RPCError`` (any other error becomes
+/// `INTERNAL`). A call whose task is cancelled (the caller cancelled, or the deadline passed) gets no reply from it.
+public protocol RPCHandler: Sendable {
+    /// Handles one call.
+    func handle(_ call: IncomingCall) async throws -> [UInt8]
+}
+
+/// Serves the RPC protocol on a TCP port: many multiplexed calls per connection, deadlines, cancellation,
+/// keep-alive pings and graceful shutdown (go-away: running calls finish, new ones are refused as retryable).
+///
+/// A frame over the maximum size or one that does not decode closes that connection, after a go-away that
+/// names the problem; the server keeps serving everyone else.
+public final class RPCServer: Sendable {
+    /// The address to listen on.
+    public let host: String
+    private let requestedPort: Int
+    private let handler: any RPCHandler
+    private let maximumFrameSize: Int
+    private let logger: Logger
+    private let group: any EventLoopGroup
+
+    private struct State {
+        var channel: (any Channel)?
+        var connections: [ObjectIdentifier: ServerConnection] = [:]
+        var draining = false
+    }
+    private let state = Mutex(State())
+    private let closed = Mutex<[CheckedContinuation<Void, Never>]?>([])
+
+    /// Creates a server; nothing listens until ``start()``.
+    public init(
+        host: String, port: Int, handler: any RPCHandler, maximumFrameSize: Int = defaultMaximumFrameSize,
+        logger: Logger = Logger(label: "durable.rpc"), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.host = host
+        self.requestedPort = port
+        self.handler = handler
+        self.maximumFrameSize = maximumFrameSize
+        self.logger = logger
+        self.group = group
+    }
+
+    /// Binds the port and starts accepting connections. Returns the bound port (useful with port 0).
+    @discardableResult
+    public func start() async throws -> Int {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let connection = ServerConnection(server: self, channel: channel)
+                    try channel.pipeline.syncOperations.addHandlers([
+                        ByteToMessageHandler(FrameDecoder(maximumFrameSize: maximumFrameSize)),
+                        MessageToByteHandler(FrameEncoder()),
+                        ServerConnectionHandler(connection: connection, handler: handler, logger: logger),
+                    ])
+                    register(connection)
+                }
+            }
+            .bind(host: host, port: requestedPort).get()
+        state.withLock { $0.channel = channel }
+        let port = channel.localAddress?.port ?? requestedPort
+        logger.info("RPC server listening", metadata: ["address": "\(host):\(port)"])
+        return port
+    }
+
+    /// The bound port, once started.
+    public var port: Int? { state.withLock { $0.channel?.localAddress?.port } }
+
+    /// Waits until the server has shut down.
+    public func waitUntilClosed() async {
+        await withCheckedContinuation { continuation in
+            let alreadyClosed = closed.withLock { waiters -> Bool in
+                guard waiters != nil else { return true }
+                waiters!.append(continuation)
+                return false
+            }
+            if alreadyClosed { continuation.resume() }
+        }
+    }
+
+    /// Stops accepting connections, tells every client to go away, lets running calls finish for up to
+    /// `gracePeriod`, then closes every connection.
+    public func shutdown(gracePeriod: Duration = .seconds(10)) async {
+        let (channel, connections) = state.withLock { state in
+            state.draining = true
+            return (state.channel, Array(state.connections.values))
+        }
+        try? await channel?.close()
+        for connection in connections { connection.startDraining(reason: "server shutting down") }
+        let deadline = ContinuousClock.now + gracePeriod
+        while ContinuousClock.now < deadline, connections.contains(where: { $0.runningCalls > 0 }) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        for connection in connections { try? await connection.channel.close() }
+        let waiters = closed.withLock { waiters -> [CheckedContinuation<Void, Never>] in
+            defer { waiters = nil }
+            return waiters ?? []
+        }
+        for waiter in waiters { waiter.resume() }
+        logger.info("RPC server stopped")
+    }
+
+    /// Open connections.
+    public var connectionCount: Int { state.withLock { $0.connections.count } }
+
+    private func register(_ connection: ServerConnection) {
+        let draining = state.withLock { state -> Bool in
+            state.connections[ObjectIdentifier(connection)] = connection
+            return state.draining
+        }
+        if draining { connection.startDraining(reason: "server shutting down") }
+        connection.channel.closeFuture.whenComplete { [self] _ in
+            _ = state.withLock { $0.connections.removeValue(forKey: ObjectIdentifier(connection)) }
+        }
+    }
+}
+
+/// One accepted connection, as the server tracks it.
+final class ServerConnection: Sendable {
+    let channel: any Channel
+    private let running = Atomic<Int>(0)
+    weak let server: RPCServer?
+
+    init(server: RPCServer, channel: any Channel) {
+        self.server = server
+        self.channel = channel
+    }
+
+    var runningCalls: Int { running.load(ordering: .relaxed) }
+    func callStarted() { running.add(1, ordering: .relaxed) }
+    func callEnded() { running.subtract(1, ordering: .relaxed) }
+
+    func startDraining(reason: String) {
+        channel.pipeline.fireUserInboundEventTriggered(DrainEvent(reason: reason))
+    }
+}
+
+struct DrainEvent: Sendable {
+    var reason: String
+}
+
+/// Runs the calls of one connection. Lives on the connection's event loop.
+final class ServerConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = Durable_V1_Frame
+    typealias OutboundOut = Durable_V1_Frame
+
+    private struct Running {
+        var task: Task<Void, Never>
+        var timer: Scheduled<Void>?
+    }
+
+    private let connection: ServerConnection
+    private let handler: any RPCHandler
+    private let logger: Logger
+    private var calls: [UInt64: Running] = [:]
+    private var highestCallID: UInt64 = 0
+    private var draining = false
+    private var peer = "unknown"
+
+    init(connection: ServerConnection, handler: any RPCHandler, logger: Logger) {
+        self.connection = connection
+        self.handler = handler
+        self.logger = logger
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        peer = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
+        logger.debug("connection opened", metadata: ["peer": "\(peer)"])
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.kind {
+        case .call(let call):
+            start(call, id: frame.callID, context: context)
+        case .cancel:
+            if let running = calls.removeValue(forKey: frame.callID) {
+                running.task.cancel()
+                running.timer?.cancel()
+            }
+        case .ping(let ping):
+            var pong = Durable_V1_Frame()
+            pong.pong = Durable_V1_Pong.with { $0.nonce = ping.nonce }
+            context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
+        case .goAway:
+            draining = true
+        case .pong, .reply, .streamData, .none:
+            break
+        }
+    }
+
+    private func start(_ call: Durable_V1_Call, id: UInt64, context: ChannelHandlerContext) {
+        highestCallID = max(highestCallID, id)
+        guard !draining else {
+            reply(id, .failure(.unavailable("The server is shutting down; call again on another connection.")), context)
+            return
+        }
+        guard calls[id] == nil else {
+            reply(id, .failure(RPCError(.invalidArgument, "Call id \(id) is already in use on this connection.")), context)
+            return
+        }
+        let deadline: ContinuousClock.Instant? =
+            call.timeoutMicros > 0 ? .now + .microseconds(Int64(clamping: call.timeoutMicros)) : nil
+        let incoming = IncomingCall(
+            method: call.method, metadata: call.metadata, payload: Array(call.payload), deadline: deadline, peer: peer)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let handler = self.handler
+        connection.callStarted()
+        let task = Task {
+            let result: Result<[UInt8], RPCError>
+            do {
+                result = .success(try await handler.handle(incoming))
+            } catch let error as RPCError {
+                result = .failure(error)
+            } catch is CancellationError {
+                result = .failure(.cancelled)
+            } catch {
+                result = .failure(RPCError(.internal, "\(error)"))
+            }
+            eventLoop.execute {
+                let (this, context) = loopBound.value
+                this.finish(id, result, context)
+            }
+        }
+        var timer: Scheduled<Void>?
+        if let timeout = call.timeoutMicros > 0 ? call.timeoutMicros : nil {
+            timer = eventLoop.scheduleTask(in: .microseconds(Int64(clamping: timeout))) {
+                let (this, context) = loopBound.value
+                this.finish(id, .failure(.deadlineExceeded), context)
+            }
+        }
+        calls[id] = Running(task: task, timer: timer)
+    }
+
+    /// Sends the reply of a call that is still running; a call already answered (deadline) or cancelled is
+    /// dropped silently.
+    private func finish(_ id: UInt64, _ result: Result<[UInt8], RPCError>, _ context: ChannelHandlerContext) {
+        guard let running = calls.removeValue(forKey: id) else { return }
+        running.timer?.cancel()
+        running.task.cancel()
+        connection.callEnded()
+        reply(id, result, context)
+    }
+
+    private func reply(_ id: UInt64, _ result: Result<[UInt8], RPCError>, _ context: ChannelHandlerContext) {
+        var reply = Durable_V1_Reply()
+        switch result {
+        case .success(let payload):
+            reply.status = Durable_V1_Status.with { $0.code = .ok }
+            reply.payload = Data(payload)
+        case .failure(let error):
+            reply.status = error.status
+        }
+        var frame = Durable_V1_Frame()
+        frame.callID = id
+        frame.reply = reply
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let drain = event as? DrainEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        guard !draining else { return }
+        draining = true
+        var frame = Durable_V1_Frame()
+        frame.goAway = Durable_V1_GoAway.with {
+            $0.lastCallID = highestCallID
+            $0.reason = drain.reason
+        }
+        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A bad frame: say why, then close this connection only.
+        logger.warning("closing connection after a protocol error", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        var frame = Durable_V1_Frame()
+        frame.goAway = Durable_V1_GoAway.with {
+            $0.lastCallID = highestCallID
+            $0.reason = "protocol error: \(error)"
+        }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        for running in calls.values {
+            running.task.cancel()
+            running.timer?.cancel()
+            connection.callEnded()
+        }
+        calls.removeAll()
+        logger.debug("connection closed", metadata: ["peer": "\(peer)"])
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,273 @@
+import DurableWire
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// A handler for tests: `echo` returns the payload; `sleep` waits the number of milliseconds in the payload, then
+/// echoes; `wait` waits until cancelled and records that; `fail` throws an RPCError.
+final class TestHandler: RPCHandler {
+    let cancelled = Atomic<Int>(0)
+    let started = Atomic<Int>(0)
+
+    func handle(_ call: IncomingCall) async throws -> [UInt8] {
+        started.add(1, ordering: .relaxed)
+        switch call.method {
+        case "test/echo":
+            return call.payload
+        case "test/sleep":
+            let millis = Int(String(decoding: call.payload, as: UTF8.self)) ?? 0
+            try await Task.sleep(for: .milliseconds(millis))
+            return call.payload
+        case "test/wait":
+            do {
+                try await Task.sleep(for: .seconds(3600))
+            } catch {
+                cancelled.add(1, ordering: .relaxed)
+                throw error
+            }
+            return []
+        case "test/fail":
+            throw RPCError(.resourceExhausted, "too busy", retryable: true, overloaded: true)
+        case "test/metadata":
+            return Array((call.metadata["x-test"] ?? "").utf8)
+        default:
+            throw RPCError(.unimplemented, "no method \(call.method)")
+        }
+    }
+}
+
+func withServer<T>(
+    maximumFrameSize: Int = defaultMaximumFrameSize, _ body: (RPCServer, Int, TestHandler) async throws -> T
+) async throws -> T {
+    let handler = TestHandler()
+    let server = RPCServer(host: "127.0.0.1", port: 0, handler: handler, maximumFrameSize: maximumFrameSize)
+    let port = try await server.start()
+    do {
+        let value = try await body(server, port, handler)
+        await server.shutdown(gracePeriod: .seconds(1))
+        return value
+    } catch {
+        await server.shutdown(gracePeriod: .seconds(1))
+        throw error
+    }
+}
+
+func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return condition()
+}
+
+@Suite("RPC connection")
+struct RPCTests {
+    @Test("calls round trip with metadata, and errors keep their code and flags")
+    func roundTrip() async throws {
+        try await withServer { _, port, _ in
+            let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            #expect(try await connection.call("test/echo", payload: [1, 2, 3]) == [1, 2, 3])
+            #expect(try await connection.call("test/metadata", payload: [], metadata: ["x-test": "hi"]) == Array("hi".utf8))
+            let error = await #expect(throws: RPCError.self) { try await connection.call("test/fail", payload: []) }
+            #expect(error?.code == .resourceExhausted)
+            #expect(error?.message == "too busy")
+            #expect(error?.retryable == true)
+            #expect(error?.overloaded == true)
+            let unknown = await #expect(throws: RPCError.self) { try await connection.call("nope", payload: []) }
+            #expect(unknown?.code == .unimplemented)
+            await connection.close()
+        }
+    }
+
+    @Test("many calls share one connection and replies come back out of order")
+    func multiplexing() async throws {
+        try await withServer { _, port, _ in
+            let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            let order = Recorder()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for millis in [300, 200, 100, 0] {
+                    group.addTask {
+                        let reply = try await connection.call("test/sleep", payload: Array("\(millis)".utf8))
+                        #expect(reply == Array("\(millis)".utf8))
+                        order.append(millis)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(order.values == [0, 100, 200, 300], "the first call sent was answered last")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<500 {
+                    group.addTask {
+                        let reply = try await connection.call("test/echo", payload: Array("\(index)".utf8))
+                        #expect(reply == Array("\(index)".utf8))
+                    }
+                }
+                try await group.waitForAll()
+            }
+            await connection.close()
+        }
+    }
+
+    @Test("a call past its deadline gets DEADLINE_EXCEEDED and the server stops it")
+    func deadline() async throws {
+        try await withServer { _, port, handler in
+            let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            let error = await #expect(throws: RPCError.self) {
+                try await connection.call("test/wait", payload: [], timeout: .milliseconds(100))
+            }
+            #expect(error?.code == .deadlineExceeded)
+            #expect(await eventually { handler.cancelled.load(ordering: .relaxed) == 1 })
+            #expect(try await connection.call("test/echo", payload: [9]) == [9], "the connection still works")
+            await connection.close()
+        }
+    }
+
+    @Test("cancelling the caller's task cancels the call on the server")
+    func cancellation() async throws {
+        try await withServer { _, port, handler in
+            let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            let call = Task { try await connection.call("test/wait", payload: []) }
+            #expect(await eventually { handler.started.load(ordering: .relaxed) == 1 })
+            call.cancel()
+            let result = await call.result
+            #expect(throws: RPCError.cancelled) { try result.get() }
+            #expect(await eventually { handler.cancelled.load(ordering: .relaxed) == 1 })
+            await connection.close()
+        }
+    }
+
+    @Test("an oversized frame is refused from its header with a go-away naming it; other connections keep working")
+    func oversizedFrame() async throws {
+        try await withServer(maximumFrameSize: 1024) { _, port, _ in
+            let healthy = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            let raw = try RawSocket(port: port)
+            raw.send([0x00, 0x10, 0x00, 0x00])  // announces 1 MiB; the body never comes
+            let reply = raw.receiveAll()
+            let frame = try #require(RawSocket.firstFrame(reply))
+            #expect(frame.goAway.reason.contains("over the maximum of 1024 bytes"), "\(frame.goAway.reason)")
+            #expect(try await healthy.call("test/echo", payload: [1]) == [1])
+            await healthy.close()
+        }
+    }
+
+    @Test("a frame that does not decode closes that connection with a clear reason")
+    func malformedFrame() async throws {
+        try await withServer { _, port, _ in
+            let raw = try RawSocket(port: port)
+            raw.send([0, 0, 0, 3, 0xFF, 0xFF, 0xFF])
+            let frame = try #require(RawSocket.firstFrame(raw.receiveAll()))
+            #expect(frame.goAway.reason.contains("does not decode"), "\(frame.goAway.reason)")
+            let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            #expect(try await connection.call("test/echo", payload: [2]) == [2])
+            await connection.close()
+        }
+    }
+
+    @Test("the server answers pings")
+    func ping() async throws {
+        try await withServer { _, port, _ in
+            let raw = try RawSocket(port: port)
+            var frame = Durable_V1_Frame()
+            frame.ping = Durable_V1_Ping.with { $0.nonce = 42 }
+            raw.send(try RawSocket.encode(frame))
+            let pong = try #require(RawSocket.firstFrame(raw.receive(minimum: 8)))
+            #expect(pong.pong.nonce == 42)
+        }
+    }
+
+    @Test("graceful shutdown: running calls finish, new calls are refused as retryable, clients see go-away")
+    func gracefulShutdown() async throws {
+        let handler = TestHandler()
+        let server = RPCServer(host: "127.0.0.1", port: 0, handler: handler)
+        let port = try await server.start()
+        let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+        let running = Task { try await connection.call("test/sleep", payload: Array("300".utf8)) }
+        #expect(await eventually { handler.started.load(ordering: .relaxed) == 1 })
+        let shutdown = Task { await server.shutdown(gracePeriod: .seconds(5)) }
+        #expect(try await running.value == Array("300".utf8), "the running call finished")
+        #expect(await eventually { !connection.isUsable })
+        let refused = await #expect(throws: RPCError.self) { try await connection.call("test/echo", payload: []) }
+        #expect(refused?.code == .unavailable)
+        #expect(refused?.retryable == true)
+        await shutdown.value
+        await #expect(throws: RPCError.self) { try await RPCConnection.connect(host: "127.0.0.1", port: port) }
+    }
+
+    @Test("connecting to a closed port is a retryable UNAVAILABLE naming the address")
+    func connectFailure() async throws {
+        let error = await #expect(throws: RPCError.self) { try await RPCConnection.connect(host: "127.0.0.1", port: 1) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.message.contains("127.0.0.1:1") == true)
+    }
+}
+
+/// A plain blocking TCP socket, for sending bytes no well-behaved client would.
+final class RawSocket {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw RPCError.unavailable("raw connect failed") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Reads until the peer closes (or the 10 s timeout).
+    func receiveAll() -> [UInt8] {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 { return result }
+            result.append(contentsOf: buffer[0..<count])
+        }
+    }
+
+    /// Reads at least `minimum` bytes (or until close/timeout).
+    func receive(minimum: Int) -> [UInt8] {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while result.count < minimum {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 { break }
+            result.append(contentsOf: buffer[0..<count])
+        }
+        return result
+    }
+
+    static func encode(_ frame: Durable_V1_Frame) throws -> [UInt8] {
+        let body: [UInt8] = try frame.serializedBytes()
+        let length = UInt32(body.count)
+        return [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + body
+    }
+
+    static func firstFrame(_ bytes: [UInt8]) -> Durable_V1_Frame? {
+        guard bytes.count >= 4 else { return nil }
+        let length = Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
+        guard bytes.count >= 4 + length else { return nil }
+        return try? Durable_V1_Frame(serializedBytes: Array(bytes[4..<(4 + length)]))
+    }
+}
+
+/// A list that tasks append to.
+final class Recorder: Sendable {
+    private let storage = Mutex<[Int]>([])
+    func append(_ value: Int) { storage.withLock { $0.append(value) } }
+    var values: [Int] { storage.withLock { $0 } }
+}
