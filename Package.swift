@@ -30,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.30.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -72,8 +73,9 @@ let package = Package(
         .target(
             name: "DurableNode",
             dependencies: [
-                "DurableObjects", "DurableWire", "DurableStorage",
+                "DurableObjects", "DurableWire", "DurableStorage", "DurableClient",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -84,7 +86,11 @@ let package = Package(
         ),
         .target(
             name: "DurableClient",
-            dependencies: ["DurableWire", "DurableObjects", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "DurableWire", "DurableObjects",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -97,10 +103,13 @@ let package = Package(
             dependencies: [
                 "DurableStorage",
                 "DurableNode",
+                "DurableClient",
+                "DurableObjects",
                 "DurableGateway",
                 "DurableExamples",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -139,7 +148,10 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["DurableStorage", "DurableClient", "DurableObjects", "durable"],
+            dependencies: [
+                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "durable",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

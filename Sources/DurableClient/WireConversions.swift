@@ -1,0 +1,131 @@
+import DurableObjects
+import DurableWire
+import Foundation
+import HTTPTypes
+
+extension RPCError {
+    /// The wire status of a runtime error: same code, message and flags.
+    public init(_ error: DurableObjectError) {
+        self.init(Durable_V1_Code(name: error.code.name), error.message, retryable: error.retryable, overloaded: error.overloaded)
+    }
+
+    /// The wire status of any error thrown while serving a call.
+    public init(serving error: any Error) {
+        switch error {
+        case let error as RPCError: self = error
+        case let error as DurableObjectError: self.init(error)
+        case is CancellationError: self = .cancelled
+        default: self.init(.internal, "\(error)")
+        }
+    }
+}
+
+extension DurableObjectError {
+    /// The runtime error a wire status stands for.
+    public init(_ error: RPCError) {
+        self.init(
+            DurableObjectError.Code(wireName: error.code.name), error.message, retryable: error.retryable,
+            overloaded: error.overloaded)
+    }
+}
+
+extension DurableObjectError.Code {
+    init(wireName: String) {
+        self =
+            [
+                Self.invalidArgument, .notFound, .failedPrecondition, .resourceExhausted, .unavailable,
+                .deadlineExceeded, .unauthenticated, .internal,
+            ].first { $0.name == wireName } ?? .internal
+    }
+}
+
+extension Durable_V1_Code {
+    init(name: String) {
+        switch name {
+        case "INVALID_ARGUMENT": self = .invalidArgument
+        case "NOT_FOUND": self = .notFound
+        case "FAILED_PRECONDITION": self = .failedPrecondition
+        case "RESOURCE_EXHAUSTED": self = .resourceExhausted
+        case "UNAVAILABLE": self = .unavailable
+        case "DEADLINE_EXCEEDED": self = .deadlineExceeded
+        case "UNAUTHENTICATED": self = .unauthenticated
+        case "CANCELLED": self = .cancelled
+        default: self = .internal
+        }
+    }
+}
+
+extension Request {
+    /// The request a wire message carries.
+    ///
+    /// - Throws: `INVALID_ARGUMENT` for a method or header name HTTP does not allow.
+    public init(wire: Durable_V1_HttpRequest) throws {
+        guard let method = HTTPRequest.Method(wire.method.isEmpty ? "GET" : wire.method) else {
+            throw RPCError(.invalidArgument, "Invalid HTTP method '\(wire.method)'.")
+        }
+        var headers = HTTPFields()
+        for header in wire.headers {
+            guard let name = HTTPField.Name(header.name) else {
+                throw RPCError(.invalidArgument, "Invalid HTTP header name '\(header.name)'.")
+            }
+            headers.append(HTTPField(name: name, value: header.value))
+        }
+        self.init(url: wire.url.isEmpty ? "/" : wire.url, method: method, headers: headers, body: Body(bytes: Array(wire.body)))
+    }
+
+    /// The wire message for this request.
+    public var wire: Durable_V1_HttpRequest {
+        var wire = Durable_V1_HttpRequest()
+        wire.method = method.rawValue
+        wire.url = url
+        wire.headers = headers.map { field in
+            Durable_V1_Header.with {
+                $0.name = field.name.rawName
+                $0.value = field.value
+            }
+        }
+        wire.body = Data(body)
+        return wire
+    }
+}
+
+extension Response {
+    /// The response a wire message carries.
+    public init(wire: Durable_V1_HttpResponse) {
+        var headers = HTTPFields()
+        for header in wire.headers {
+            if let name = HTTPField.Name(header.name) { headers.append(HTTPField(name: name, value: header.value)) }
+        }
+        self.init(
+            head: HTTPResponse(status: HTTPResponse.Status(code: Int(wire.status)), headerFields: headers),
+            body: Array(wire.body))
+    }
+
+    /// The wire message for this response.
+    public var wire: Durable_V1_HttpResponse {
+        var wire = Durable_V1_HttpResponse()
+        wire.status = UInt32(status.code)
+        wire.headers = headers.map { field in
+            Durable_V1_Header.with {
+                $0.name = field.name.rawName
+                $0.value = field.value
+            }
+        }
+        wire.body = Data(body)
+        return wire
+    }
+}
+
+/// The method names of the protocol.
+public enum Methods {
+    /// Deliver a request to an object.
+    public static let invoke = "durable.v1.Objects/Invoke"
+    /// Look up a binding's namespace and id key.
+    public static let resolveBinding = "durable.v1.Objects/ResolveBinding"
+    /// Is the node serving?
+    public static let health = "durable.v1.Node/Health"
+    /// The node's counters.
+    public static let stats = "durable.v1.Node/Stats"
+    /// Set placement epochs of slots.
+    public static let assignSlots = "durable.v1.Node/AssignSlots"
+}

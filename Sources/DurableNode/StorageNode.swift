@@ -1,0 +1,261 @@
+import DurableClient
+import DurableObjects
+import DurableStorage
+import DurableWire
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// How a storage node runs.
+public struct NodeConfiguration: Sendable {
+    /// The address to listen on.
+    public var host: String
+    /// The port to listen on (0 picks a free one).
+    public var port: Int
+    /// The folder of the node's RocksDB database.
+    public var dataDirectory: String
+    /// The node's name in the cluster.
+    public var nodeID: String
+    /// How objects are run.
+    public var runtime: RuntimeConfiguration
+    /// The largest frame accepted.
+    public var maximumFrameSize: Int
+    /// How long running calls may take to finish on shutdown.
+    public var shutdownGracePeriod: Duration
+
+    /// Creates a configuration.
+    public init(
+        host: String = "127.0.0.1", port: Int, dataDirectory: String, nodeID: String,
+        runtime: RuntimeConfiguration = RuntimeConfiguration(), maximumFrameSize: Int = defaultMaximumFrameSize,
+        shutdownGracePeriod: Duration = .seconds(10)
+    ) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.nodeID = nodeID
+        self.runtime = runtime
+        self.maximumFrameSize = maximumFrameSize
+        self.shutdownGracePeriod = shutdownGracePeriod
+    }
+}
+
+/// A storage node: runs the app's objects on its own RocksDB database and serves them over the RPC protocol
+/// (`durable.v1.Objects` and `durable.v1.Node`).
+///
+/// Until the gateway's registry assigns namespaces, the node serves one namespace per class its bindings name,
+/// with the class name as namespace id and an id key kept in its database (so ids stay valid across restarts).
+public final class StorageNode: Service, Sendable {
+    /// The configuration.
+    public let configuration: NodeConfiguration
+    /// The object runtime.
+    public let runtime: ObjectRuntime
+    private let database: Database
+    private let server: RPCServer
+    private let service: ObjectService
+    private let logger: Logger
+    private let onStarted: @Sendable (Int) -> Void
+
+    /// Opens the node's database and prepares its namespaces; nothing listens until ``start()``.
+    ///
+    /// - Throws: a storage error naming the folder when the database cannot be opened (for example because
+    ///   another node holds it).
+    public init(
+        configuration: NodeConfiguration, classes: [DurableObjectClass], bindings: [String: String],
+        logger: Logger = Logger(label: "durable.node"), onStarted: @escaping @Sendable (Int) -> Void = { _ in }
+    ) throws {
+        self.configuration = configuration
+        self.onStarted = onStarted
+        var logger = logger
+        logger[metadataKey: "node"] = "\(configuration.nodeID)"
+        self.logger = logger
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        database = try Database(path: configuration.dataDirectory)
+        runtime = ObjectRuntime(database: database, configuration: configuration.runtime, logger: logger)
+        let meta = try database.defaultColumnFamily
+        for objectClass in classes { runtime.register(objectClass) }
+        for className in Set(bindings.values).sorted() {
+            let key = try NodeMetadata.namespaceKey(className, database: database, family: meta)
+            try runtime.defineNamespace(NamespaceDefinition(id: className, className: className, key: key))
+        }
+        try runtime.setEnvironment(bindings: bindings)
+        runtime.assignSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
+        service = ObjectService(
+            nodeID: configuration.nodeID, runtime: runtime, bindings: bindings, database: database, meta: meta,
+            logger: logger)
+        server = RPCServer(
+            host: configuration.host, port: configuration.port, handler: service,
+            maximumFrameSize: configuration.maximumFrameSize, logger: logger)
+        service.server.withLock { $0 = server }
+    }
+
+    /// Starts serving; returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        let port = try await server.start()
+        logger.info(
+            "storage node serving",
+            metadata: [
+                "address": "\(configuration.host):\(port)", "data": "\(configuration.dataDirectory)",
+                "namespaces": "\(runtime.classNames.joined(separator: ","))",
+            ])
+        return port
+    }
+
+    /// Waits until the node has shut down.
+    public func waitUntilStopped() async {
+        await server.waitUntilClosed()
+    }
+
+    /// Runs the node as a service: starts it, serves until graceful shutdown is requested (SIGTERM in a
+    /// `ServiceGroup`) or the task is cancelled, then shuts down gracefully.
+    public func run() async throws {
+        let port = try await start()
+        onStarted(port)
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Shuts down gracefully: tells clients to go away, lets running calls finish (within the grace period),
+    /// makes every write durable, evicts every object and closes the database.
+    public func shutdown() async {
+        logger.info("storage node shutting down")
+        await server.shutdown(gracePeriod: configuration.shutdownGracePeriod)
+        await runtime.shutdown()
+        database.close()
+        logger.info("storage node stopped")
+    }
+}
+
+/// What a node keeps about itself in its database's default column family.
+enum NodeMetadata {
+    static func namespaceKey(_ className: String, database: Database, family: ColumnFamily) throws -> NamespaceKey {
+        let key = Array("node/namespace-secret/\(className)".utf8)
+        if let stored = try database.get(key, in: family) { return NamespaceKey(secret: stored) }
+        let fresh = NamespaceKey.random()
+        var batch = WriteBatch()
+        batch.put(fresh.secret, forKey: key, in: family)
+        try database.write(batch, sync: true)
+        return fresh
+    }
+
+    static let slotPrefix = Array("node/slot-epoch/".utf8)
+
+    static func slotEpochs(database: Database, family: ColumnFamily) throws -> [(slot: UInt16, epoch: UInt64)] {
+        try database.scan(in: family, ScanOptions(prefix: slotPrefix)).compactMap { entry in
+            guard entry.key.count == slotPrefix.count + 2, entry.value.count == 8 else { return nil }
+            let slot = UInt16(entry.key[slotPrefix.count]) << 8 | UInt16(entry.key[slotPrefix.count + 1])
+            let epoch = entry.value.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            return (slot, epoch)
+        }
+    }
+
+    static func saveSlotEpochs(_ assignments: [(slot: UInt16, epoch: UInt64)], database: Database, family: ColumnFamily)
+        throws
+    {
+        var batch = WriteBatch()
+        for (slot, epoch) in assignments {
+            let key = slotPrefix + [UInt8(slot >> 8), UInt8(slot & 0xFF)]
+            let value = (0..<8).reversed().map { UInt8(truncatingIfNeeded: epoch >> (8 * UInt64($0))) }
+            batch.put(value, forKey: key, in: family)
+        }
+        try database.write(batch, sync: true)
+    }
+}
+
+/// The node's RPC methods.
+final class ObjectService: RPCHandler {
+    let nodeID: String
+    let runtime: ObjectRuntime
+    let bindings: [String: String]
+    let database: Database
+    let meta: ColumnFamily
+    let logger: Logger
+    let server = Mutex<RPCServer?>(nil)
+
+    private let invocations = Atomic<UInt64>(0)
+    private let failures = Atomic<UInt64>(0)
+    private let overloads = Atomic<UInt64>(0)
+
+    init(
+        nodeID: String, runtime: ObjectRuntime, bindings: [String: String], database: Database, meta: ColumnFamily,
+        logger: Logger
+    ) {
+        self.nodeID = nodeID
+        self.runtime = runtime
+        self.bindings = bindings
+        self.database = database
+        self.meta = meta
+        self.logger = logger
+    }
+
+    func handle(_ call: IncomingCall) async throws -> [UInt8] {
+        switch call.method {
+        case Methods.invoke:
+            return try await invoke(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
+        case Methods.resolveBinding:
+            return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.health:
+            return try Durable_V1_HealthResponse.with {
+                $0.nodeID = nodeID
+                $0.serving = true
+            }.serializedBytes()
+        case Methods.stats:
+            return try stats().serializedBytes()
+        case Methods.assignSlots:
+            let request = try Durable_V1_AssignSlotsRequest(serializedBytes: call.payload)
+            let assignments = request.assignments.map { (slot: UInt16($0.slot % 4096), epoch: $0.epoch) }
+            try NodeMetadata.saveSlotEpochs(assignments, database: database, family: meta)
+            runtime.assignSlots(assignments)
+            return try Durable_V1_AssignSlotsResponse().serializedBytes()
+        default:
+            throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
+        }
+    }
+
+    private func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
+        invocations.add(1, ordering: .relaxed)
+        do {
+            guard let definition = runtime.namespaceDefinition(message.namespaceID) else {
+                throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is served by node \(nodeID).")
+            }
+            let id = try definition.key.id(bytes: Array(message.objectID), name: message.objectName.isEmpty ? nil : message.objectName)
+            let request = try Request(wire: message.request)
+            let response = try await runtime.invoke(
+                namespaceID: message.namespaceID, id: id, request: request,
+                epoch: message.placementEpoch == 0 && runtime.placement.epoch(of: id) == 0 ? nil : message.placementEpoch,
+                deadline: deadline)
+            return try Durable_V1_InvokeResponse.with { $0.response = response.wire }.serializedBytes()
+        } catch {
+            let status = RPCError(serving: error)
+            if status.overloaded { overloads.add(1, ordering: .relaxed) } else { failures.add(1, ordering: .relaxed) }
+            throw status
+        }
+    }
+
+    private func resolve(_ request: Durable_V1_ResolveBindingRequest) throws -> Durable_V1_ResolveBindingResponse {
+        guard let className = bindings[request.binding], let definition = runtime.namespaceDefinition(className) else {
+            let known = bindings.keys.sorted().joined(separator: ", ")
+            throw RPCError(.notFound, "No Durable Object binding named '\(request.binding)' (bindings: \(known)).")
+        }
+        return Durable_V1_ResolveBindingResponse.with {
+            $0.namespaceID = definition.id
+            $0.className = definition.className
+            $0.idKey = Data(definition.key.secret)
+        }
+    }
+
+    private func stats() -> Durable_V1_StatsResponse {
+        let commit = runtime.committer.statistics
+        return Durable_V1_StatsResponse.with {
+            $0.nodeID = nodeID
+            $0.activeObjects = UInt64(runtime.activeCount)
+            $0.invocations = invocations.load(ordering: .relaxed)
+            $0.failedInvocations = failures.load(ordering: .relaxed)
+            $0.overloadedRejections = overloads.load(ordering: .relaxed)
+            $0.groupCommitBatches = UInt64(commit.batches)
+            $0.groupCommitSyncs = UInt64(commit.groups)
+            $0.openConnections = UInt64(server.withLock { $0 }?.connectionCount ?? 0)
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import DurableExamples
+import DurableNode
+import DurableObjects
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `durable node`: a storage node serving the app's objects over the RPC protocol.
+struct NodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "node",
+        abstract: "Run a storage node: the app's objects on a local RocksDB database, served over RPC."
+    )
+
+    @Option(help: "The address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "The RPC port (0 picks a free one; the chosen port is printed).")
+    var port: Int = 7701
+
+    @Option(help: "The folder of the node's database (created when missing).")
+    var data: String
+
+    @Option(name: .customLong("node-id"), help: "The node's name in the cluster.")
+    var nodeID: String = "node1"
+
+    @Option(help: "Seconds without events after which an idle object is evicted from memory.")
+    var idleTimeout: Double = 70
+
+    @Option(help: "Requests that may wait in one object's queue.")
+    var maxQueuedRequests: Int = MailboxLimits().maxQueuedRequests
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
+        guard maxQueuedRequests > 0 else { throw ValidationError("--max-queued-requests must be at least 1") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "durable.node")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
+        runtime.mailbox.maxQueuedRequests = maxQueuedRequests
+        let nodeID = self.nodeID
+        let host = self.host
+        let node = try StorageNode(
+            configuration: NodeConfiguration(
+                host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime),
+            classes: ExampleApp.classes, bindings: ExampleApp.bindings, logger: logger,
+            onStarted: { boundPort in
+                // A line tools and tests can wait for.
+                print("durable node \(nodeID) listening on \(host):\(boundPort)")
+                fflush(nil)
+            })
+        let group = ServiceGroup(
+            services: [node], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        try await group.run()
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+/// A `durable node` child process on a loopback port chosen by the OS.
+final class NodeProcess {
+    let process = Process()
+    let port: Int
+    let dataDirectory: String
+    private let output: LineReader
+
+    /// Starts a node on `dataDirectory` and waits for its "listening" line.
+    init(dataDirectory: String, arguments: [String] = []) throws {
+        self.dataDirectory = dataDirectory
+        process.executableURL = DurableExecutable.url
+        process.arguments = ["node", "--port", "0", "--data", dataDirectory, "--log-level", "warning"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        output = LineReader(pipe.fileHandleForReading)
+        var found: Int?
+        while let line = output.nextLine() {
+            if let range = line.range(of: "listening on 127.0.0.1:") {
+                found = Int(line[range.upperBound...])
+                break
+            }
+        }
+        guard let found else {
+            process.terminate()
+            throw NodeProcessError(message: "the node exited before it listened")
+        }
+        port = found
+    }
+
+    /// Sends SIGTERM and waits for a graceful exit; returns the exit status.
+    @discardableResult
+    func stop() -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+struct NodeProcessError: Error {
+    var message: String
+}
