@@ -131,10 +131,16 @@ let package = Package(
             dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableStorage"],
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "WireTestSupport",
+            dependencies: ["DurableWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Tests/WireTestSupport",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "DurableWireTests",
             dependencies: [
-                "DurableWire",
+                "DurableWire", "WireTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -149,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "durable",
+                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "WireTestSupport", "durable",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: strictSettings

@@ -219,7 +219,12 @@ final class ObjectService: RPCHandler {
             guard let definition = runtime.namespaceDefinition(message.namespaceID) else {
                 throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is served by node \(nodeID).")
             }
-            let id = try definition.key.id(bytes: Array(message.objectID), name: message.objectName.isEmpty ? nil : message.objectName)
+            let name = message.objectName.isEmpty ? nil : message.objectName
+            // A caller that cannot compute ids (a thin client in another language) may send only the name.
+            let id =
+                message.objectID.isEmpty && name != nil
+                ? definition.key.id(forName: name!)
+                : try definition.key.id(bytes: Array(message.objectID), name: name)
             let request = try Request(wire: message.request)
             let response = try await runtime.invoke(
                 namespaceID: message.namespaceID, id: id, request: request,

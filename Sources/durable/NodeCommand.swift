@@ -31,6 +31,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Requests that may wait in one object's queue.")
     var maxQueuedRequests: Int = MailboxLimits().maxQueuedRequests
 
+    @Flag(help: "Also serve the DIAGNOSTIC binding (an object that sleeps, blocks and counts its runs, for tests).")
+    var diagnostics = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -53,7 +56,9 @@ struct NodeCommand: AsyncParsableCommand {
         let node = try StorageNode(
             configuration: NodeConfiguration(
                 host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime),
-            classes: ExampleApp.classes, bindings: ExampleApp.bindings, logger: logger,
+            classes: ExampleApp.classes + (diagnostics ? [DurableObjectClass(DiagnosticObject.self)] : []),
+            bindings: ExampleApp.bindings.merging(diagnostics ? ["DIAGNOSTIC": "DiagnosticObject"] : [:]) { $1 },
+            logger: logger,
             onStarted: { boundPort in
                 // A line tools and tests can wait for.
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")

@@ -93,7 +93,8 @@ public nonisolated struct Durable_V1_InvokeRequest: Sendable {
   /// The namespace (registry id) the object belongs to.
   public var namespaceID: String = String()
 
-  /// The object's 32-byte id.
+  /// The object's 32-byte id. May be left empty when object_name is set: the node then derives the id from the
+  /// name (idFromName), so a client without HMAC-SHA256 can still address objects by name.
   public var objectID: Data = Data()
 
   /// The name the id was derived from, when the caller used idFromName (the object can read it).

@@ -1,0 +1,35 @@
+import DurableObjects
+import Foundation
+
+/// An object class for exercising a node from the outside (`durable node --diagnostics`, bound as `DIAGNOSTIC`):
+/// it can take a chosen time, hold its input gate, and count how often it ran.
+///
+/// - `/sleep?ms=N`: waits N ms (the object takes other events meanwhile), then answers `slept N`.
+/// - `/block?ms=N`: holds the input gate for N ms (`blockConcurrencyWhile`), so later requests queue.
+/// - `/record`: adds one to the stored run count and answers it.
+/// - `/runs`: the stored run count.
+actor DiagnosticObject: DurableObject {
+    nonisolated let state: DurableObjectState
+
+    init(state: DurableObjectState, env: Environment) { self.state = state }
+
+    func fetch(_ request: Request) async throws -> Response {
+        let millis = Int(request.queryItems.first { $0.name == "ms" }?.value ?? "0") ?? 0
+        switch request.path {
+        case "/sleep":
+            try await Task.sleep(for: .milliseconds(millis))
+            return Response("slept \(millis)")
+        case "/block":
+            try await state.blockConcurrencyWhile { try await Task.sleep(for: .milliseconds(millis)) }
+            return Response("blocked \(millis)")
+        case "/record":
+            let runs = (try await state.storage.get("runs", as: Int.self) ?? 0) + 1
+            try state.storage.put("runs", runs)
+            return Response("\(runs)")
+        case "/runs":
+            return Response("\(try await state.storage.get("runs", as: Int.self) ?? 0)")
+        default:
+            return Response("Not found", status: .notFound)
+        }
+    }
+}
