@@ -6,11 +6,12 @@ SWIFT_BUILD_FLAGS ?=
 
 .PHONY: deps run test build lint format bench-storage bench-objects clean
 
-## Install the system libraries the build links against, when they are missing.
+## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
-	@if ! pkg-config --exists rocksdb 2>/dev/null; then \
-		echo "installing librocksdb-dev and pkg-config from Debian"; \
-		$(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y librocksdb-dev pkg-config; \
+	@if ! pkg-config --exists rocksdb libprotobuf-c 2>/dev/null || ! command -v protoc-c >/dev/null || ! command -v cc >/dev/null; then \
+		echo "installing librocksdb-dev, protobuf-c and a C compiler from Debian"; \
+		$(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y \
+			librocksdb-dev pkg-config gcc protobuf-c-compiler libprotobuf-c-dev; \
 	fi
 
 ## The main job. Until the gateway exists it checks the storage engine: concurrent writers commit synced
