@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps run test build lint format bench-storage bench-objects clean
+.PHONY: deps run test build lint format bench-storage bench-objects bench-rpc clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -44,3 +44,9 @@ clean:
 ## Durable increments in process (one hot object, 1,000 objects) beside the raw synced-write rate.
 bench-objects: deps
 	swift run -c release objects-benchmark
+
+## RPC over loopback against a real node (no-op and durable increment, 1 and 64 callers) beside redis-benchmark.
+bench-rpc: deps
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server redis-tools; }
+	swift build -c release --product durable
+	swift run -c release rpc-benchmark

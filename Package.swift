@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.30.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
     ],
     targets: [
         .systemLibrary(
@@ -117,6 +118,15 @@ let package = Package(
             name: "objects-benchmark",
             dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableExamples"],
             path: "benchmarks/objects-benchmark",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "rpc-benchmark",
+            dependencies: [
+                "DurableClient", "DurableObjects",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "benchmarks/rpc-benchmark",
             swiftSettings: strictSettings
         ),
         .executableTarget(

@@ -1,6 +1,6 @@
 import DurableObjects
-import Foundation
 import DurableWire
+import Foundation
 import Logging
 import SwiftProtobuf
 import Synchronization

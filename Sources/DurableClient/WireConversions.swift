@@ -6,7 +6,9 @@ import HTTPTypes
 extension RPCError {
     /// The wire status of a runtime error: same code, message and flags.
     public init(_ error: DurableObjectError) {
-        self.init(Durable_V1_Code(name: error.code.name), error.message, retryable: error.retryable, overloaded: error.overloaded)
+        self.init(
+            Durable_V1_Code(name: error.code.name), error.message, retryable: error.retryable,
+            overloaded: error.overloaded)
     }
 
     /// The wire status of any error thrown while serving a call.
@@ -70,7 +72,9 @@ extension Request {
             }
             headers.append(HTTPField(name: name, value: header.value))
         }
-        self.init(url: wire.url.isEmpty ? "/" : wire.url, method: method, headers: headers, body: Body(bytes: Array(wire.body)))
+        self.init(
+            url: wire.url.isEmpty ? "/" : wire.url, method: method, headers: headers,
+            body: Body(bytes: Array(wire.body)))
     }
 
     /// The wire message for this request.

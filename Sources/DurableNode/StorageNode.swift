@@ -213,11 +213,13 @@ final class ObjectService: RPCHandler {
         }
     }
 
-    private func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
+    private func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8]
+    {
         invocations.add(1, ordering: .relaxed)
         do {
             guard let definition = runtime.namespaceDefinition(message.namespaceID) else {
-                throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is served by node \(nodeID).")
+                throw RPCError(
+                    .notFound, "No Durable Object namespace '\(message.namespaceID)' is served by node \(nodeID).")
             }
             let name = message.objectName.isEmpty ? nil : message.objectName
             // A caller that cannot compute ids (a thin client in another language) may send only the name.
@@ -228,7 +230,8 @@ final class ObjectService: RPCHandler {
             let request = try Request(wire: message.request)
             let response = try await runtime.invoke(
                 namespaceID: message.namespaceID, id: id, request: request,
-                epoch: message.placementEpoch == 0 && runtime.placement.epoch(of: id) == 0 ? nil : message.placementEpoch,
+                epoch: message.placementEpoch == 0 && runtime.placement.epoch(of: id) == 0
+                    ? nil : message.placementEpoch,
                 deadline: deadline)
             return try Durable_V1_InvokeResponse.with { $0.response = response.wire }.serializedBytes()
         } catch {

@@ -19,6 +19,7 @@ public struct FrameError: Error, Hashable, Sendable, CustomStringConvertible {
 /// A frame longer than `maximumFrameSize` is refused from its header alone, before its body arrives, so a peer
 /// cannot make the process buffer an arbitrary amount.
 public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
+    /// Decoded frames.
     public typealias InboundOut = Durable_V1_Frame
 
     /// The largest frame accepted.
@@ -53,6 +54,7 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
 
 /// Writes frames: the 4-byte big-endian length, then the serialized frame.
 public struct FrameEncoder: MessageToByteEncoder {
+    /// Frames to encode.
     public typealias OutboundIn = Durable_V1_Frame
 
     /// Creates an encoder.

@@ -110,7 +110,12 @@ public final class RPCConnection: Sendable {
                     }
                     var timer: Scheduled<Void>?
                     if let timeout {
-                        timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))) {
+                        timer = channel.eventLoop.scheduleTask(
+                            in: .nanoseconds(
+                                Int64(
+                                    timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds
+                                        / 1_000_000_000))
+                        ) {
                             [self] in
                             self.fail(id, with: .deadlineExceeded, sendCancel: true)
                         }
@@ -173,7 +178,8 @@ public final class RPCConnection: Sendable {
             for pending in abandoned {
                 pending.timer?.cancel()
                 pending.continuation.resume(
-                    throwing: RPCError.unavailable("\(address) is going away (\(goAway.reason)); call again elsewhere."))
+                    throwing: RPCError.unavailable("\(address) is going away (\(goAway.reason)); call again elsewhere.")
+                )
             }
         case .call, .cancel, .streamData, .none:
             break

@@ -219,7 +219,9 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             return
         }
         guard calls[id] == nil else {
-            reply(id, .failure(RPCError(.invalidArgument, "Call id \(id) is already in use on this connection.")), context)
+            reply(
+                id, .failure(RPCError(.invalidArgument, "Call id \(id) is already in use on this connection.")), context
+            )
             return
         }
         let deadline: ContinuousClock.Instant? =

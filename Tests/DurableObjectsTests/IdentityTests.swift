@@ -75,7 +75,8 @@ struct IdentityTests {
         let foreign = second.idFromName("alice").hexString
         let error = #expect(throws: DurableObjectError.self) { try first.idFromString(foreign) }
         #expect(error?.message == "Durable Object ID is not valid for this namespace.")
-        let tampered = String(first.idFromName("alice").hexString.dropLast()) + "0"
+        let hex = first.idFromName("alice").hexString
+        let tampered = String(hex.dropLast()) + (hex.last == "0" ? "1" : "0")
         #expect(throws: DurableObjectError.self) { try first.idFromString(tampered) }
     }
 

@@ -71,7 +71,8 @@ struct RPCTests {
         try await withServer { _, port, _ in
             let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
             #expect(try await connection.call("test/echo", payload: [1, 2, 3]) == [1, 2, 3])
-            #expect(try await connection.call("test/metadata", payload: [], metadata: ["x-test": "hi"]) == Array("hi".utf8))
+            #expect(
+                try await connection.call("test/metadata", payload: [], metadata: ["x-test": "hi"]) == Array("hi".utf8))
             let error = await #expect(throws: RPCError.self) { try await connection.call("test/fail", payload: []) }
             #expect(error?.code == .resourceExhausted)
             #expect(error?.message == "too busy")

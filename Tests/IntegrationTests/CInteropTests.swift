@@ -32,8 +32,12 @@ struct CInteropTests {
         let node = try NodeProcess(dataDirectory: folder.child("data"))
         defer { node.stop() }
         let port = "\(node.port)"
-        #expect(try Self.run(binary, ["127.0.0.1", port, "COUNTER", "from-c", "http://counter/increment"]).output == "200 1\n")
-        #expect(try Self.run(binary, ["127.0.0.1", port, "COUNTER", "from-c", "http://counter/increment"]).output == "200 2\n")
+        #expect(
+            try Self.run(binary, ["127.0.0.1", port, "COUNTER", "from-c", "http://counter/increment"]).output
+                == "200 1\n")
+        #expect(
+            try Self.run(binary, ["127.0.0.1", port, "COUNTER", "from-c", "http://counter/increment"]).output
+                == "200 2\n")
         let missing = try Self.run(binary, ["127.0.0.1", port, "NOPE", "x", "/"])
         #expect(missing.status == 1)
 

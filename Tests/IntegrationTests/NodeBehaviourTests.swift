@@ -32,17 +32,17 @@ struct NodeBehaviourTests {
         try await withDiagnosticNode { _, client, diagnostic in
             let order = Recorder()
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for millis in [400, 200, 0] {
+                for millis in [1500, 0] {
                     group.addTask {
                         let reply = try await diagnostic.getByName("o\(millis)").fetch("http://d/sleep?ms=\(millis)")
                         #expect(reply.text() == "slept \(millis)")
                         order.append(millis)
                     }
-                    try await Task.sleep(for: .milliseconds(20))  // send them in this order
+                    try await Task.sleep(for: .milliseconds(50))  // send them in this order
                 }
                 try await group.waitForAll()
             }
-            #expect(order.values == [0, 200, 400])
+            #expect(order.values == [0, 1500], "the call sent last was answered first")
         }
     }
 
@@ -115,7 +115,8 @@ struct NodeBehaviourTests {
 
             // An unknown method.
             let unknown = await #expect(throws: DurableObjectError.self) {
-                let _: Durable_V1_HealthResponse = try await client.call("durable.v1.Nope/Nothing", Durable_V1_HealthRequest())
+                let _: Durable_V1_HealthResponse = try await client.call(
+                    "durable.v1.Nope/Nothing", Durable_V1_HealthRequest())
             }
             #expect(unknown?.message.contains("durable.v1.Nope/Nothing") == true)
 
@@ -135,7 +136,8 @@ struct NodeBehaviourTests {
 
             // An unknown namespace, and an invalid HTTP method.
             let noNamespace = await #expect(throws: DurableObjectError.self) {
-                try await client.invoke(namespaceID: "Nope", id: healthy.id, request: Request(url: "/"), timeout: .seconds(5))
+                try await client.invoke(
+                    namespaceID: "Nope", id: healthy.id, request: Request(url: "/"), timeout: .seconds(5))
             }
             #expect(noNamespace?.code == .notFound)
 

@@ -104,11 +104,18 @@ struct NodeTests {
         let slot = (UInt32(id.bytes[0]) << 8 | UInt32(id.bytes[1])) % 4096
         let _: Durable_V1_AssignSlotsResponse = try await client.call(
             "durable.v1.Node/AssignSlots",
-            Durable_V1_AssignSlotsRequest.with { $0.assignments = [.with { $0.slot = slot; $0.epoch = 5 }] })
+            Durable_V1_AssignSlotsRequest.with {
+                $0.assignments = [
+                    .with {
+                        $0.slot = slot; $0.epoch = 5
+                    }
+                ]
+            })
         let request = Request(url: "http://counter/increment")
         for stale: UInt64 in [0, 4] {
             let error = await #expect(throws: DurableObjectError.self) {
-                try await client.invoke(namespaceID: counters.namespaceID, id: id, request: request, timeout: .seconds(5), epoch: stale)
+                try await client.invoke(
+                    namespaceID: counters.namespaceID, id: id, request: request, timeout: .seconds(5), epoch: stale)
             }
             #expect(error?.code == .failedPrecondition)
         }

@@ -4,6 +4,7 @@ import SwiftProtobuf
 
 /// A plain blocking TCP socket, for sending bytes no well-behaved client would.
 public final class RawSocket {
+    /// The socket's file descriptor.
     public let fd: Int32
 
     /// Connects to 127.0.0.1:`port`.
@@ -14,7 +15,9 @@ public final class RawSocket {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard result == 0 else { throw RPCError.unavailable("raw connect to port \(port) failed") }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
@@ -71,4 +74,3 @@ public final class RawSocket {
         return try? Durable_V1_Frame(serializedBytes: Array(bytes[4..<(4 + length)]))
     }
 }
-

@@ -212,7 +212,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
             case .deliver(let continuation, let object): continuation.resume(returning: .delivered(object))
             case .expire(let continuation): continuation.resume(throwing: DurableObjectError.queuedTooLong)
             case .deadlinePassed(let continuation):
-                continuation.resume(throwing: DurableObjectError(.deadlineExceeded, "Deadline exceeded.", retryable: true))
+                continuation.resume(
+                    throwing: DurableObjectError(.deadlineExceeded, "Deadline exceeded.", retryable: true))
             case .retry(let continuation): continuation.resume(returning: .retry)
             case .launch: Task { await self.start() }
             }

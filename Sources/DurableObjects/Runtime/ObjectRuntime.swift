@@ -141,7 +141,9 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             }
         }
         let event = ObjectEvent.fetch(request)
-        guard case .response(let response) = try await deliver(event, namespaceID: namespaceID, id: id, deadline: deadline)
+        guard
+            case .response(let response) = try await deliver(
+                event, namespaceID: namespaceID, id: id, deadline: deadline)
         else { throw DurableObjectError(.internal, "the object returned no response") }
         return response
     }
