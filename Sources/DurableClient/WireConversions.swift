@@ -82,14 +82,21 @@ extension Request {
         var wire = Durable_V1_HttpRequest()
         wire.method = method.rawValue
         wire.url = url
-        wire.headers = headers.map { field in
+        wire.headers = headers.wire
+        wire.body = Data(body)
+        return wire
+    }
+}
+
+extension HTTPFields {
+    /// The headers as wire messages, in order.
+    var wire: [Durable_V1_Header] {
+        map { field in
             Durable_V1_Header.with {
                 $0.name = field.name.rawName
                 $0.value = field.value
             }
         }
-        wire.body = Data(body)
-        return wire
     }
 }
 
@@ -109,12 +116,7 @@ extension Response {
     public var wire: Durable_V1_HttpResponse {
         var wire = Durable_V1_HttpResponse()
         wire.status = UInt32(status.code)
-        wire.headers = headers.map { field in
-            Durable_V1_Header.with {
-                $0.name = field.name.rawName
-                $0.value = field.value
-            }
-        }
+        wire.headers = headers.wire
         wire.body = Data(body)
         return wire
     }

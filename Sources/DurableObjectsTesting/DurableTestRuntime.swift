@@ -157,19 +157,18 @@ public final class DurableTestRuntime: ObjectTransport, Sendable {
     /// Shuts the runtime down (writes made durable, objects evicted), closes the database, and opens both again
     /// on the same folder, as a process restart would.
     public func restart() async throws {
-        let old = current.withLock { runtime -> ObjectRuntime? in
-            defer { runtime = nil }
-            return runtime
-        }
-        if let old {
-            await old.shutdown()
-            old.database.close()
-        }
+        await stopCurrent()
         try open()
     }
 
     /// Shuts down and closes the database; removes the folder when the runtime made it.
     public func close() async {
+        await stopCurrent()
+        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    /// Shuts the current runtime down and closes its database.
+    private func stopCurrent() async {
         let old = current.withLock { runtime -> ObjectRuntime? in
             defer { runtime = nil }
             return runtime
@@ -178,6 +177,5 @@ public final class DurableTestRuntime: ObjectTransport, Sendable {
             await old.shutdown()
             old.database.close()
         }
-        if ownsDirectory { try? FileManager.default.removeItem(atPath: directory) }
     }
 }
