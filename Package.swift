@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.30.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -82,7 +83,10 @@ let package = Package(
         ),
         .target(
             name: "DurableGateway",
-            dependencies: ["DurableObjects", "DurableWire"],
+            dependencies: [
+                "DurableObjects", "DurableWire", "DurableStorage",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -155,6 +159,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "DurableGatewayTests",
+            dependencies: ["DurableGateway", "DurableObjects", "DurableStorage"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,1 +1,0 @@
-// The DurableGateway module; see DESIGN.md. Filled in by the issues that build it.

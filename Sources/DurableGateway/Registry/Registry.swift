@@ -1,0 +1,58 @@
+import DurableObjects
+import DurableStorage
+import Foundation
+import Synchronization
+
+/// The binding registry, kept in the gateway's own RocksDB database.
+///
+/// Publishes are serialized: each one is planned against the current state (``MigrationPlanner``), and the new
+/// state is written with a synced write before the publish returns, so a registry change that was acknowledged
+/// survives a crash. A refused publish changes nothing.
+public final class Registry: Sendable {
+    private static let stateKey = Array("registry/state".utf8)
+
+    private let database: Database
+    private let family: ColumnFamily
+    private let current: Mutex<RegistryState>
+
+    /// Opens the registry stored in `database` (an empty one when there is none yet).
+    ///
+    /// - Throws: a storage error, or an error naming the key when the stored state does not decode.
+    public init(database: Database) throws {
+        self.database = database
+        family = try database.ensureColumnFamily(named: "registry")
+        var state = RegistryState()
+        if let bytes = try database.get(Self.stateKey, in: family) {
+            do {
+                state = try JSONDecoder().decode(RegistryState.self, from: Data(bytes))
+            } catch {
+                throw StorageError(.invalidArgument, "the registry state in \(database.path) does not decode: \(error)")
+            }
+        }
+        current = Mutex(state)
+    }
+
+    /// The current state.
+    public var state: RegistryState { current.withLock { $0 } }
+
+    /// Publishes `configuration` for `environment` and returns what changed.
+    ///
+    /// - Throws: ``MigrationPlanner/PublishError`` or ``ConfigurationError`` (nothing applied), or a storage error.
+    public func publish(
+        _ configuration: AppConfiguration, environment: String?, exportedClasses: Set<String>,
+        migrations: [Migration]? = nil
+    ) throws -> [RegistryChange] {
+        try current.withLock { state in
+            let (next, changes) = try MigrationPlanner.publish(
+                configuration, environment: environment, exportedClasses: exportedClasses, state: state,
+                migrations: migrations)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            var batch = WriteBatch()
+            batch.put(Array(try encoder.encode(next)), forKey: Self.stateKey, in: family)
+            try database.write(batch, sync: true)
+            state = next
+            return changes
+        }
+    }
+}
