@@ -134,4 +134,8 @@ public enum Methods {
     public static let stats = "durable.v1.Node/Stats"
     /// Set placement epochs of slots.
     public static let assignSlots = "durable.v1.Node/AssignSlots"
+    /// Serve the registry's namespaces and bindings.
+    public static let defineNamespaces = "durable.v1.Node/DefineNamespaces"
+    /// Delete namespaces and their data.
+    public static let dropNamespaces = "durable.v1.Node/DropNamespaces"
 }

@@ -43,8 +43,9 @@ public struct NodeConfiguration: Sendable {
 /// A storage node: runs the app's objects on its own RocksDB database and serves them over the RPC protocol
 /// (`durable.v1.Objects` and `durable.v1.Node`).
 ///
-/// Until the gateway's registry assigns namespaces, the node serves one namespace per class its bindings name,
-/// with the class name as namespace id and an id key kept in its database (so ids stay valid across restarts).
+/// The gateway's registry defines the node's namespaces and bindings (`Node/DefineNamespaces`); the node keeps
+/// them in its database, so they survive restarts. A node that was never given any serves one namespace per class
+/// its default bindings name, with the class name as namespace id and an id key kept in its database.
 public final class StorageNode: Service, Sendable {
     /// The configuration.
     public let configuration: NodeConfiguration
@@ -74,15 +75,22 @@ public final class StorageNode: Service, Sendable {
         runtime = ObjectRuntime(database: database, configuration: configuration.runtime, logger: logger)
         let meta = try database.defaultColumnFamily
         for objectClass in classes { runtime.register(objectClass) }
-        for className in Set(bindings.values).sorted() {
-            let key = try NodeMetadata.namespaceKey(className, database: database, family: meta)
-            try runtime.defineNamespace(NamespaceDefinition(id: className, className: className, key: key))
+        var served = try NodeMetadata.definitions(database: database, family: meta)
+        if served == nil {
+            // Not configured by a registry yet: one namespace per class of the default bindings.
+            var definitions: [NamespaceDefinition] = []
+            for className in Set(bindings.values).sorted() {
+                let key = try NodeMetadata.namespaceKey(className, database: database, family: meta)
+                definitions.append(NamespaceDefinition(id: className, className: className, key: key))
+            }
+            served = (definitions, bindings)
         }
-        try runtime.setEnvironment(bindings: bindings)
+        for definition in served!.namespaces { try runtime.defineNamespace(definition) }
+        try runtime.setEnvironment(bindings: served!.bindings)
         runtime.assignSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
         service = ObjectService(
-            nodeID: configuration.nodeID, runtime: runtime, bindings: bindings, database: database, meta: meta,
-            logger: logger)
+            nodeID: configuration.nodeID, runtime: runtime, bindings: served!.bindings, database: database,
+            meta: meta, logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.port, handler: service,
             maximumFrameSize: configuration.maximumFrameSize, logger: logger)
@@ -139,6 +147,42 @@ enum NodeMetadata {
         return fresh
     }
 
+    static let definitionsKey = Array("node/definitions".utf8)
+
+    /// What a registry last told the node to serve: namespaces and binding → namespace id.
+    struct Definitions: Codable {
+        struct Namespace: Codable {
+            var id: String
+            var className: String
+            var secret: [UInt8]
+        }
+        var namespaces: [Namespace]
+        var bindings: [String: String]
+    }
+
+    static func definitions(database: Database, family: ColumnFamily) throws
+        -> (namespaces: [NamespaceDefinition], bindings: [String: String])?
+    {
+        guard let bytes = try database.get(definitionsKey, in: family) else { return nil }
+        let stored = try JSONDecoder().decode(Definitions.self, from: Data(bytes))
+        return (
+            stored.namespaces.map {
+                NamespaceDefinition(id: $0.id, className: $0.className, key: NamespaceKey(secret: $0.secret))
+            }, stored.bindings
+        )
+    }
+
+    static func saveDefinitions(
+        _ namespaces: [NamespaceDefinition], bindings: [String: String], database: Database, family: ColumnFamily
+    ) throws {
+        let stored = Definitions(
+            namespaces: namespaces.map { .init(id: $0.id, className: $0.className, secret: $0.key.secret) },
+            bindings: bindings)
+        var batch = WriteBatch()
+        batch.put(Array(try JSONEncoder().encode(stored)), forKey: definitionsKey, in: family)
+        try database.write(batch, sync: true)
+    }
+
     static let slotPrefix = Array("node/slot-epoch/".utf8)
 
     static func slotEpochs(database: Database, family: ColumnFamily) throws -> [(slot: UInt16, epoch: UInt64)] {
@@ -167,7 +211,8 @@ enum NodeMetadata {
 final class ObjectService: RPCHandler {
     let nodeID: String
     let runtime: ObjectRuntime
-    let bindings: [String: String]
+    /// Binding name → namespace id.
+    let bindings: Mutex<[String: String]>
     let database: Database
     let meta: ColumnFamily
     let logger: Logger
@@ -183,7 +228,7 @@ final class ObjectService: RPCHandler {
     ) {
         self.nodeID = nodeID
         self.runtime = runtime
-        self.bindings = bindings
+        self.bindings = Mutex(bindings)
         self.database = database
         self.meta = meta
         self.logger = logger
@@ -208,6 +253,12 @@ final class ObjectService: RPCHandler {
             try NodeMetadata.saveSlotEpochs(assignments, database: database, family: meta)
             runtime.assignSlots(assignments)
             return try Durable_V1_AssignSlotsResponse().serializedBytes()
+        case Methods.defineNamespaces:
+            try define(Durable_V1_DefineNamespacesRequest(serializedBytes: call.payload))
+            return try Durable_V1_DefineNamespacesResponse().serializedBytes()
+        case Methods.dropNamespaces:
+            try drop(Durable_V1_DropNamespacesRequest(serializedBytes: call.payload))
+            return try Durable_V1_DropNamespacesResponse().serializedBytes()
         default:
             throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
         }
@@ -241,8 +292,59 @@ final class ObjectService: RPCHandler {
         }
     }
 
+    /// Serves the registry's namespaces and bindings; remembers them across restarts.
+    private func define(_ request: Durable_V1_DefineNamespacesRequest) throws {
+        let definitions = try request.namespaces.map { namespace -> NamespaceDefinition in
+            guard !namespace.idKey.isEmpty else {
+                throw RPCError(.invalidArgument, "Namespace '\(namespace.id)' has no id key.")
+            }
+            return NamespaceDefinition(
+                id: namespace.id, className: namespace.className, key: NamespaceKey(secret: Array(namespace.idKey)))
+        }
+        let compiled = Set(runtime.classNames)
+        for definition in definitions where !compiled.contains(definition.className) {
+            throw RPCError(
+                .failedPrecondition,
+                "Node \(nodeID) cannot serve namespace '\(definition.id)': class '\(definition.className)' is not compiled into its app."
+            )
+        }
+        var newBindings: [String: String] = [:]
+        for binding in request.bindings { newBindings[binding.name] = binding.namespaceID }
+        let known = Set(definitions.map(\.id))
+        for (name, namespaceID) in newBindings
+        where !known.contains(namespaceID) && runtime.namespaceDefinition(namespaceID) == nil {
+            throw RPCError(
+                .invalidArgument, "Binding '\(name)' names namespace '\(namespaceID)', which is not defined.")
+        }
+        let all =
+            (runtime.namespaceIDs.compactMap { runtime.namespaceDefinition($0) }.filter { !known.contains($0.id) })
+            + definitions
+        try NodeMetadata.saveDefinitions(all, bindings: newBindings, database: database, family: meta)
+        for definition in definitions { try runtime.defineNamespace(definition) }
+        try runtime.setEnvironment(bindings: newBindings)
+        bindings.withLock { $0 = newBindings }
+        logger.info(
+            "namespaces defined", metadata: ["namespaces": "\(definitions.map(\.id))", "bindings": "\(newBindings)"])
+    }
+
+    /// Deletes namespaces and their data.
+    private func drop(_ request: Durable_V1_DropNamespacesRequest) throws {
+        let dropped = Set(request.namespaceIds)
+        let remaining = runtime.namespaceIDs.filter { !dropped.contains($0) }.compactMap {
+            runtime.namespaceDefinition($0)
+        }
+        let remainingBindings = bindings.withLock { $0.filter { !dropped.contains($0.value) } }
+        try NodeMetadata.saveDefinitions(remaining, bindings: remainingBindings, database: database, family: meta)
+        for id in request.namespaceIds { try runtime.dropNamespace(id) }
+        try runtime.setEnvironment(bindings: remainingBindings)
+        bindings.withLock { $0 = remainingBindings }
+        logger.info("namespaces dropped", metadata: ["namespaces": "\(request.namespaceIds)"])
+    }
+
     private func resolve(_ request: Durable_V1_ResolveBindingRequest) throws -> Durable_V1_ResolveBindingResponse {
-        guard let className = bindings[request.binding], let definition = runtime.namespaceDefinition(className) else {
+        let bindings = self.bindings.withLock { $0 }
+        guard let namespaceID = bindings[request.binding], let definition = runtime.namespaceDefinition(namespaceID)
+        else {
             let known = bindings.keys.sorted().joined(separator: ", ")
             throw RPCError(.notFound, "No Durable Object binding named '\(request.binding)' (bindings: \(known)).")
         }

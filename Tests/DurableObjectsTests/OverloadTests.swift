@@ -178,3 +178,35 @@ struct LifecycleTests {
         }
     }
 }
+
+@Suite("Namespaces redefined and dropped (SEMANTICS §2)")
+struct NamespaceLifecycleTests {
+    @Test("a namespace whose class changed resets its instances with the platform's words")
+    func classChangeResets() async throws {
+        try await withRuntime { runtime in
+            let stub = try runtime.namespace("PROBE").getByName(uniqueName())
+            let oldState = try await runtime.runInDurableObject(stub, as: Probe.self) { _, state in state }
+            let inner = try runtime.runtime
+            inner.register(DurableObjectClass(Probe.self, name: "ProbeV2"))
+            let current = try #require(inner.namespaceDefinition("Probe"))
+            try inner.defineNamespace(NamespaceDefinition(id: "Probe", className: "ProbeV2", key: current.key))
+            let error = #expect(throws: DurableObjectError.self) { try oldState.storage.put("k", 1) }
+            #expect(error?.message == "Durable Object reset because its code was updated.")
+            #expect(try await stub.text("/instance") == "2", "the next request runs the new class")
+        }
+    }
+
+    @Test("dropping a namespace deletes its objects' data")
+    func dropDeletesData() async throws {
+        try await withRuntime { runtime in
+            let namespace = try runtime.namespace("PROBE")
+            _ = try await namespace.getByName("doomed").text("/increment")
+            let inner = try runtime.runtime
+            let definition = try #require(inner.namespaceDefinition("Probe"))
+            try inner.dropNamespace("Probe")
+            await #expect(throws: DurableObjectError.self) { try await namespace.getByName("doomed").text("/count") }
+            try inner.defineNamespace(definition)
+            #expect(try await namespace.getByName("doomed").text("/count") == "0")
+        }
+    }
+}

@@ -77,10 +77,34 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 .notFound, "No Durable Object class named '\(definition.className)' is compiled into this app.")
         }
         let family = try database.ensureColumnFamily(named: Self.namespaceFamilyPrefix + definition.id)
-        state.withLock {
-            $0.namespaces[definition.id] = Namespace(definition: definition, family: family, objectClass: objectClass)
+        let replaced = state.withLock { state -> [Activation] in
+            let previous = state.namespaces[definition.id]?.definition
+            state.namespaces[definition.id] = Namespace(
+                definition: definition, family: family, objectClass: objectClass)
+            guard let previous, previous.className != definition.className || previous.key != definition.key else {
+                return []
+            }
+            return state.activations.values.filter { $0.namespace.id == definition.id }
+        }
+        // The class behind the namespace changed (a rename or transfer): live instances run old code.
+        for activation in replaced { activation.reset(.codeUpdated) }
+    }
+
+    /// Stops serving the namespace `id` and deletes its objects: live instances are reset and the column family,
+    /// with all its data, is dropped. Dropping a namespace that is not served does nothing.
+    public func dropNamespace(_ id: String) throws {
+        let activations = state.withLock { state -> [Activation] in
+            state.namespaces[id] = nil
+            return state.activations.values.filter { $0.namespace.id == id }
+        }
+        for activation in activations { activation.reset(.instanceInactive) }
+        if database.columnFamilyNames.contains(Self.namespaceFamilyPrefix + id) {
+            try database.dropColumnFamily(named: Self.namespaceFamilyPrefix + id)
         }
     }
+
+    /// The ids of the namespaces served, sorted.
+    public var namespaceIDs: [String] { state.withLock { $0.namespaces.keys.sorted() } }
 
     /// The definition of the namespace `id`, if served here.
     public func namespaceDefinition(_ id: String) -> NamespaceDefinition? {
