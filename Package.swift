@@ -84,8 +84,10 @@ let package = Package(
         .target(
             name: "DurableGateway",
             dependencies: [
-                "DurableObjects", "DurableWire", "DurableStorage",
+                "DurableObjects", "DurableWire", "DurableStorage", "DurableClient",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),

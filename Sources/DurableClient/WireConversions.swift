@@ -138,4 +138,8 @@ public enum Methods {
     public static let defineNamespaces = "durable.v1.Node/DefineNamespaces"
     /// Delete namespaces and their data.
     public static let dropNamespaces = "durable.v1.Node/DropNamespaces"
+    /// A node joins the cluster (gateway).
+    public static let registerNode = "durable.v1.Gateway/RegisterNode"
+    /// Publish an app configuration (gateway).
+    public static let publish = "durable.v1.Gateway/Publish"
 }

@@ -55,7 +55,7 @@ public final class StorageNode: Service, Sendable {
     private let server: RPCServer
     private let service: ObjectService
     private let logger: Logger
-    private let onStarted: @Sendable (Int) -> Void
+    private let onStarted: @Sendable (Int) async -> Void
 
     /// Opens the node's database and prepares its namespaces; nothing listens until ``start()``.
     ///
@@ -63,7 +63,7 @@ public final class StorageNode: Service, Sendable {
     ///   another node holds it).
     public init(
         configuration: NodeConfiguration, classes: [DurableObjectClass], bindings: [String: String],
-        logger: Logger = Logger(label: "durable.node"), onStarted: @escaping @Sendable (Int) -> Void = { _ in }
+        logger: Logger = Logger(label: "durable.node"), onStarted: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws {
         self.configuration = configuration
         self.onStarted = onStarted
@@ -119,7 +119,7 @@ public final class StorageNode: Service, Sendable {
     /// `ServiceGroup`) or the task is cancelled, then shuts down gracefully.
     public func run() async throws {
         let port = try await start()
-        onStarted(port)
+        await onStarted(port)
         try? await gracefulShutdown()
         await shutdown()
     }

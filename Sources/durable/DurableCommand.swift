@@ -6,6 +6,6 @@ struct DurableCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "durable",
         abstract: "Durable objects: single-instance actors with private, transactional storage.",
-        subcommands: [NodeCommand.self, StorageCheckCommand.self, CrashWriterCommand.self]
+        subcommands: [GatewayCommand.self, NodeCommand.self, StorageCheckCommand.self, CrashWriterCommand.self]
     )
 }

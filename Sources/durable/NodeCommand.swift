@@ -31,6 +31,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Requests that may wait in one object's queue.")
     var maxQueuedRequests: Int = MailboxLimits().maxQueuedRequests
 
+    @Option(help: "The gateway to join (host:port); the node registers itself there once it listens.")
+    var gateway: String?
+
     @Flag(help: "Also serve the DIAGNOSTIC binding (an object that sleeps, blocks and counts its runs, for tests).")
     var diagnostics = false
 
@@ -59,7 +62,13 @@ struct NodeCommand: AsyncParsableCommand {
             classes: ExampleApp.classes + (diagnostics ? [DurableObjectClass(DiagnosticObject.self)] : []),
             bindings: ExampleApp.bindings.merging(diagnostics ? ["DIAGNOSTIC": "DiagnosticObject"] : [:]) { $1 },
             logger: logger,
-            onStarted: { boundPort in
+            onStarted: { [gateway, logger] boundPort in
+                if let gateway {
+                    // Joining may take a few tries while the gateway starts; the line below waits for it.
+                    let joined = await GatewayRegistration.register(
+                        gateway: gateway, nodeID: nodeID, address: "\(host):\(boundPort)", logger: logger)
+                    if !joined { logger.error("could not join the gateway at \(gateway); serving without it") }
+                }
                 // A line tools and tests can wait for.
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")
                 fflush(nil)

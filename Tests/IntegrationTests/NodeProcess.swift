@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-/// A `durable node` child process on a loopback port chosen by the OS.
+/// A `durable node` (or `durable gateway`) child process on a loopback port chosen by the OS.
 final class NodeProcess {
     let process = Process()
     let port: Int
@@ -9,10 +9,17 @@ final class NodeProcess {
     private let output: LineReader
 
     /// Starts a node on `dataDirectory` and waits for its "listening" line.
-    init(dataDirectory: String, arguments: [String] = []) throws {
+    convenience init(dataDirectory: String, arguments: [String] = []) throws {
+        try self.init(
+            dataDirectory: dataDirectory,
+            commandLine: ["node", "--port", "0", "--data", dataDirectory, "--log-level", "warning"] + arguments)
+    }
+
+    /// Starts `durable` with `commandLine` and waits for its "listening on 127.0.0.1:PORT" line.
+    init(dataDirectory: String, commandLine: [String]) throws {
         self.dataDirectory = dataDirectory
         process.executableURL = DurableExecutable.url
-        process.arguments = ["node", "--port", "0", "--data", dataDirectory, "--log-level", "warning"] + arguments
+        process.arguments = commandLine
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
@@ -29,6 +36,19 @@ final class NodeProcess {
             throw NodeProcessError(message: "the node exited before it listened")
         }
         port = found
+    }
+
+    /// Starts a gateway on `dataDirectory`.
+    static func gateway(dataDirectory: String) throws -> NodeProcess {
+        try NodeProcess(
+            dataDirectory: dataDirectory,
+            commandLine: ["gateway", "--rpc-port", "0", "--data", dataDirectory, "--log-level", "warning"])
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    func kill9() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     /// Sends SIGTERM and waits for a graceful exit; returns the exit status.

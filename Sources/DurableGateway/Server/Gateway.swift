@@ -1,0 +1,329 @@
+import DurableClient
+import DurableObjects
+import DurableStorage
+import DurableWire
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// How a gateway runs.
+public struct GatewayConfiguration: Sendable {
+    /// The address to listen on.
+    public var host: String
+    /// The RPC port (0 picks a free one).
+    public var rpcPort: Int
+    /// The folder of the gateway's own database (registry and placement).
+    public var dataDirectory: String
+    /// The environment whose bindings `ResolveBinding` answers with (`nil`: the top level).
+    public var environment: String?
+
+    /// Creates a configuration.
+    public init(host: String = "127.0.0.1", rpcPort: Int, dataDirectory: String, environment: String? = nil) {
+        self.host = host
+        self.rpcPort = rpcPort
+        self.dataDirectory = dataDirectory
+        self.environment = environment
+    }
+}
+
+/// The front door of a cluster: owns the binding registry and the placement table, and routes every object call
+/// to the node that owns the object's slot, with the slot's epoch.
+public final class Gateway: Service, Sendable {
+    /// The configuration.
+    public let configuration: GatewayConfiguration
+    /// The binding registry.
+    public let registry: Registry
+    /// The placement table.
+    public let placement: PlacementTable
+    private let exportedClasses: Set<String>
+    private let database: Database
+    private let server: RPCServer
+    private let router: Router
+    private let logger: Logger
+    private let onStarted: @Sendable (Int) -> Void
+
+    /// Opens the gateway's database; nothing listens until ``start()``.
+    public init(
+        configuration: GatewayConfiguration, exportedClasses: Set<String>,
+        logger: Logger = Logger(label: "durable.gateway"), onStarted: @escaping @Sendable (Int) -> Void = { _ in }
+    ) throws {
+        self.configuration = configuration
+        self.exportedClasses = exportedClasses
+        self.logger = logger
+        self.onStarted = onStarted
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        database = try Database(path: configuration.dataDirectory)
+        registry = try Registry(database: database)
+        placement = try PlacementTable(database: database)
+        router = Router(
+            registry: registry, placement: placement, environment: configuration.environment, logger: logger)
+        server = RPCServer(host: configuration.host, port: configuration.rpcPort, handler: router, logger: logger)
+    }
+
+    /// Publishes a configuration and tells every node about the resulting namespaces.
+    ///
+    /// - Throws: the configuration or migration error, with nothing applied.
+    @discardableResult
+    public func publish(_ app: AppConfiguration, environment: String?) async throws -> [RegistryChange] {
+        let changes = try registry.publish(app, environment: environment, exportedClasses: exportedClasses)
+        if environment == configuration.environment {
+            router.script.withLock { $0 = app.scriptName(environment: environment) }
+        }
+        logger.info(
+            "published", metadata: ["script": "\(app.scriptName(environment: environment))", "changes": "\(changes)"])
+        await router.pushDefinitions(
+            dropping: changes.compactMap {
+                if case .deleted(let id) = $0 { return id }
+                return nil
+            })
+        return changes
+    }
+
+    /// Starts serving; returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        router.gateway.withLock { $0 = self }
+        let port = try await server.start()
+        logger.info("gateway serving", metadata: ["address": "\(configuration.host):\(port)"])
+        return port
+    }
+
+    /// Runs as a service until graceful shutdown, then stops.
+    public func run() async throws {
+        let port = try await start()
+        onStarted(port)
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Stops serving and closes the database.
+    public func shutdown() async {
+        await server.shutdown(gracePeriod: .seconds(10))
+        await router.closeClients()
+        database.close()
+        logger.info("gateway stopped")
+    }
+}
+
+/// Serves the gateway's RPC methods and routes object calls.
+final class Router: RPCHandler {
+    let registry: Registry
+    let placement: PlacementTable
+    let environment: String?
+    let logger: Logger
+    let gateway = Mutex<Gateway?>(nil)
+    /// The script whose bindings `ResolveBinding` answers with (set by the publish of the gateway's environment).
+    let script = Mutex<String?>(nil)
+    private let clients = Mutex<[String: (address: String, client: DurableClient)]>([:])
+
+    init(registry: Registry, placement: PlacementTable, environment: String?, logger: Logger) {
+        self.registry = registry
+        self.placement = placement
+        self.environment = environment
+        self.logger = logger
+    }
+
+    func handle(_ call: IncomingCall) async throws -> [UInt8] {
+        switch call.method {
+        case Methods.invoke:
+            return try await invoke(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
+        case Methods.resolveBinding:
+            return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.health:
+            return try Durable_V1_HealthResponse.with {
+                $0.nodeID = "gateway"
+                $0.serving = true
+            }.serializedBytes()
+        case Methods.registerNode:
+            let request = try Durable_V1_RegisterNodeRequest(serializedBytes: call.payload)
+            try await register(nodeID: request.nodeID, address: request.address)
+            return try Durable_V1_RegisterNodeResponse().serializedBytes()
+        case Methods.publish:
+            let request = try Durable_V1_PublishRequest(serializedBytes: call.payload)
+            let app = try ConfigurationParser.parse(request.configuration)
+            guard let gateway = gateway.withLock({ $0 }) else { throw RPCError.unavailable("The gateway is starting.") }
+            do {
+                let changes = try await gateway.publish(
+                    app, environment: request.environment.isEmpty ? nil : request.environment)
+                return try Durable_V1_PublishResponse.with { $0.changes = changes.map { "\($0)" } }.serializedBytes()
+            } catch let error as MigrationPlanner.PublishError {
+                throw RPCError(.failedPrecondition, error.message)
+            } catch let error as ConfigurationError {
+                throw RPCError(.invalidArgument, error.description)
+            }
+        default:
+            throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
+        }
+    }
+
+    // MARK: Routing
+
+    private func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8]
+    {
+        guard let namespace = registry.state.namespaces[message.namespaceID] else {
+            throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is registered.")
+        }
+        let key = NamespaceKey(secret: namespace.secret)
+        let name = message.objectName.isEmpty ? nil : message.objectName
+        let id: DurableObjectId
+        do {
+            id =
+                message.objectID.isEmpty && name != nil
+                ? key.id(forName: name!) : try key.id(bytes: Array(message.objectID), name: name)
+        } catch {
+            throw RPCError(serving: error)
+        }
+        let slot = PlacementEpochs.slot(of: id)
+        let (assignment, isNew) = try ownerOrThrow(slot)
+        let client = try client(for: assignment.nodeID)
+        if isNew {
+            let _: Durable_V1_AssignSlotsResponse = try await callNode(client) {
+                try await client.call(
+                    Methods.assignSlots,
+                    Durable_V1_AssignSlotsRequest.with {
+                        $0.assignments = [
+                            .with {
+                                $0.slot = UInt32(slot); $0.epoch = assignment.epoch
+                            }
+                        ]
+                    })
+            }
+        }
+        var forwarded = message
+        forwarded.objectID = Data(id.bytes)
+        forwarded.placementEpoch = assignment.epoch
+        let remaining = deadline.map { $0 - .now }
+        let response: Durable_V1_InvokeResponse = try await callNode(client) {
+            try await client.call(Methods.invoke, forwarded, timeout: remaining)
+        }
+        return try response.serializedBytes()
+    }
+
+    private func ownerOrThrow(_ slot: UInt16) throws -> (assignment: PlacementTable.Assignment, isNew: Bool) {
+        do {
+            return try placement.owner(of: slot)
+        } catch {
+            throw RPCError(serving: error)
+        }
+    }
+
+    /// Runs a call to a node, passing its status through unchanged.
+    private func callNode<T>(_ client: DurableClient, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DurableObjectError {
+            throw RPCError(error)
+        }
+    }
+
+    private func client(for nodeID: String) throws -> DurableClient {
+        guard let address = placement.nodes[nodeID] else {
+            throw RPCError.unavailable("Node \(nodeID) is not registered.")
+        }
+        return clients.withLock { clients in
+            if let existing = clients[nodeID], existing.address == address { return existing.client }
+            let parts = address.split(separator: ":")
+            let client = DurableClient(
+                host: String(parts.first ?? "127.0.0.1"), port: Int(parts.last ?? "0") ?? 0, connections: 2,
+                logger: logger)
+            clients[nodeID] = (address, client)
+            return client
+        }
+    }
+
+    private func resolve(_ request: Durable_V1_ResolveBindingRequest) throws -> Durable_V1_ResolveBindingResponse {
+        let state = registry.state
+        let script = self.script.withLock { $0 } ?? (state.bindings.count == 1 ? state.bindings.keys.first : nil)
+        let bindings = script.flatMap { state.bindings[$0] } ?? []
+        guard let script, let binding = bindings.first(where: { $0.name == request.binding }),
+            let namespace = state.namespace(for: binding, script: script)
+        else {
+            let known = bindings.map(\.name).sorted().joined(separator: ", ")
+            throw RPCError(.notFound, "No Durable Object binding named '\(request.binding)' (bindings: \(known)).")
+        }
+        return Durable_V1_ResolveBindingResponse.with {
+            $0.namespaceID = namespace.id
+            $0.className = namespace.className
+            $0.idKey = Data(namespace.secret)
+        }
+    }
+
+    // MARK: Nodes
+
+    private func register(nodeID: String, address: String) async throws {
+        guard !nodeID.isEmpty, address.contains(":") else {
+            throw RPCError(.invalidArgument, "A node registers with a node id and a host:port address.")
+        }
+        try placement.register(nodeID: nodeID, address: address)
+        logger.info("node registered", metadata: ["node": "\(nodeID)", "address": "\(address)"])
+        try await push(to: nodeID, dropping: [])
+    }
+
+    /// Sends every node the registry's namespaces, bindings and its slot epochs.
+    func pushDefinitions(dropping dropped: [String]) async {
+        for nodeID in placement.nodes.keys.sorted() {
+            do {
+                try await push(to: nodeID, dropping: dropped)
+            } catch {
+                logger.warning("could not update node \(nodeID): \(error)")
+            }
+        }
+    }
+
+    private func push(to nodeID: String, dropping dropped: [String]) async throws {
+        let client = try client(for: nodeID)
+        let state = registry.state
+        if !dropped.isEmpty {
+            let _: Durable_V1_DropNamespacesResponse = try await callNode(client) {
+                try await client.call(
+                    Methods.dropNamespaces, Durable_V1_DropNamespacesRequest.with { $0.namespaceIds = dropped })
+            }
+        }
+        let bindings = state.bindings.flatMap { script, bindings in
+            bindings.compactMap { binding -> Durable_V1_BindingDefinition? in
+                guard let namespace = state.namespace(for: binding, script: script) else { return nil }
+                return .with {
+                    $0.name = binding.name
+                    $0.namespaceID = namespace.id
+                }
+            }
+        }
+        let _: Durable_V1_DefineNamespacesResponse = try await callNode(client) {
+            try await client.call(
+                Methods.defineNamespaces,
+                Durable_V1_DefineNamespacesRequest.with {
+                    $0.namespaces = state.namespaces.values.sorted { $0.id < $1.id }.map { namespace in
+                        .with {
+                            $0.id = namespace.id
+                            $0.className = namespace.className
+                            $0.idKey = Data(namespace.secret)
+                        }
+                    }
+                    $0.bindings = bindings
+                })
+        }
+        let slots = placement.slots(of: nodeID)
+        if !slots.isEmpty {
+            let _: Durable_V1_AssignSlotsResponse = try await callNode(client) {
+                try await client.call(
+                    Methods.assignSlots,
+                    Durable_V1_AssignSlotsRequest.with {
+                        $0.assignments = slots.map { entry in
+                            .with {
+                                $0.slot = UInt32(entry.slot); $0.epoch = entry.epoch
+                            }
+                        }
+                    })
+            }
+        }
+    }
+
+    func closeClients() async {
+        let all = clients.withLock { clients -> [DurableClient] in
+            defer { clients.removeAll() }
+            return clients.values.map(\.client)
+        }
+        for client in all { await client.close() }
+    }
+}

@@ -1,0 +1,85 @@
+import DurableClient
+import DurableObjects
+import Foundation
+import Testing
+
+@Suite("A gateway in front of three nodes (real processes)")
+struct ClusterTests {
+    /// Reads every counter through the gateway; returns how many answered `expected` and the errors of the rest.
+    func readAll(_ counters: DurableObjectNamespace, count: Int) async -> (
+        matching: [String: String], errors: [DurableObjectError]
+    ) {
+        var values: [String: String] = [:]
+        var errors: [DurableObjectError] = []
+        for index in 0..<count {
+            do {
+                values["c\(index)"] = try await counters.getByName("c\(index)").fetch("http://counter/").text()
+            } catch let error as DurableObjectError {
+                errors.append(error)
+            } catch {
+                errors.append(DurableObjectError(.internal, "\(error)"))
+            }
+        }
+        return (values, errors)
+    }
+
+    @Test(
+        "objects spread over the nodes; a dead node fails only its objects, retryably; restarts keep data and placement"
+    )
+    func cluster() async throws {
+        let folder = TemporaryDirectory("cluster")
+        var gateway = try NodeProcess.gateway(dataDirectory: folder.child("gateway"))
+        func startNode(_ number: Int) throws -> NodeProcess {
+            try NodeProcess(
+                dataDirectory: folder.child("node\(number)"),
+                arguments: ["--node-id", "node\(number)", "--gateway", "127.0.0.1:\(gateway.port)"])
+        }
+        var nodes = try (1...3).map(startNode)
+        var client = DurableClient(host: "127.0.0.1", port: gateway.port)
+        let objects = 60
+        var counters = try await client.namespace("COUNTER")
+        for index in 0..<objects {
+            #expect(try await counters.getByName("c\(index)").fetch("http://counter/increment").text() == "1")
+        }
+        var perNode: [UInt64] = []
+        for node in nodes {
+            let direct = DurableClient(host: "127.0.0.1", port: node.port)
+            perNode.append(try await direct.stats().activeObjects)
+            await direct.close()
+        }
+        #expect(perNode.reduce(0, +) == UInt64(objects))
+        #expect(perNode.filter { $0 > 0 }.count >= 2, "objects landed on several nodes: \(perNode)")
+
+        // The example app answers through the gateway too.
+        let example = try await client.namespace("EXAMPLE").getByName("/").fetch(
+            "http://example/", method: .post, headers: [HTTPField.Name("CF-Connecting-IP")!: "127.0.0.1"],
+            body: .text("important data!"))
+        #expect(example.text() == "127.0.0.1 stored important data!")
+
+        // Node 2 dies: only its objects fail, and retryably.
+        nodes[1].kill9()
+        let during = await readAll(counters, count: objects)
+        #expect(during.errors.count == Int(perNode[1]))
+        #expect(during.errors.allSatisfy { $0.code == .unavailable && $0.retryable }, "\(during.errors.prefix(2))")
+        #expect(during.matching.values.allSatisfy { $0 == "1" })
+
+        // It comes back with its data.
+        nodes[1] = try startNode(2)
+        let after = await readAll(counters, count: objects)
+        #expect(after.errors.isEmpty, "\(after.errors.prefix(2))")
+        #expect(after.matching.count == objects && after.matching.values.allSatisfy { $0 == "1" })
+
+        // The gateway restarts: registry and placement are kept (no object moves or starts over).
+        await client.close()
+        gateway.stop()
+        gateway = try NodeProcess.gateway(dataDirectory: folder.child("gateway"))
+        client = DurableClient(host: "127.0.0.1", port: gateway.port)
+        counters = try await client.namespace("COUNTER")
+        let final = await readAll(counters, count: objects)
+        #expect(final.errors.isEmpty, "\(final.errors.prefix(2))")
+        #expect(final.matching.values.allSatisfy { $0 == "1" })
+        await client.close()
+        for node in nodes { node.stop() }
+        gateway.stop()
+    }
+}
