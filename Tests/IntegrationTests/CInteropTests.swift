@@ -24,13 +24,15 @@ struct CInteropTests {
     @Test("builds from the .proto files and increments a counter on a node")
     func cClientCallsNode() async throws {
         let folder = TemporaryDirectory("c-interop")
-        let build = try Self.run(
-            "/bin/bash", [Self.repositoryRoot.appendingPathComponent("interop/c/build.sh").path, folder.child("build")])
+        let build = try await offPool {
+            try Self.run(
+                "/bin/bash",
+                [Self.repositoryRoot.appendingPathComponent("interop/c/build.sh").path, folder.child("build")])
+        }
         try #require(build.status == 0, "the C client must build (protobuf-c-compiler, libprotobuf-c-dev, cc)")
         let binary = folder.child("build/durable_invoke")
 
-        let node = try NodeProcess(dataDirectory: folder.child("data"))
-        defer { node.stop() }
+        let node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
         let port = "\(node.port)"
         #expect(
             try Self.run(binary, ["127.0.0.1", port, "COUNTER", "from-c", "http://counter/increment"]).output
@@ -45,5 +47,6 @@ struct CInteropTests {
         let seen = try await client.namespace("COUNTER").getByName("from-c").fetch("http://counter/").text()
         #expect(seen == "2", "the Swift client sees what the C client wrote")
         await client.close()
+        await node.shutDown()
     }
 }

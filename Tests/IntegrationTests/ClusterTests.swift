@@ -28,13 +28,14 @@ struct ClusterTests {
     )
     func cluster() async throws {
         let folder = TemporaryDirectory("cluster")
-        var gateway = try NodeProcess.gateway(dataDirectory: folder.child("gateway"))
-        func startNode(_ number: Int) throws -> NodeProcess {
+        var gateway = try await NodeProcess.launchGateway(dataDirectory: folder.child("gateway"))
+        func startNode(_ number: Int) async throws -> NodeProcess {
             try NodeProcess(
                 dataDirectory: folder.child("node\(number)"),
                 arguments: ["--node-id", "node\(number)", "--gateway", "127.0.0.1:\(gateway.port)"])
         }
-        var nodes = try (1...3).map(startNode)
+        var nodes: [NodeProcess] = []
+        for number in 1...3 { nodes.append(try await startNode(number)) }
         var client = DurableClient(host: "127.0.0.1", port: gateway.port)
         let objects = 60
         var counters = try await client.namespace("COUNTER")
@@ -57,29 +58,29 @@ struct ClusterTests {
         #expect(example.text() == "127.0.0.1 stored important data!")
 
         // Node 2 dies: only its objects fail, and retryably.
-        nodes[1].kill9()
+        await nodes[1].crash()
         let during = await readAll(counters, count: objects)
         #expect(during.errors.count == Int(perNode[1]))
         #expect(during.errors.allSatisfy { $0.code == .unavailable && $0.retryable }, "\(during.errors.prefix(2))")
         #expect(during.matching.values.allSatisfy { $0 == "1" })
 
         // It comes back with its data.
-        nodes[1] = try startNode(2)
+        nodes[1] = try await startNode(2)
         let after = await readAll(counters, count: objects)
         #expect(after.errors.isEmpty, "\(after.errors.prefix(2))")
         #expect(after.matching.count == objects && after.matching.values.allSatisfy { $0 == "1" })
 
         // The gateway restarts: registry and placement are kept (no object moves or starts over).
         await client.close()
-        gateway.stop()
-        gateway = try NodeProcess.gateway(dataDirectory: folder.child("gateway"))
+        await gateway.shutDown()
+        gateway = try await NodeProcess.launchGateway(dataDirectory: folder.child("gateway"))
         client = DurableClient(host: "127.0.0.1", port: gateway.port)
         counters = try await client.namespace("COUNTER")
         let final = await readAll(counters, count: objects)
         #expect(final.errors.isEmpty, "\(final.errors.prefix(2))")
         #expect(final.matching.values.allSatisfy { $0 == "1" })
         await client.close()
-        for node in nodes { node.stop() }
-        gateway.stop()
+        for node in nodes { await node.shutDown() }
+        await gateway.shutDown()
     }
 }

@@ -16,7 +16,7 @@ struct CrashConsistencyTests {
     }
 
     @Test("after SIGKILL every acknowledged batch is whole and no batch is partial", arguments: 1...3)
-    func killAndReopen(attempt: Int) throws {
+    func killAndReopen(attempt: Int) async throws {
         let folder = TemporaryDirectory("crash")
         let path = folder.child("db")
         var acknowledged = Set<BatchID>()
@@ -24,7 +24,8 @@ struct CrashConsistencyTests {
 
         for run in 0..<3 {
             let target = Int.random(in: 1...2_000, using: &generator)
-            let acks = try runAndKill(path: path, run: run, afterAcks: target)
+            let (acks, reason) = try await offPool { try Self.runAndKill(path: path, run: run, afterAcks: target) }
+            #expect(reason == .uncaughtSignal, "the writer must have been killed, not exited")
             #expect(acks.count >= target, "round \(run): the writer stopped early")
             acknowledged.formUnion(acks)
 
@@ -39,7 +40,9 @@ struct CrashConsistencyTests {
 
     /// Starts the writer, waits for `afterAcks` acknowledgements (then a random extra pause of up to 2 ms), kills
     /// it with SIGKILL, and returns every acknowledgement it printed before it died.
-    private func runAndKill(path: String, run: Int, afterAcks: Int) throws -> Set<BatchID> {
+    private static func runAndKill(path: String, run: Int, afterAcks: Int) throws
+        -> (Set<BatchID>, Process.TerminationReason)
+    {
         let process = Process()
         process.executableURL = DurableExecutable.url
         process.arguments = [
@@ -63,8 +66,7 @@ struct CrashConsistencyTests {
             }
         }
         process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal, "the writer must have been killed, not exited")
-        return acks
+        return (acks, process.terminationReason)
     }
 
     /// Every batch found on disk, with how many of its keys are there; checks each key's value as it goes.

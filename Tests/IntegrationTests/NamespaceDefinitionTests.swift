@@ -34,7 +34,7 @@ struct NamespaceDefinitionTests {
     func defineRestartDrop() async throws {
         let folder = TemporaryDirectory("node-namespaces")
         let key = NamespaceKey.random()
-        var node = try NodeProcess(dataDirectory: folder.child("data"))
+        var node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
         var client = DurableClient(host: "127.0.0.1", port: node.port)
         try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
         let tally = try await client.namespace("TALLY")
@@ -47,9 +47,9 @@ struct NamespaceDefinitionTests {
         #expect(unknownClass?.code == .failedPrecondition)
         #expect(unknownClass?.message.contains("'Ghost'") == true)
         await client.close()
-        node.stop()
+        await node.shutDown()
 
-        node = try NodeProcess(dataDirectory: folder.child("data"))
+        node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
         client = DurableClient(host: "127.0.0.1", port: node.port)
         let again = try await client.namespace("TALLY")
         #expect(try await again.getByName("a").fetch("http://counter/increment").text() == "2", "kept across restart")
@@ -69,6 +69,6 @@ struct NamespaceDefinitionTests {
         try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
         #expect(try await client.namespace("TALLY").getByName("a").fetch("http://counter/").text() == "0")
         await client.close()
-        node.stop()
+        await node.shutDown()
     }
 }

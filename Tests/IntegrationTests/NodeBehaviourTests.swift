@@ -13,16 +13,16 @@ struct NodeBehaviourTests {
         async throws -> T
     {
         let folder = TemporaryDirectory("node-diag")
-        let node = try NodeProcess(dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
+        let node = try await NodeProcess.launch(dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
         let client = DurableClient(host: "127.0.0.1", port: node.port, connections: 1)
         do {
             let value = try await body(node, client, try await client.namespace("DIAGNOSTIC"))
             await client.close()
-            node.stop()
+            await node.shutDown()
             return value
         } catch {
             await client.close()
-            node.stop()
+            await node.shutDown()
             throw error
         }
     }
@@ -57,15 +57,16 @@ struct NodeBehaviourTests {
             }
             #expect(slow?.code == .deadlineExceeded)
 
-            let blocker = Task { try await stub.fetch("http://d/block?ms=800") }
-            try await Task.sleep(for: .milliseconds(100))  // let the block start holding the gate
+            let blocker = Task { try await stub.fetch("http://d/block?ms=3000") }
+            // The node shows nothing of one object's queue: give the block ample time to start holding the gate.
+            try await Task.sleep(for: .milliseconds(500))
             let queued = await #expect(throws: DurableObjectError.self) {
                 try await client.invoke(
                     namespaceID: diagnostic.namespaceID, id: stub.id, request: Request(url: "http://d/record"),
                     timeout: .milliseconds(200))
             }
             #expect(queued?.code == .deadlineExceeded)
-            #expect(try await blocker.value.text() == "blocked 800")
+            #expect(try await blocker.value.text() == "blocked 3000")
             #expect(try await stub.fetch("http://d/runs").text() == "0", "the expired request never ran")
         }
     }

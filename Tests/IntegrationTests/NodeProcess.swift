@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// A `durable node` (or `durable gateway`) child process on a loopback port chosen by the OS.
-final class NodeProcess {
+final class NodeProcess: @unchecked Sendable {
     let process = Process()
     let port: Int
     let dataDirectory: String
@@ -43,6 +43,27 @@ final class NodeProcess {
         try NodeProcess(
             dataDirectory: dataDirectory,
             commandLine: ["gateway", "--rpc-port", "0", "--data", dataDirectory, "--log-level", "warning"])
+    }
+
+    /// Starts a node without blocking the cooperative pool.
+    static func launch(dataDirectory: String, arguments: [String] = []) async throws -> NodeProcess {
+        try await offPool { try NodeProcess(dataDirectory: dataDirectory, arguments: arguments) }
+    }
+
+    /// Starts a gateway without blocking the cooperative pool.
+    static func launchGateway(dataDirectory: String) async throws -> NodeProcess {
+        try await offPool { try NodeProcess.gateway(dataDirectory: dataDirectory) }
+    }
+
+    /// Stops with SIGTERM without blocking the cooperative pool; returns the exit status.
+    @discardableResult
+    func shutDown() async -> Int32 {
+        (try? await offPool { self.stop() }) ?? -1
+    }
+
+    /// Kills with SIGKILL without blocking the cooperative pool.
+    func crash() async {
+        _ = try? await offPool { self.kill9() }
     }
 
     /// Kills the process with SIGKILL and waits for it.

@@ -9,7 +9,7 @@ struct NodeTests {
     @Test("a client increments counters on a node; the values survive a graceful restart")
     func countersSurviveRestart() async throws {
         let folder = TemporaryDirectory("node")
-        var node = try NodeProcess(dataDirectory: folder.child("data"))
+        var node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
         var client = DurableClient(host: "127.0.0.1", port: node.port)
         let counters = try await client.namespace("COUNTER")
         let stub = counters.getByName("visits")
@@ -24,20 +24,20 @@ struct NodeTests {
         #expect(stats.invocations >= 100)
         let hex = stub.id.hexString
         await client.close()
-        #expect(node.stop() == 0, "graceful exit")
+        #expect(await node.shutDown() == 0, "graceful exit")
 
-        node = try NodeProcess(dataDirectory: folder.child("data"))
+        node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
         client = DurableClient(host: "127.0.0.1", port: node.port)
         let again = try await client.namespace("COUNTER")
         #expect(try await again.get(again.idFromString(hex)).fetch("http://counter/").text() == "100")
         await client.close()
-        node.stop()
+        await node.shutDown()
     }
 
     @Test("errors cross the wire with their code and the platform's words")
     func errors() async throws {
         let folder = TemporaryDirectory("node-errors")
-        let node = try NodeProcess(dataDirectory: folder.child("data"))
+        let node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
         let client = DurableClient(host: "127.0.0.1", port: node.port)
         let unknown = await #expect(throws: DurableObjectError.self) { try await client.namespace("NOPE") }
         #expect(unknown?.code == .notFound)
@@ -61,13 +61,14 @@ struct NodeTests {
             body: .text("hi"))
         #expect(example.text() == "192.0.2.1 stored hi")
         await client.close()
-        node.stop()
+        await node.shutDown()
     }
 
     @Test("overload is RESOURCE_EXHAUSTED, overloaded and retryable, and a refused request never runs")
     func overload() async throws {
         let folder = TemporaryDirectory("node-overload")
-        let node = try NodeProcess(dataDirectory: folder.child("data"), arguments: ["--max-queued-requests", "1"])
+        let node = try await NodeProcess.launch(
+            dataDirectory: folder.child("data"), arguments: ["--max-queued-requests", "1"])
         let client = DurableClient(host: "127.0.0.1", port: node.port, connections: 4)
         let stub = try await client.namespace("COUNTER").getByName("hot")
         let outcomes = await withTaskGroup(of: Result<Response, any Error>.self) { group in
@@ -91,13 +92,13 @@ struct NodeTests {
         #expect(successes + overloaded == 500)
         #expect(try await stub.fetch("http://counter/").text() == "\(successes)", "refused requests never ran")
         await client.close()
-        node.stop()
+        await node.shutDown()
     }
 
     @Test("a stale placement epoch is FAILED_PRECONDITION; the current one is served")
     func placementEpochs() async throws {
         let folder = TemporaryDirectory("node-epochs")
-        let node = try NodeProcess(dataDirectory: folder.child("data"))
+        let node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
         let client = DurableClient(host: "127.0.0.1", port: node.port)
         let counters = try await client.namespace("COUNTER")
         let id = counters.idFromName("placed")
@@ -123,7 +124,7 @@ struct NodeTests {
             namespaceID: counters.namespaceID, id: id, request: request, timeout: .seconds(5), epoch: 5)
         #expect(served.text() == "1")
         await client.close()
-        node.stop()
+        await node.shutDown()
     }
 
     @Test("a bad command line is refused with a message naming the option")

@@ -46,3 +46,11 @@ final class LineReader {
         }
     }
 }
+
+/// Runs blocking work (reading a child's output, waiting for it to exit) on a Dispatch thread, so that it never
+/// ties up the two threads of Swift's cooperative pool that every other test's tasks need.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}

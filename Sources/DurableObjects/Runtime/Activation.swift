@@ -256,6 +256,11 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         if queueEmpty { deliverIfPossible(executorIdle: true) }
     }
 
+    func executorDidBecomeIdle() {
+        // An event admitted while the executor was finishing its last turn saw it busy and stayed queued.
+        deliverIfPossible(executorIdle: !executor.isBusy)
+    }
+
     // MARK: ActivationControl
 
     func closeInputGate() {

@@ -18,6 +18,8 @@ protocol TurnObserver: AnyObject, Sendable {
     func turnWillStart()
     /// The turn ended; `queueEmpty` tells whether the executor has nothing else to run now.
     func turnDidEnd(queueEmpty: Bool)
+    /// The executor stopped running: a caller that found it busy a moment ago may be waiting for this.
+    func executorDidBecomeIdle()
 }
 
 /// The serial executor of one object: runs its jobs one at a time, in order, on a shared thread pool, and tells
@@ -72,7 +74,10 @@ public final class ObjectExecutor: SerialExecutor, @unchecked Sendable {
                     }
                     return false
                 }
-                if stopped { return }
+                if stopped {
+                    observer?.executorDidBecomeIdle()
+                    return
+                }
                 continue
             }
             observer?.turnWillStart()
