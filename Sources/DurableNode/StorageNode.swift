@@ -281,8 +281,7 @@ final class ObjectService: RPCHandler {
             let request = try Request(wire: message.request)
             let response = try await runtime.invoke(
                 namespaceID: message.namespaceID, id: id, request: request,
-                epoch: message.placementEpoch == 0 && runtime.placement.epoch(of: id) == 0
-                    ? nil : message.placementEpoch,
+                epoch: message.placementEpoch,
                 deadline: deadline)
             return try Durable_V1_InvokeResponse.with { $0.response = response.wire }.serializedBytes()
         } catch {

@@ -28,18 +28,15 @@ struct GatewayCommand: AsyncParsableCommand {
     var env: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    var logLevel: Logger.Level = .info
 
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
-        }
     }
 
     func run() async throws {
         var logger = Logger(label: "durable.gateway")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        logger.logLevel = logLevel
         let app =
             try config.map { try ConfigurationParser.load(path: $0) }
             ?? ConfigurationParser.parse(ExampleApp.configuration, file: "example durable.toml")
