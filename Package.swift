@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "DurableObjectsTesting", targets: ["DurableObjectsTesting"]),
         .library(name: "DurableExamples", targets: ["DurableExamples"]),
         .library(name: "DurableClient", targets: ["DurableClient"]),
+        .library(name: "DurableApp", targets: ["DurableApp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
     ],
     targets: [
         .systemLibrary(
@@ -105,19 +107,36 @@ let package = Package(
             dependencies: ["DurableObjects", .product(name: "HTTPTypes", package: "swift-http-types")],
             swiftSettings: strictSettings
         ),
-        .executableTarget(
-            name: "durable",
+        .target(
+            name: "DurableHTTP",
+            dependencies: [
+                "DurableObjects",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DurableApp",
             dependencies: [
                 "DurableStorage",
                 "DurableNode",
                 "DurableClient",
                 "DurableObjects",
                 "DurableGateway",
-                "DurableExamples",
+                "DurableHTTP",
+                "DurableWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "durable",
+            dependencies: ["DurableApp", "DurableExamples"],
             swiftSettings: strictSettings
         ),
         .executableTarget(

@@ -1,6 +1,6 @@
 import DurableObjects
 
-/// The example app: its object classes and their default bindings.
+/// The example app: its object classes, their default bindings and its worker.
 public enum ExampleApp {
     /// The classes the example app provides.
     public static let classes: [DurableObjectClass] = [
@@ -13,4 +13,28 @@ public enum ExampleApp {
         "COUNTER": "Counter",
         "EXAMPLE": "DurableObjectExample",
     ]
+
+    /// The app as `durable` serves it by default.
+    public static let application = DurableApplication(
+        classes: classes, configuration: configuration, worker: worker)
+
+    /// The worker of the documentation's two examples:
+    /// - `/counter/increment`, `/counter/decrement` and `/counter/` reach the `Counter` named `A` and answer
+    ///   `Durable Object 'A' count: N`; any other `/counter/...` path is `404 Not found`;
+    /// - every other path reaches the `DurableObjectExample` named after the path, which stores the body under the
+    ///   caller's IP address.
+    public static let worker = Worker { request, env in
+        let path = request.path
+        if path.hasPrefix("/counter/") {
+            let counters = try env.namespace("COUNTER")
+            let name = "A"
+            var forwarded = request
+            forwarded.head.path = String(path.dropFirst("/counter".count))
+            let response = try await counters.get(counters.idFromName(name)).fetch(forwarded)
+            guard response.status == .ok else { return response }
+            return Response("Durable Object '\(name)' count: \(response.text())")
+        }
+        let examples = try env.namespace("EXAMPLE")
+        return try await examples.get(examples.idFromName(path)).fetch(request)
+    }
 }

@@ -115,10 +115,11 @@ public final class StorageNode: Service, Sendable {
         await server.waitUntilClosed()
     }
 
-    /// Runs the node as a service: starts it, serves until graceful shutdown is requested (SIGTERM in a
+    /// Runs the node as a service: starts it (unless ``start()`` already did), serves until graceful shutdown is requested (SIGTERM in a
     /// `ServiceGroup`) or the task is cancelled, then shuts down gracefully.
     public func run() async throws {
-        let port = try await start()
+        let port: Int
+        if let started = server.port { port = started } else { port = try await start() }
         await onStarted(port)
         try? await gracefulShutdown()
         await shutdown()

@@ -18,12 +18,14 @@ public enum MigrationPlanner {
     /// - Parameters:
     ///   - exportedClasses: the object classes the app provides.
     ///   - migrations: migrations to apply instead of the configuration's (the deprecated command-line flags);
-    ///     the configuration's are then ignored.
+    ///     the configuration's are then ignored. An override migration with an empty tag records no tag.
+    ///   - expectedTag: with the command-line flags, `--old-tag`: the last tag the script must have applied
+    ///     (`nil`: no check).
     ///   - makeKey: makes the secret of a new namespace.
     /// - Throws: ``PublishError`` or ``ConfigurationError``; the state is then unchanged.
     public static func publish(
         _ configuration: AppConfiguration, environment: String?, exportedClasses: Set<String>, state: RegistryState,
-        migrations override: [Migration]? = nil, makeKey: () -> NamespaceKey = { NamespaceKey.random() }
+        migrations override: [Migration]? = nil, expectedTag: String? = nil, makeKey: () -> NamespaceKey = { NamespaceKey.random() }
     ) throws -> (state: RegistryState, changes: [RegistryChange]) {
         let script = configuration.scriptName(environment: environment)
         let bindings = try configuration.resolvedBindings(environment: environment)
@@ -32,6 +34,11 @@ public enum MigrationPlanner {
         var changes: [RegistryChange] = []
         let applied = state.appliedTags[script] ?? []
 
+        if let expectedTag, expectedTag != (applied.last ?? "") {
+            throw PublishError(
+                "--old-tag '\(expectedTag)' does not match the last migration tag of script '\(script)', which is \(applied.last.map { "'\($0)'" } ?? "none")."
+            )
+        }
         var pending = migrations[...]
         if let last = applied.last, override == nil {
             guard !migrations.isEmpty else {
@@ -48,7 +55,7 @@ public enum MigrationPlanner {
         }
 
         for migration in pending {
-            if applied.contains(migration.tag) { continue }
+            if !migration.tag.isEmpty && applied.contains(migration.tag) { continue }
             for className in migration.newClasses {
                 guard exportedClasses.contains(className) else {
                     throw PublishError(
@@ -114,7 +121,7 @@ public enum MigrationPlanner {
                     RegistryState.classKey(script, transfer.to)
                 changes.append(.moved(namespaceID: namespace.id, toScript: script, toClass: transfer.to))
             }
-            state.appliedTags[script, default: []].append(migration.tag)
+            if !migration.tag.isEmpty { state.appliedTags[script, default: []].append(migration.tag) }
         }
 
         for binding in bindings where state.namespace(for: binding, script: script) == nil {

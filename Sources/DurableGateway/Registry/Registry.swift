@@ -35,17 +35,18 @@ public final class Registry: Sendable {
     /// The current state.
     public var state: RegistryState { current.withLock { $0 } }
 
-    /// Publishes `configuration` for `environment` and returns what changed.
+    /// Publishes `configuration` for `environment` and returns what changed (`migrations` and `expectedTag`: see
+    /// ``MigrationPlanner/publish(_:environment:exportedClasses:state:migrations:expectedTag:makeKey:)``).
     ///
     /// - Throws: ``MigrationPlanner/PublishError`` or ``ConfigurationError`` (nothing applied), or a storage error.
     public func publish(
         _ configuration: AppConfiguration, environment: String?, exportedClasses: Set<String>,
-        migrations: [Migration]? = nil
+        migrations: [Migration]? = nil, expectedTag: String? = nil
     ) throws -> [RegistryChange] {
         try current.withLock { state in
             let (next, changes) = try MigrationPlanner.publish(
                 configuration, environment: environment, exportedClasses: exportedClasses, state: state,
-                migrations: migrations)
+                migrations: migrations, expectedTag: expectedTag)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             var batch = WriteBatch()

@@ -55,11 +55,22 @@ public struct RegistryState: Codable, Sendable, Equatable {
 }
 
 /// What a publish changed, for the nodes to follow.
-public enum RegistryChange: Sendable, Equatable {
+public enum RegistryChange: Sendable, Equatable, CustomStringConvertible {
     /// A namespace began (its column family is created on first use).
     case created(namespaceID: String, className: String)
     /// A namespace's class or script changed; its objects and data stay where they are.
     case moved(namespaceID: String, toScript: String, toClass: String)
     /// A namespace was deleted: every node drops its column family.
     case deleted(namespaceID: String)
+}
+
+extension RegistryChange {
+    /// One line, e.g. `created app.Counter.1 (Counter)`.
+    public var description: String {
+        switch self {
+        case .created(let id, let className): "created \(id) (\(className))"
+        case .moved(let id, let script, let className): "moved \(id) to \(script)/\(className)"
+        case .deleted(let id): "deleted \(id)"
+        }
+    }
 }

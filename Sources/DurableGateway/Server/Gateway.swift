@@ -63,21 +63,44 @@ public final class Gateway: Service, Sendable {
 
     /// Publishes a configuration and tells every node about the resulting namespaces.
     ///
+    /// - Parameters:
+    ///   - migrations: migrations given by the deprecated command-line flags; the configuration's are then ignored.
+    ///   - expectedTag: `--old-tag`, checked against the script's last applied tag.
     /// - Throws: the configuration or migration error, with nothing applied.
     @discardableResult
-    public func publish(_ app: AppConfiguration, environment: String?) async throws -> [RegistryChange] {
-        let changes = try registry.publish(app, environment: environment, exportedClasses: exportedClasses)
+    public func publish(
+        _ app: AppConfiguration, environment: String?, migrations: [Migration]? = nil, expectedTag: String? = nil
+    ) async throws -> [RegistryChange] {
+        let changes = try registry.publish(
+            app, environment: environment, exportedClasses: exportedClasses, migrations: migrations,
+            expectedTag: expectedTag)
         if environment == configuration.environment {
             router.script.withLock { $0 = app.scriptName(environment: environment) }
         }
+        router.cachedEnvironment.withLock { $0 = nil }
         logger.info(
-            "published", metadata: ["script": "\(app.scriptName(environment: environment))", "changes": "\(changes)"])
+            "published", metadata: ["script": "\(app.scriptName(environment: environment))", "changes": "\(changes.map(\.description).joined(separator: "; "))"])
         await router.pushDefinitions(
             dropping: changes.compactMap {
                 if case .deleted(let id) = $0 { return id }
                 return nil
             })
         return changes
+    }
+
+    /// Adds a node (or its new address after a restart) and sends it the registry's namespaces and its slots.
+    public func register(nodeID: String, address: String) async throws {
+        do {
+            try await router.register(nodeID: nodeID, address: address)
+        } catch let error as RPCError {
+            throw DurableObjectError(error)
+        }
+    }
+
+    /// The bindings of the gateway's script, as its worker sees them: each namespace's calls are routed to the
+    /// owning node like calls that arrive over RPC.
+    public func workerEnvironment() -> Environment {
+        router.workerEnvironment()
     }
 
     /// Starts serving; returns the bound port.
@@ -89,9 +112,10 @@ public final class Gateway: Service, Sendable {
         return port
     }
 
-    /// Runs as a service until graceful shutdown, then stops.
+    /// Runs as a service (starting unless ``start()`` already did) until graceful shutdown, then stops.
     public func run() async throws {
-        let port = try await start()
+        let port: Int
+        if let started = server.port { port = started } else { port = try await start() }
         onStarted(port)
         try? await gracefulShutdown()
         await shutdown()
@@ -115,6 +139,8 @@ final class Router: RPCHandler {
     let gateway = Mutex<Gateway?>(nil)
     /// The script whose bindings `ResolveBinding` answers with (set by the publish of the gateway's environment).
     let script = Mutex<String?>(nil)
+    /// The worker's environment, made again after each publish.
+    let cachedEnvironment = Mutex<Environment?>(nil)
     private let clients = Mutex<[String: (address: String, client: DurableClient)]>([:])
 
     init(registry: Registry, placement: PlacementTable, environment: String?, logger: Logger) {
@@ -127,7 +153,8 @@ final class Router: RPCHandler {
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.invoke:
-            return try await invoke(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
+            return try await route(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
+                .serializedBytes()
         case Methods.resolveBinding:
             return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.health:
@@ -143,9 +170,25 @@ final class Router: RPCHandler {
             let request = try Durable_V1_PublishRequest(serializedBytes: call.payload)
             let app = try ConfigurationParser.parse(request.configuration)
             guard let gateway = gateway.withLock({ $0 }) else { throw RPCError.unavailable("The gateway is starting.") }
+            var migrations: [Migration]?
+            var expectedTag: String?
+            if request.hasCommandLineMigration {
+                let flags = request.commandLineMigration
+                migrations = [
+                    Migration(
+                        tag: flags.newTag, newClasses: flags.newClasses,
+                        renamedClasses: flags.renamedClasses.map { Migration.Rename(from: $0.from, to: $0.to) },
+                        deletedClasses: flags.deletedClasses,
+                        transferredClasses: flags.transferredClasses.map {
+                            Migration.Transfer(from: $0.from, fromScript: $0.fromScript, to: $0.to)
+                        })
+                ]
+                expectedTag = flags.oldTag.isEmpty ? nil : flags.oldTag
+            }
             do {
                 let changes = try await gateway.publish(
-                    app, environment: request.environment.isEmpty ? nil : request.environment)
+                    app, environment: request.environment.isEmpty ? nil : request.environment,
+                    migrations: migrations, expectedTag: expectedTag)
                 return try Durable_V1_PublishResponse.with { $0.changes = changes.map { "\($0)" } }.serializedBytes()
             } catch let error as MigrationPlanner.PublishError {
                 throw RPCError(.failedPrecondition, error.message)
@@ -159,7 +202,12 @@ final class Router: RPCHandler {
 
     // MARK: Routing
 
-    private func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8]
+    /// Delivers an invocation to the node that owns the object, assigning the object's slot first when it has no
+    /// owner yet.
+    ///
+    /// - Throws: ``RPCError`` with the node's status, or `UNAVAILABLE` when the owner cannot be reached.
+    func route(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws
+        -> Durable_V1_InvokeResponse
     {
         guard let namespace = registry.state.namespaces[message.namespaceID] else {
             throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is registered.")
@@ -194,10 +242,9 @@ final class Router: RPCHandler {
         forwarded.objectID = Data(id.bytes)
         forwarded.placementEpoch = assignment.epoch
         let remaining = deadline.map { $0 - .now }
-        let response: Durable_V1_InvokeResponse = try await callNode(client) {
+        return try await callNode(client) {
             try await client.call(Methods.invoke, forwarded, timeout: remaining)
         }
-        return try response.serializedBytes()
     }
 
     private func ownerOrThrow(_ slot: UInt16) throws -> (assignment: PlacementTable.Assignment, isNew: Bool) {
@@ -249,9 +296,27 @@ final class Router: RPCHandler {
         }
     }
 
+    /// The bindings of the served script with a transport that routes through this router.
+    func workerEnvironment() -> Environment {
+        if let cached = cachedEnvironment.withLock({ $0 }) { return cached }
+        let state = registry.state
+        let script = self.script.withLock { $0 } ?? (state.bindings.count == 1 ? state.bindings.keys.first : nil)
+        let transport = RoutingTransport(router: self)
+        var namespaces: [String: DurableObjectNamespace] = [:]
+        for binding in script.flatMap({ state.bindings[$0] }) ?? [] {
+            guard let script, let namespace = state.namespace(for: binding, script: script) else { continue }
+            namespaces[binding.name] = DurableObjectNamespace(
+                namespaceID: namespace.id, className: namespace.className, key: NamespaceKey(secret: namespace.secret),
+                transport: transport)
+        }
+        let environment = Environment(namespaces: namespaces)
+        cachedEnvironment.withLock { $0 = environment }
+        return environment
+    }
+
     // MARK: Nodes
 
-    private func register(nodeID: String, address: String) async throws {
+    func register(nodeID: String, address: String) async throws {
         guard !nodeID.isEmpty, address.contains(":") else {
             throw RPCError(.invalidArgument, "A node registers with a node id and a host:port address.")
         }
@@ -266,7 +331,9 @@ final class Router: RPCHandler {
             do {
                 try await push(to: nodeID, dropping: dropped)
             } catch {
-                logger.warning("could not update node \(nodeID): \(error)")
+                logger.notice(
+                    "node unreachable; it receives the definitions when it registers again",
+                    metadata: ["node": "\(nodeID)", "error": "\(error)"])
             }
         }
     }
@@ -325,5 +392,26 @@ final class Router: RPCHandler {
             return clients.values.map(\.client)
         }
         for client in all { await client.close() }
+    }
+}
+
+/// Calls objects from inside the gateway (the worker's bindings) along the same route as RPC invocations.
+struct RoutingTransport: ObjectTransport {
+    let router: Router
+    /// How long a call may take when the caller gives no deadline.
+    var timeout: Duration = .seconds(60)
+
+    func invoke(namespaceID: String, id: DurableObjectId, request: Request) async throws -> Response {
+        var message = Durable_V1_InvokeRequest()
+        message.namespaceID = namespaceID
+        message.objectID = Data(id.bytes)
+        message.objectName = id.name ?? ""
+        message.request = request.wire
+        do {
+            let response = try await router.route(message, deadline: .now + timeout)
+            return Response(wire: response.response)
+        } catch let error as RPCError {
+            throw DurableObjectError(error)
+        }
     }
 }

@@ -64,6 +64,74 @@ public nonisolated struct Durable_V1_PublishRequest: Sendable {
 
   public var environment: String = String()
 
+  /// The deprecated command-line migration flags (--old-tag, --new-tag, --new-class, ...). When present, the
+  /// configuration's [[migrations]] are ignored.
+  public var commandLineMigration: Durable_V1_CommandLineMigration {
+    get {_commandLineMigration ?? Durable_V1_CommandLineMigration()}
+    set {_commandLineMigration = newValue}
+  }
+  /// Returns true if `commandLineMigration` has been explicitly set.
+  public var hasCommandLineMigration: Bool {self._commandLineMigration != nil}
+  /// Clears the value of `commandLineMigration`. Subsequent reads from it will return its default value.
+  public mutating func clearCommandLineMigration() {self._commandLineMigration = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _commandLineMigration: Durable_V1_CommandLineMigration? = nil
+}
+
+/// One migration given with command-line flags instead of durable.toml.
+public nonisolated struct Durable_V1_CommandLineMigration: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// --old-tag: the tag the script must have now ("" for no check).
+  public var oldTag: String = String()
+
+  /// --new-tag: the tag recorded once the migration is applied ("" records none).
+  public var newTag: String = String()
+
+  public var newClasses: [String] = []
+
+  public var deletedClasses: [String] = []
+
+  public var renamedClasses: [Durable_V1_ClassRename] = []
+
+  public var transferredClasses: [Durable_V1_ClassTransfer] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_ClassRename: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var from: String = String()
+
+  public var to: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_ClassTransfer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var fromScript: String = String()
+
+  public var from: String = String()
+
+  public var to: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -142,7 +210,7 @@ nonisolated extension Durable_V1_RegisterNodeResponse: SwiftProtobuf.Message, Sw
 
 nonisolated extension Durable_V1_PublishRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PublishRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}configuration\0\u{1}environment\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}configuration\0\u{1}environment\0\u{3}command_line_migration\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -152,24 +220,163 @@ nonisolated extension Durable_V1_PublishRequest: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.configuration) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.environment) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._commandLineMigration) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.configuration.isEmpty {
       try visitor.visitSingularStringField(value: self.configuration, fieldNumber: 1)
     }
     if !self.environment.isEmpty {
       try visitor.visitSingularStringField(value: self.environment, fieldNumber: 2)
     }
+    try { if let v = self._commandLineMigration {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Durable_V1_PublishRequest, rhs: Durable_V1_PublishRequest) -> Bool {
     if lhs.configuration != rhs.configuration {return false}
     if lhs.environment != rhs.environment {return false}
+    if lhs._commandLineMigration != rhs._commandLineMigration {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_CommandLineMigration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CommandLineMigration"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}old_tag\0\u{3}new_tag\0\u{3}new_classes\0\u{3}deleted_classes\0\u{3}renamed_classes\0\u{3}transferred_classes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.oldTag) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.newTag) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.newClasses) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.deletedClasses) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.renamedClasses) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.transferredClasses) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.oldTag.isEmpty {
+      try visitor.visitSingularStringField(value: self.oldTag, fieldNumber: 1)
+    }
+    if !self.newTag.isEmpty {
+      try visitor.visitSingularStringField(value: self.newTag, fieldNumber: 2)
+    }
+    if !self.newClasses.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.newClasses, fieldNumber: 3)
+    }
+    if !self.deletedClasses.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.deletedClasses, fieldNumber: 4)
+    }
+    if !self.renamedClasses.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.renamedClasses, fieldNumber: 5)
+    }
+    if !self.transferredClasses.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.transferredClasses, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_CommandLineMigration, rhs: Durable_V1_CommandLineMigration) -> Bool {
+    if lhs.oldTag != rhs.oldTag {return false}
+    if lhs.newTag != rhs.newTag {return false}
+    if lhs.newClasses != rhs.newClasses {return false}
+    if lhs.deletedClasses != rhs.deletedClasses {return false}
+    if lhs.renamedClasses != rhs.renamedClasses {return false}
+    if lhs.transferredClasses != rhs.transferredClasses {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_ClassRename: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClassRename"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}from\0\u{1}to\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.from) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.to) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.from.isEmpty {
+      try visitor.visitSingularStringField(value: self.from, fieldNumber: 1)
+    }
+    if !self.to.isEmpty {
+      try visitor.visitSingularStringField(value: self.to, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_ClassRename, rhs: Durable_V1_ClassRename) -> Bool {
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_ClassTransfer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClassTransfer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_script\0\u{1}from\0\u{1}to\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.fromScript) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.from) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.to) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.fromScript.isEmpty {
+      try visitor.visitSingularStringField(value: self.fromScript, fieldNumber: 1)
+    }
+    if !self.from.isEmpty {
+      try visitor.visitSingularStringField(value: self.from, fieldNumber: 2)
+    }
+    if !self.to.isEmpty {
+      try visitor.visitSingularStringField(value: self.to, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_ClassTransfer, rhs: Durable_V1_ClassTransfer) -> Bool {
+    if lhs.fromScript != rhs.fromScript {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs.to != rhs.to {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import DurableExamples
 import DurableNode
 import DurableObjects
 import Foundation
@@ -34,6 +33,12 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "The gateway to join (host:port); the node registers itself there once it listens.")
     var gateway: String?
 
+    @Option(
+        help:
+            "The host:port the gateway should use to reach this node (default: --host and the bound port; set it when listening on 0.0.0.0)."
+    )
+    var advertise: String?
+
     @Flag(help: "Also serve the DIAGNOSTIC binding (an object that sleeps, blocks and counts its runs, for tests).")
     var diagnostics = false
 
@@ -44,6 +49,9 @@ struct NodeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard maxQueuedRequests > 0 else { throw ValidationError("--max-queued-requests must be at least 1") }
+        if let advertise, advertise.split(separator: ":").count != 2 || Int(advertise.split(separator: ":")[1]) == nil {
+            throw ValidationError("--advertise must be host:port, not '\(advertise)'")
+        }
     }
 
     func run() async throws {
@@ -53,17 +61,21 @@ struct NodeCommand: AsyncParsableCommand {
         runtime.mailbox.maxQueuedRequests = maxQueuedRequests
         let nodeID = self.nodeID
         let host = self.host
+        let advertise = self.advertise
+        let app = CurrentApplication.value
         let node = try StorageNode(
             configuration: NodeConfiguration(
                 host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime),
-            classes: ExampleApp.classes + (diagnostics ? [DurableObjectClass(DiagnosticObject.self)] : []),
-            bindings: ExampleApp.bindings.merging(diagnostics ? ["DIAGNOSTIC": "DiagnosticObject"] : [:]) { $1 },
+            classes: app.classes + (diagnostics ? [DurableObjectClass(DiagnosticObject.self)] : []),
+            bindings: ConfigurationSource.defaultBindings(app: app).merging(
+                diagnostics ? ["DIAGNOSTIC": "DiagnosticObject"] : [:]
+            ) { $1 },
             logger: logger,
             onStarted: { [gateway, logger] boundPort in
                 if let gateway {
                     // Joining may take a few tries while the gateway starts; the line below waits for it.
                     let joined = await GatewayRegistration.register(
-                        gateway: gateway, nodeID: nodeID, address: "\(host):\(boundPort)", logger: logger)
+                        gateway: gateway, nodeID: nodeID, address: advertise ?? "\(host):\(boundPort)", logger: logger)
                     if !joined { logger.error("could not join the gateway at \(gateway); serving without it") }
                 }
                 // A line tools and tests can wait for.

@@ -1,0 +1,113 @@
+import ArgumentParser
+import DurableGateway
+import DurableHTTP
+import DurableNode
+import DurableObjects
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `durable dev`: the whole service in one process for local work: a gateway with the app's worker over HTTP and
+/// its configuration published, and one or more storage nodes, with data kept in one folder across restarts.
+struct DevCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev",
+        abstract: "Run a local gateway and storage node(s) serving the app, with its durable.toml published."
+    )
+
+    @Option(help: "The address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "The HTTP port of the worker (0 picks a free one).")
+    var port: Int = 8787
+
+    @Option(name: .customLong("rpc-port"), help: "The RPC port for DurableClient (0 picks a free one).")
+    var rpcPort: Int = 7070
+
+    @Option(help: "The folder that keeps the registry and every node's objects across restarts.")
+    var data: String = ".durable"
+
+    @Option(help: "How many storage nodes to run.")
+    var nodes: Int = 1
+
+    @Option(help: "The durable.toml to publish (default: ./durable.toml, else the app's built-in one).")
+    var config: String?
+
+    @Option(help: "The environment to publish and serve (default: the top level).")
+    var env: String?
+
+    @Option(help: "Seconds without events after which an idle object is evicted from memory.")
+    var idleTimeout: Double = 70
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard (1...64).contains(nodes) else { throw ValidationError("--nodes must be between 1 and 64") }
+        guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "durable.dev")
+        logger.logLevel = logLevel
+        let app = CurrentApplication.value
+        guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
+        let configuration = try ConfigurationSource.load(path: config, app: app).configuration
+        let root = URL(fileURLWithPath: data)
+
+        let gateway = try Gateway(
+            configuration: GatewayConfiguration(
+                host: host, rpcPort: rpcPort, dataDirectory: root.appendingPathComponent("gateway").path,
+                environment: env),
+            exportedClasses: app.classNames, logger: logger)
+        var storageNodes: [StorageNode] = []
+        let rpcPort: Int
+        do {
+            try await gateway.publish(configuration, environment: env)
+            rpcPort = try await gateway.start()
+            for number in 1...nodes {
+                let nodeID = "node-\(number)"
+                let node = try StorageNode(
+                    configuration: NodeConfiguration(
+                        host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
+                        runtime: RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))),
+                    classes: app.classes, bindings: [:], logger: logger)
+                storageNodes.append(node)
+                let nodePort = try await node.start()
+                try await gateway.register(nodeID: nodeID, address: "\(host):\(nodePort)")
+            }
+            let missing = gateway.placement.nodes.keys.filter { !$0.hasPrefix("node-") || Int($0.dropFirst(5))! > nodes }
+            if !missing.isEmpty {
+                logger.warning(
+                    "the placement has objects on nodes that are not running; they answer UNAVAILABLE",
+                    metadata: ["nodes": "\(missing.sorted().joined(separator: ","))"])
+            }
+        } catch {
+            for node in storageNodes { await node.shutdown() }
+            await gateway.shutdown()
+            throw CommandError("\(error)")
+        }
+        let host = self.host
+        let nodeCount = nodes
+        let dataPath = data
+        let bridge = HTTPBridge(
+            configuration: HTTPBridgeConfiguration(host: host, port: port), worker: worker,
+            environment: { gateway.workerEnvironment() }, logger: logger,
+            onStarted: { httpPort in
+                print(
+                    """
+                    durable dev: \(nodeCount) node\(nodeCount == 1 ? "" : "s"), data in \(dataPath)
+                    Ready on http://\(host):\(httpPort) (RPC for DurableClient on \(host):\(rpcPort)); Ctrl-C stops.
+                    """)
+                fflush(nil)
+            })
+        // Graceful shutdown runs in reverse: the HTTP bridge, then the gateway, then the nodes.
+        let group = ServiceGroup(
+            services: storageNodes + [gateway, bridge] as [any Service],
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        try await group.run()
+        print("durable dev stopped; data kept in \(dataPath)")
+    }
+}

@@ -1,0 +1,74 @@
+import ArgumentParser
+import DurableGateway
+import DurableHTTP
+import DurableObjects
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// `durable gateway`: the front door of a cluster: registry, placement, routing to the nodes, and the app's worker
+/// over HTTP.
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract:
+            "Run the gateway: binding registry, placement, routing of object calls to storage nodes, and the app's worker over HTTP."
+    )
+
+    @Option(help: "The address to listen on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "The HTTP port of the worker (0 picks a free one; the chosen port is printed).")
+    var port: Int = 8787
+
+    @Option(name: .customLong("rpc-port"), help: "The RPC port (0 picks a free one; the chosen port is printed).")
+    var rpcPort: Int = 7070
+
+    @Option(help: "The folder of the gateway's database (registry and placement).")
+    var data: String
+
+    @Option(help: "The durable.toml to publish at start (default: ./durable.toml, else the app's built-in one).")
+    var config: String?
+
+    @Option(help: "The environment to publish and serve bindings for (default: the top level).")
+    var env: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "durable.gateway")
+        logger.logLevel = logLevel
+        let app = CurrentApplication.value
+        guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
+        let configuration = try ConfigurationSource.load(path: config, app: app).configuration
+        let gateway = try Gateway(
+            configuration: GatewayConfiguration(host: host, rpcPort: rpcPort, dataDirectory: data, environment: env),
+            exportedClasses: app.classNames, logger: logger)
+        do {
+            try await gateway.publish(configuration, environment: env)
+        } catch {
+            await gateway.shutdown()
+            throw CommandError("\(error)")
+        }
+        let rpcPort = try await gateway.start()
+        let host = self.host
+        let bridge = HTTPBridge(
+            configuration: HTTPBridgeConfiguration(host: host, port: port), worker: worker,
+            environment: { gateway.workerEnvironment() }, logger: logger,
+            onStarted: { httpPort in
+                // A line tools and tests wait for.
+                print("durable gateway listening on \(host):\(rpcPort) (RPC), worker on http://\(host):\(httpPort)")
+                fflush(nil)
+            })
+        let group = ServiceGroup(
+            services: [gateway, bridge], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+            logger: logger)
+        try await group.run()
+    }
+}

@@ -1,0 +1,4 @@
+import DurableApp
+import DurableExamples
+
+await ExampleApp.application.main()
