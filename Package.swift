@@ -193,6 +193,16 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "DurableAppTests",
+            dependencies: [
+                "DurableApp", "DurableGateway", "DurableNode", "DurableHTTP", "DurableClient", "DurableObjects",
+                "DurableStorage", "DurableExamples", "WireTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "WireTestSupport", "durable",

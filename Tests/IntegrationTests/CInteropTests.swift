@@ -1,6 +1,7 @@
 import DurableClient
 import Foundation
 import Testing
+import WireTestSupport
 
 /// The C client, built from the .proto files with protoc-c and libprotobuf-c, calls a Counter on a real node.
 @Suite("C interoperability client")

@@ -2,6 +2,7 @@ import DurableClient
 import DurableObjects
 import Foundation
 import Testing
+import WireTestSupport
 
 @Suite("A gateway in front of three nodes (real processes)")
 struct ClusterTests {
@@ -57,12 +58,34 @@ struct ClusterTests {
             body: .text("important data!"))
         #expect(example.text() == "127.0.0.1 stored important data!")
 
+        // The seed examples over HTTP, through the gateway's worker.
+        let web = "http://127.0.0.1:\(gateway.httpPort!)"
+        let stored = try await HTTPTestClient.send(
+            web + "/", method: "POST", headers: ["Content-Type": "text/plain"], body: "important data!")
+        #expect(stored.status == 200 && stored.text == "127.0.0.1 stored important data!")
+        #expect(try await HTTPTestClient.send(web + "/counter/increment").text == "Durable Object 'A' count: 1")
+        #expect(try await HTTPTestClient.send(web + "/counter/increment").text == "Durable Object 'A' count: 2")
+        #expect(try await HTTPTestClient.send(web + "/counter/decrement").text == "Durable Object 'A' count: 1")
+        #expect(try await HTTPTestClient.send(web + "/counter/").text == "Durable Object 'A' count: 1")
+        let missing = try await HTTPTestClient.send(web + "/counter/reset")
+        #expect(missing.status == 404 && missing.text == "Not found")
+        // The counter the worker reaches is the one DurableClient reaches by the same name.
+        #expect(try await counters.getByName("A").fetch("http://counter/").text() == "1")
+
         // Node 2 dies: only its objects fail, and retryably.
         await nodes[1].crash()
         let during = await readAll(counters, count: objects)
         #expect(during.errors.count == Int(perNode[1]))
         #expect(during.errors.allSatisfy { $0.code == .unavailable && $0.retryable }, "\(during.errors.prefix(2))")
         #expect(during.matching.values.allSatisfy { $0 == "1" })
+        // Over HTTP, an object on the dead node is 503 with Retry-After; the others answer.
+        var statuses: [Int: Int] = [:]
+        for index in 0..<objects {
+            let answer = try await HTTPTestClient.send(web + "/probe\(index)", method: "POST", body: "x")
+            statuses[answer.status, default: 0] += 1
+            if answer.status == 503 { #expect(answer.header("Retry-After") == "1") }
+        }
+        #expect(Set(statuses.keys) == [200, 503], "\(statuses)")
 
         // It comes back with its data.
         nodes[1] = try await startNode(2)

@@ -1,6 +1,7 @@
 import DurableStorage
 import Foundation
 import Testing
+import WireTestSupport
 
 /// A child process commits synced batches through the group committer and acknowledges each one; the test kills
 /// it with SIGKILL at a random moment and checks the database against the acknowledgements.

@@ -3,6 +3,7 @@ import DurableObjects
 import DurableWire
 import Foundation
 import Testing
+import WireTestSupport
 
 @Suite("Node namespaces defined by a registry (real processes)")
 struct NamespaceDefinitionTests {

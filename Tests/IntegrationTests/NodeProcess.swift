@@ -5,6 +5,8 @@ import Testing
 final class NodeProcess: @unchecked Sendable {
     let process = Process()
     let port: Int
+    /// The worker's HTTP port, for a gateway.
+    let httpPort: Int?
     let dataDirectory: String
     private let output: LineReader
 
@@ -25,12 +27,17 @@ final class NodeProcess: @unchecked Sendable {
         try process.run()
         output = LineReader(pipe.fileHandleForReading)
         var found: Int?
+        var http: Int?
         while let line = output.nextLine() {
             if let range = line.range(of: "listening on 127.0.0.1:") {
-                found = Int(line[range.upperBound...])
+                found = Int(line[range.upperBound...].prefix { $0.isNumber })
+                if let web = line.range(of: "http://127.0.0.1:") {
+                    http = Int(line[web.upperBound...].prefix { $0.isNumber })
+                }
                 break
             }
         }
+        httpPort = http
         guard let found else {
             process.terminate()
             throw NodeProcessError(message: "the node exited before it listened")
@@ -42,7 +49,9 @@ final class NodeProcess: @unchecked Sendable {
     static func gateway(dataDirectory: String) throws -> NodeProcess {
         try NodeProcess(
             dataDirectory: dataDirectory,
-            commandLine: ["gateway", "--rpc-port", "0", "--data", dataDirectory, "--log-level", "warning"])
+            commandLine: [
+                "gateway", "--rpc-port", "0", "--port", "0", "--data", dataDirectory, "--log-level", "warning",
+            ])
     }
 
     /// Starts a node without blocking the cooperative pool.

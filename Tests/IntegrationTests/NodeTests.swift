@@ -3,6 +3,7 @@ import DurableObjects
 import DurableWire
 import Foundation
 import Testing
+import WireTestSupport
 
 @Suite("Storage node over RPC (real processes)")
 struct NodeTests {

@@ -8,22 +8,6 @@ enum DurableExecutable {
     }
 }
 
-/// A fresh folder under the system's temporary directory, removed when the test is done with it.
-final class TemporaryDirectory: Sendable {
-    let path: String
-
-    init(_ label: String) {
-        path =
-            FileManager.default.temporaryDirectory
-            .appendingPathComponent("durable-tests-\(label)-\(UUID().uuidString)").path
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func child(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// Reads a pipe line by line (blocking).
 final class LineReader {
     private let handle: FileHandle

@@ -139,6 +139,8 @@ final class Router: RPCHandler {
     let gateway = Mutex<Gateway?>(nil)
     /// The script whose bindings `ResolveBinding` answers with (set by the publish of the gateway's environment).
     let script = Mutex<String?>(nil)
+    /// Slot announcements to nodes in flight, by slot.
+    private let pendingAssignments = Mutex<[UInt16: Task<Void, any Error>]>([:])
     /// The worker's environment, made again after each publish.
     let cachedEnvironment = Mutex<Environment?>(nil)
     private let clients = Mutex<[String: (address: String, client: DurableClient)]>([:])
@@ -223,27 +225,44 @@ final class Router: RPCHandler {
             throw RPCError(serving: error)
         }
         let slot = PlacementEpochs.slot(of: id)
-        let (assignment, isNew) = try ownerOrThrow(slot)
-        let client = try client(for: assignment.nodeID)
-        if isNew {
-            let _: Durable_V1_AssignSlotsResponse = try await callNode(client) {
-                try await client.call(
-                    Methods.assignSlots,
-                    Durable_V1_AssignSlotsRequest.with {
-                        $0.assignments = [
-                            .with {
-                                $0.slot = UInt32(slot); $0.epoch = assignment.epoch
-                            }
-                        ]
-                    })
-            }
+        // The first call to a new slot tells the owner about it; calls to the same slot that arrive meanwhile wait
+        // for that, so that none reaches the node with an epoch it has not been given yet.
+        let (assignment, announcement) = try ownerAnnouncing(slot)
+        if let announcement {
+            defer { _ = pendingAssignments.withLock { $0.removeValue(forKey: slot) } }
+            try await announcement.value
         }
+        let client = try client(for: assignment.nodeID)
         var forwarded = message
         forwarded.objectID = Data(id.bytes)
         forwarded.placementEpoch = assignment.epoch
         let remaining = deadline.map { $0 - .now }
         return try await callNode(client) {
             try await client.call(Methods.invoke, forwarded, timeout: remaining)
+        }
+    }
+
+    /// The owner of `slot`, and the announcement of the slot to it when one is in flight (started here when the
+    /// slot is new).
+    private func ownerAnnouncing(_ slot: UInt16) throws -> (
+        assignment: PlacementTable.Assignment, announcement: Task<Void, any Error>?
+    ) {
+        try pendingAssignments.withLock { pending -> (PlacementTable.Assignment, Task<Void, any Error>?) in
+            let (assignment, isNew) = try ownerOrThrow(slot)
+            guard isNew else { return (assignment, pending[slot]) }
+            let owner = try client(for: assignment.nodeID)
+            let request = Durable_V1_AssignSlotsRequest.with {
+                $0.assignments = [.with { $0.slot = UInt32(slot); $0.epoch = assignment.epoch }]
+            }
+            let task = Task<Void, any Error> {
+                do {
+                    let _: Durable_V1_AssignSlotsResponse = try await owner.call(Methods.assignSlots, request)
+                } catch let error as DurableObjectError {
+                    throw RPCError(error)
+                }
+            }
+            pending[slot] = task
+            return (assignment, task)
         }
     }
 

@@ -1,0 +1,47 @@
+import DurableGateway
+import DurableObjects
+import Foundation
+import Testing
+
+@testable import DurableApp
+
+@Suite("Apps and their command line")
+struct ApplicationTests {
+    @Test("an app without a worker fails at start with the platform's words")
+    func noEventHandlers() async throws {
+        CurrentApplication.value = DurableApplication(classes: migratingApp.classes)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("durable-noworker-\(UUID())").path
+        for arguments in [["--data", folder, "--port", "0", "--rpc-port", "0"]] {
+            let dev = try DevCommand.parse(arguments)
+            await #expect { try await dev.run() } throws: { error in
+                "\(error)" == "No event handlers were registered. This script does nothing."
+            }
+            let gateway = try GatewayCommand.parse(arguments)
+            await #expect { try await gateway.run() } throws: { error in
+                "\(error)" == "No event handlers were registered. This script does nothing."
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: folder), "nothing was created")
+    }
+
+    @Test("durable init writes a package: manifest, configuration, object, worker, main and a test")
+    func scaffold() throws {
+        let files = Scaffold.files(name: "hello-counter", dependency: .path("/src/swift-durable-objects"))
+        #expect(
+            Set(files.keys) == [
+                "Package.swift", "durable.toml", "Sources/HelloCounterObjects/Counter.swift",
+                "Sources/HelloCounterObjects/App.swift", "Sources/hello-counter/main.swift",
+                "Tests/HelloCounterObjectsTests/CounterTests.swift", ".gitignore", "README.md",
+            ])
+        #expect(files["Package.swift"]!.contains(#".package(path: "/src/swift-durable-objects")"#))
+        #expect(files["Sources/hello-counter/main.swift"]!.contains("await application.main()"))
+        let configuration = try ConfigurationParser.parse(files["durable.toml"]!)
+        #expect(configuration.name == "hello-counter")
+        #expect(configuration.migrations.map(\.newClasses) == [["Counter"]])
+        let remote = Scaffold.files(name: "x", dependency: .url(Scaffold.defaultRepository))
+        #expect(remote["Package.swift"]!.contains(#"branch: "main""#))
+        #expect(Scaffold.isValidName("my_app-2"))
+        #expect(!Scaffold.isValidName("2app") && !Scaffold.isValidName("a b") && !Scaffold.isValidName("../x"))
+        #expect(throws: (any Error).self) { try InitCommand.parse(["../escape"]) }
+    }
+}

@@ -1,0 +1,140 @@
+import DurableExamples
+import DurableObjects
+import Foundation
+import Synchronization
+import Testing
+import WireTestSupport
+
+/// Holds requests until it is opened.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let proceed = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if proceed { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+let blockerGate = Gate()
+
+/// Answers its request headers; `/block` waits for ``blockerGate``.
+actor HeaderEcho: DurableObject {
+    nonisolated let state: DurableObjectState
+    init(state: DurableObjectState, env: Environment) { self.state = state }
+
+    func fetch(_ request: Request) async throws -> Response {
+        if request.path == "/block" { await blockerGate.wait() }
+        let ip = request.headers[HTTPField.Name("CF-Connecting-IP")!] ?? "-"
+        let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!] ?? "-"
+        return Response("\(ip) | \(forwarded) | \(request.method) \(request.path) | \(request.text())")
+    }
+}
+
+struct PlainFailure: Error, CustomStringConvertible {
+    var description: String { "the worker gave up" }
+}
+
+/// A worker exercising every way a request can go wrong.
+let bridgeApp = DurableApplication(
+    classes: [DurableObjectClass(HeaderEcho.self), DurableObjectClass(Counter.self)],
+    fetch: { request, env in
+        let parts = request.path.split(separator: "/").map(String.init)
+        switch parts.first {
+        case "id":
+            let counters = try env.namespace("COUNTER")
+            return try await counters.get(counters.idFromString(parts.count > 1 ? parts[1] : "")).fetch(request)
+        case "nobinding":
+            return try await env.namespace("NOPE").getByName("x").fetch(request)
+        case "throw":
+            throw PlainFailure()
+        case "block":
+            return try await env.namespace("ECHO").getByName("blocked").fetch(request)
+        default:
+            return try await env.namespace("ECHO").getByName("echo").fetch(request)
+        }
+    })
+
+let bridgeConfiguration = """
+    name = "bridge-app"
+    [durable_objects]
+    bindings = [ { name = "ECHO", class_name = "HeaderEcho" }, { name = "COUNTER", class_name = "Counter" } ]
+    [[migrations]]
+    tag = "v1"
+    new_classes = ["HeaderEcho", "Counter"]
+    """
+
+@Suite("The HTTP bridge")
+struct HTTPBridgeTests {
+    @Test("the object sees the caller's address in CF-Connecting-IP (not the client's claim) and X-Forwarded-For")
+    func forwardedHeaders() async throws {
+        try await withLocalCluster(app: bridgeApp, nodes: 1, configuration: bridgeConfiguration) { cluster in
+            let answer = try await HTTPTestClient.send(
+                cluster.url + "/hello", method: "POST",
+                headers: ["CF-Connecting-IP": "6.6.6.6", "X-Forwarded-For": "10.0.0.1"], body: "hi")
+            #expect(answer.status == 200)
+            #expect(answer.text == "127.0.0.1 | 10.0.0.1, 127.0.0.1 | POST /hello | hi")
+            let plain = try await HTTPTestClient.send(cluster.url + "/")
+            #expect(plain.text == "127.0.0.1 | 127.0.0.1 | GET / | ")
+        }
+    }
+
+    @Test("invalid ids are 400, an unknown binding and a failing worker are 500, with the reason")
+    func errorStatuses() async throws {
+        try await withLocalCluster(app: bridgeApp, nodes: 1, configuration: bridgeConfiguration) { cluster in
+            let malformed = try await HTTPTestClient.send(cluster.url + "/id/xyz")
+            #expect(malformed.status == 400)
+            #expect(malformed.text == "Invalid Durable Object ID: must be 64 hex digits")
+            let foreign = try await HTTPTestClient.send(cluster.url + "/id/" + String(repeating: "ab", count: 32))
+            #expect(foreign.status == 400)
+            #expect(foreign.text == "Durable Object ID is not valid for this namespace.")
+            let unbound = try await HTTPTestClient.send(cluster.url + "/nobinding")
+            #expect(unbound.status == 500)
+            #expect(unbound.text == "No Durable Object binding named 'NOPE' (bindings: COUNTER, ECHO).")
+            let failing = try await HTTPTestClient.send(cluster.url + "/throw")
+            #expect(failing.status == 500)
+            #expect(failing.text == "the worker gave up")
+            // The bridge keeps serving.
+            #expect(try await HTTPTestClient.send(cluster.url + "/").status == 200)
+        }
+    }
+
+    @Test("an overloaded object answers 503 with Retry-After and the platform's message; the rest still run")
+    func overload() async throws {
+        var runtime = RuntimeConfiguration()
+        runtime.mailbox.maxQueuedRequests = 2
+        try await withLocalCluster(app: bridgeApp, nodes: 1, configuration: bridgeConfiguration, runtime: runtime) {
+            cluster in
+            let url = cluster.url + "/block"
+            let answers = try await withThrowingTaskGroup(of: HTTPAnswer.self) { group in
+                for _ in 0..<8 { group.addTask { try await HTTPTestClient.send(url) } }
+                var answers: [HTTPAnswer] = []
+                // The object holds every request it admitted; the first refusal proves the queue is full.
+                while let answer = try await group.next() {
+                    answers.append(answer)
+                    if answer.status == 503 { blockerGate.open() }
+                }
+                return answers
+            }
+            let refused = answers.filter { $0.status == 503 }
+            #expect(!refused.isEmpty && refused.count <= 6)
+            #expect(refused.allSatisfy { $0.text == "Durable Object is overloaded. Too many requests queued." })
+            #expect(refused.allSatisfy { $0.header("Retry-After") == "1" })
+            #expect(answers.filter { $0.status == 200 }.count == 8 - refused.count)
+        }
+    }
+}

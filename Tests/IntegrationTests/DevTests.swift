@@ -1,0 +1,88 @@
+import DurableClient
+import DurableObjects
+import Foundation
+import Testing
+import WireTestSupport
+
+/// A `durable dev` child process, ready once it printed its URL.
+final class DevProcess: @unchecked Sendable {
+    let process = Process()
+    let httpPort: Int
+    let rpcPort: Int
+    private let output: LineReader
+
+    /// Starts `durable dev` with `arguments` and waits for "Ready on http://127.0.0.1:PORT (… 127.0.0.1:RPC)".
+    init(arguments: [String]) throws {
+        process.executableURL = DurableExecutable.url
+        process.arguments = ["dev", "--port", "0", "--rpc-port", "0", "--log-level", "warning"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        output = LineReader(pipe.fileHandleForReading)
+        var ports: (Int, Int)?
+        while let line = output.nextLine() {
+            guard let web = line.range(of: "Ready on http://127.0.0.1:") else { continue }
+            let rpc = line.range(of: "on 127.0.0.1:", range: web.upperBound..<line.endIndex)
+            ports = (
+                Int(line[web.upperBound...].prefix { $0.isNumber }) ?? 0,
+                rpc.flatMap { Int(line[$0.upperBound...].prefix { $0.isNumber }) } ?? 0
+            )
+            break
+        }
+        guard let ports else {
+            process.terminate()
+            throw NodeProcessError(message: "durable dev exited before it was ready")
+        }
+        (httpPort, rpcPort) = ports
+    }
+
+    static func launch(_ arguments: [String]) async throws -> DevProcess {
+        try await offPool { try DevProcess(arguments: arguments) }
+    }
+
+    /// Sends SIGINT (Ctrl-C), waits, and returns the exit status and the rest of the output.
+    func interrupt() async throws -> (status: Int32, output: [String]) {
+        try await offPool {
+            kill(self.process.processIdentifier, SIGINT)
+            var lines: [String] = []
+            while let line = self.output.nextLine() { lines.append(line) }
+            self.process.waitUntilExit()
+            return (self.process.terminationStatus, lines)
+        }
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+@Suite("durable dev (a real process)")
+struct DevTests {
+    @Test("serves the seed examples over HTTP and RPC, stops cleanly on Ctrl-C, and keeps data across restarts")
+    func devServesAndRestarts() async throws {
+        let folder = TemporaryDirectory("dev")
+        let data = folder.child("data")
+        var dev = try await DevProcess.launch(["--data", data, "--nodes", "2"])
+        var web = "http://127.0.0.1:\(dev.httpPort)"
+        let stored = try await HTTPTestClient.send(
+            web + "/", method: "POST", headers: ["Content-Type": "text/plain"], body: "important data!")
+        #expect(stored.text == "127.0.0.1 stored important data!")
+        #expect(try await HTTPTestClient.send(web + "/counter/increment").text == "Durable Object 'A' count: 1")
+        #expect(try await HTTPTestClient.send(web + "/counter/increment").text == "Durable Object 'A' count: 2")
+        let client = DurableClient(host: "127.0.0.1", port: dev.rpcPort)
+        #expect(try await client.namespace("COUNTER").getByName("A").fetch("http://counter/decrement").text() == "1")
+        await client.close()
+
+        let stop = try await dev.interrupt()
+        #expect(stop.status == 0)
+        #expect(stop.output.contains { $0.contains("durable dev stopped") }, "\(stop.output)")
+
+        dev = try await DevProcess.launch(["--data", data, "--nodes", "2"])
+        web = "http://127.0.0.1:\(dev.httpPort)"
+        #expect(try await HTTPTestClient.send(web + "/counter/").text == "Durable Object 'A' count: 1")
+        #expect(try await dev.interrupt().status == 0)
+    }
+}
