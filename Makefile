@@ -14,10 +14,10 @@ deps:
 			librocksdb-dev pkg-config gcc protobuf-c-compiler libprotobuf-c-dev; \
 	fi
 
-## The main job. Until the gateway exists it checks the storage engine: concurrent writers commit synced
-## batches through the group committer, and it prints the rate.
+## The main job: `durable dev`, a local gateway and storage node serving the example app on
+## http://127.0.0.1:8787 (RPC on 7070), data kept in .durable/. Extra flags: make run ARGS="--nodes 3".
 run: deps
-	swift run -c release durable storage-check
+	swift run durable dev $(ARGS)
 
 ## Build and run every test.
 test: deps

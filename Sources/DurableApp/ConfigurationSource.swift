@@ -9,8 +9,7 @@ enum ConfigurationSource {
     ///
     /// - Throws: ``ConfigurationError`` naming the file and key of a malformed configuration, or
     ///   ``CommandError`` when there is none at all.
-    static func load(path: String?, app: DurableApplication) throws -> (configuration: AppConfiguration, text: String)
-    {
+    static func load(path: String?, app: DurableApplication) throws -> (configuration: AppConfiguration, text: String) {
         if let path {
             return try read(path)
         }

@@ -74,11 +74,14 @@ struct DevCommand: AsyncParsableCommand {
                         host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
                         runtime: RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))),
                     classes: app.classes, bindings: [:], logger: logger)
+                try node.routeObjectCalls(through: gateway.objectTransport)
                 storageNodes.append(node)
                 let nodePort = try await node.start()
                 try await gateway.register(nodeID: nodeID, address: "\(host):\(nodePort)")
             }
-            let missing = gateway.placement.nodes.keys.filter { !$0.hasPrefix("node-") || Int($0.dropFirst(5))! > nodes }
+            let missing = gateway.placement.nodes.keys.filter {
+                !$0.hasPrefix("node-") || Int($0.dropFirst(5))! > nodes
+            }
             if !missing.isEmpty {
                 logger.warning(
                     "the placement has objects on nodes that are not running; they answer UNAVAILABLE",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DurableClient
 import DurableNode
 import DurableObjects
 import Foundation
@@ -49,6 +50,9 @@ struct NodeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard maxQueuedRequests > 0 else { throw ValidationError("--max-queued-requests must be at least 1") }
+        if let gateway, gateway.split(separator: ":").count != 2 || Int(gateway.split(separator: ":")[1]) == nil {
+            throw ValidationError("--gateway must be host:port, not '\(gateway)'")
+        }
         if let advertise, advertise.split(separator: ":").count != 2 || Int(advertise.split(separator: ":")[1]) == nil {
             throw ValidationError("--advertise must be host:port, not '\(advertise)'")
         }
@@ -82,8 +86,17 @@ struct NodeCommand: AsyncParsableCommand {
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")
                 fflush(nil)
             })
+        var gatewayClient: DurableClient?
+        let gatewayAddress = gateway?.split(separator: ":")
+        if let parts = gatewayAddress, parts.count == 2, let port = Int(parts[1]) {
+            // In a cluster, an object's calls to other objects go through the gateway to their owners.
+            let client = DurableClient(host: String(parts[0]), port: port, logger: logger)
+            try node.routeObjectCalls(through: client)
+            gatewayClient = client
+        }
         let group = ServiceGroup(
             services: [node], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await group.run()
+        await gatewayClient?.close()
     }
 }

@@ -10,6 +10,19 @@ enum Scaffold {
         /// A local checkout.
         case path(String)
 
+        /// How the manifest names the package in `.product(name:package:)`: SwiftPM derives it from the URL's or
+        /// the folder's last component.
+        var identity: String {
+            let location: String
+            switch self {
+            case .url(let url): location = url
+            case .path(let path): location = path
+            }
+            var last = location.split(separator: "/").last.map(String.init) ?? location
+            if last.hasSuffix(".git") { last.removeLast(4) }
+            return last.lowercased()
+        }
+
         var packageLine: String {
             switch self {
             case .url(let url): ".package(url: \(literal(url)), branch: \"main\")"
@@ -21,8 +34,11 @@ enum Scaffold {
     /// Whether `name` can name a package, its folder and its executable.
     static func isValidName(_ name: String) -> Bool {
         guard let first = name.unicodeScalars.first, first.properties.isAlphabetic, first.isASCII else { return false }
-        return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)
-            || $0 == "-" || $0 == "_") }
+        return name.unicodeScalars.allSatisfy {
+            $0.isASCII
+                && ($0.properties.isAlphabetic || ("0"..."9").contains($0)
+                    || $0 == "-" || $0 == "_")
+        }
     }
 
     /// The Swift module of the app's objects: `hello-counter` → `HelloCounterObjects`.
@@ -51,35 +67,36 @@ enum Scaffold {
     }
 
     static func packageManifest(name: String, module: String, dependency: Dependency) -> String {
-        """
-        // swift-tools-version: 6.1
-        import PackageDescription
+        let package = literal(dependency.identity)
+        return """
+            // swift-tools-version: 6.1
+            import PackageDescription
 
-        let package = Package(
-            name: \(literal(name)),
-            platforms: [.macOS(.v15)],
-            dependencies: [
-                \(dependency.packageLine),
-            ],
-            targets: [
-                .target(
-                    name: "\(module)",
-                    dependencies: [.product(name: "DurableObjects", package: "swift-durable-objects")]
-                ),
-                .executableTarget(
-                    name: \(literal(name)),
-                    dependencies: ["\(module)", .product(name: "DurableApp", package: "swift-durable-objects")]
-                ),
-                .testTarget(
-                    name: "\(module)Tests",
-                    dependencies: [
-                        "\(module)", .product(name: "DurableObjectsTesting", package: "swift-durable-objects"),
-                    ]
-                ),
-            ]
-        )
+            let package = Package(
+                name: \(literal(name)),
+                platforms: [.macOS(.v15)],
+                dependencies: [
+                    \(dependency.packageLine),
+                ],
+                targets: [
+                    .target(
+                        name: "\(module)",
+                        dependencies: [.product(name: "DurableObjects", package: \(package))]
+                    ),
+                    .executableTarget(
+                        name: \(literal(name)),
+                        dependencies: ["\(module)", .product(name: "DurableApp", package: \(package))]
+                    ),
+                    .testTarget(
+                        name: "\(module)Tests",
+                        dependencies: [
+                            "\(module)", .product(name: "DurableObjectsTesting", package: \(package)),
+                        ]
+                    ),
+                ]
+            )
 
-        """
+            """
     }
 
     static func configuration(name: String) -> String {

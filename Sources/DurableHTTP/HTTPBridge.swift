@@ -38,7 +38,8 @@ public final class HTTPBridge: Service, Sendable {
     ///   - environment: gives the bindings for each request (they change when a configuration is published).
     ///   - onStarted: called with the bound port once the server listens.
     public init(
-        configuration: HTTPBridgeConfiguration, worker: Worker, environment: @escaping @Sendable () -> DurableObjects.Environment,
+        configuration: HTTPBridgeConfiguration, worker: Worker,
+        environment: @escaping @Sendable () -> DurableObjects.Environment,
         logger: Logger = Logger(label: "durable.http"), onStarted: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         self.configuration = configuration
@@ -79,8 +80,11 @@ public final class HTTPBridge: Service, Sendable {
             answer = HTTPErrorMapping.response(for: error)
             logger.log(
                 level: answer.status.code >= 500 && answer.status != .serviceUnavailable ? .error : .debug,
-                "worker failed", metadata: ["path": "\(incoming.path)", "status": "\(answer.status.code)",
-                    "error": "\(error)"])
+                "worker failed",
+                metadata: [
+                    "path": "\(incoming.path)", "status": "\(answer.status.code)",
+                    "error": "\(error)",
+                ])
         }
         logger.trace("\(incoming.method) \(incoming.path) → \(answer.status.code)")
         return Hummingbird.Response(

@@ -97,6 +97,14 @@ public final class StorageNode: Service, Sendable {
         service.server.withLock { $0 = server }
     }
 
+    /// Sends the calls that this node's objects make to other objects through `transport` (the gateway, in a
+    /// cluster), so that each call reaches the one node that owns its target instead of starting a second
+    /// instance here.
+    public func routeObjectCalls(through transport: any ObjectTransport) throws {
+        service.objectTransport.withLock { $0 = transport }
+        try runtime.setEnvironment(bindings: service.bindings.withLock { $0 }, transport: transport)
+    }
+
     /// Starts serving; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
@@ -218,6 +226,8 @@ final class ObjectService: RPCHandler {
     let meta: ColumnFamily
     let logger: Logger
     let server = Mutex<RPCServer?>(nil)
+    /// Where objects' calls to other objects go (`nil`: this node's own runtime).
+    let objectTransport = Mutex<(any ObjectTransport)?>(nil)
 
     private let invocations = Atomic<UInt64>(0)
     private let failures = Atomic<UInt64>(0)
@@ -321,7 +331,7 @@ final class ObjectService: RPCHandler {
             + definitions
         try NodeMetadata.saveDefinitions(all, bindings: newBindings, database: database, family: meta)
         for definition in definitions { try runtime.defineNamespace(definition) }
-        try runtime.setEnvironment(bindings: newBindings)
+        try runtime.setEnvironment(bindings: newBindings, transport: objectTransport.withLock { $0 })
         bindings.withLock { $0 = newBindings }
         logger.info(
             "namespaces defined", metadata: ["namespaces": "\(definitions.map(\.id))", "bindings": "\(newBindings)"])
@@ -336,7 +346,7 @@ final class ObjectService: RPCHandler {
         let remainingBindings = bindings.withLock { $0.filter { !dropped.contains($0.value) } }
         try NodeMetadata.saveDefinitions(remaining, bindings: remainingBindings, database: database, family: meta)
         for id in request.namespaceIds { try runtime.dropNamespace(id) }
-        try runtime.setEnvironment(bindings: remainingBindings)
+        try runtime.setEnvironment(bindings: remainingBindings, transport: objectTransport.withLock { $0 })
         bindings.withLock { $0 = remainingBindings }
         logger.info("namespaces dropped", metadata: ["namespaces": "\(request.namespaceIds)"])
     }

@@ -34,6 +34,9 @@ struct ApplicationTests {
                 "Tests/HelloCounterObjectsTests/CounterTests.swift", ".gitignore", "README.md",
             ])
         #expect(files["Package.swift"]!.contains(#".package(path: "/src/swift-durable-objects")"#))
+        #expect(files["Package.swift"]!.contains(#"package: "swift-durable-objects")"#))
+        let checkout = Scaffold.files(name: "x", dependency: .path("/work/Main"))["Package.swift"]!
+        #expect(checkout.contains(#"package: "main")"#))
         #expect(files["Sources/hello-counter/main.swift"]!.contains("await application.main()"))
         let configuration = try ConfigurationParser.parse(files["durable.toml"]!)
         #expect(configuration.name == "hello-counter")

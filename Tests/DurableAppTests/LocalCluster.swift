@@ -43,6 +43,7 @@ final class LocalCluster: Sendable {
                 configuration: NodeConfiguration(
                     port: 0, dataDirectory: folder.child("node-\(number)"), nodeID: "node-\(number)", runtime: runtime),
                 classes: app.classes, bindings: [:], logger: logger)
+            try node.routeObjectCalls(through: gateway.objectTransport)
             let port = try await node.start()
             try await gateway.register(nodeID: "node-\(number)", address: "127.0.0.1:\(port)")
             nodes.append(node)

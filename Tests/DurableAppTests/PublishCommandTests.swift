@@ -84,7 +84,8 @@ struct PublishCommandTests {
                     [durable_objects]
                     bindings = [ { name = "COUNTER" } ]
                     """)
-            #expect(malformed?.contains(".toml") == true && malformed?.contains("class_name") == true, "\(malformed ?? "")")
+            #expect(
+                malformed?.contains(".toml") == true && malformed?.contains("class_name") == true, "\(malformed ?? "")")
             #expect(cluster.gateway.registry.state.appliedTags["app"] == ["v1"])
         }
     }
@@ -97,7 +98,8 @@ struct PublishCommandTests {
                 [durable_objects]
                 bindings = [ { name = "COUNTER", class_name = "Counter" } ]
                 """
-            #expect(await publish(cluster, config: counterConfig, ["--new-class", "Counter", "--new-tag", "v1"]) == nil)
+            #expect(
+                await publish(cluster, config: counterConfig, ["--new-class", "Counter", "--new-tag", "v1"]) == nil)
             let counters = try cluster.namespace(script: "flags-app", className: "Counter")
             for index in 0..<10 {
                 _ = try await counters.getByName("c\(index)").fetch("http://do/increment")

@@ -12,8 +12,9 @@ final class DevProcess: @unchecked Sendable {
     private let output: LineReader
 
     /// Starts `durable dev` with `arguments` and waits for "Ready on http://127.0.0.1:PORT (… 127.0.0.1:RPC)".
-    init(arguments: [String]) throws {
-        process.executableURL = DurableExecutable.url
+    init(arguments: [String], executable: URL = DurableExecutable.url, directory: URL? = nil) throws {
+        process.executableURL = executable
+        process.currentDirectoryURL = directory
         process.arguments = ["dev", "--port", "0", "--rpc-port", "0", "--log-level", "warning"] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
@@ -36,8 +37,10 @@ final class DevProcess: @unchecked Sendable {
         (httpPort, rpcPort) = ports
     }
 
-    static func launch(_ arguments: [String]) async throws -> DevProcess {
-        try await offPool { try DevProcess(arguments: arguments) }
+    static func launch(
+        _ arguments: [String], executable: URL = DurableExecutable.url, directory: URL? = nil
+    ) async throws -> DevProcess {
+        try await offPool { try DevProcess(arguments: arguments, executable: executable, directory: directory) }
     }
 
     /// Sends SIGINT (Ctrl-C), waits, and returns the exit status and the rest of the output.

@@ -25,7 +25,8 @@ public enum MigrationPlanner {
     /// - Throws: ``PublishError`` or ``ConfigurationError``; the state is then unchanged.
     public static func publish(
         _ configuration: AppConfiguration, environment: String?, exportedClasses: Set<String>, state: RegistryState,
-        migrations override: [Migration]? = nil, expectedTag: String? = nil, makeKey: () -> NamespaceKey = { NamespaceKey.random() }
+        migrations override: [Migration]? = nil, expectedTag: String? = nil,
+        makeKey: () -> NamespaceKey = { NamespaceKey.random() }
     ) throws -> (state: RegistryState, changes: [RegistryChange]) {
         let script = configuration.scriptName(environment: environment)
         let bindings = try configuration.resolvedBindings(environment: environment)

@@ -79,7 +79,11 @@ public final class Gateway: Service, Sendable {
         }
         router.cachedEnvironment.withLock { $0 = nil }
         logger.info(
-            "published", metadata: ["script": "\(app.scriptName(environment: environment))", "changes": "\(changes.map(\.description).joined(separator: "; "))"])
+            "published",
+            metadata: [
+                "script": "\(app.scriptName(environment: environment))",
+                "changes": "\(changes.map(\.description).joined(separator: "; "))",
+            ])
         await router.pushDefinitions(
             dropping: changes.compactMap {
                 if case .deleted(let id) = $0 { return id }
@@ -96,6 +100,9 @@ public final class Gateway: Service, Sendable {
             throw DurableObjectError(error)
         }
     }
+
+    /// Calls objects along the gateway's routes: what in-process nodes give their objects for calls to others.
+    public var objectTransport: any ObjectTransport { RoutingTransport(router: router) }
 
     /// The bindings of the gateway's script, as its worker sees them: each namespace's calls are routed to the
     /// owning node like calls that arrive over RPC.
@@ -252,7 +259,11 @@ final class Router: RPCHandler {
             guard isNew else { return (assignment, pending[slot]) }
             let owner = try client(for: assignment.nodeID)
             let request = Durable_V1_AssignSlotsRequest.with {
-                $0.assignments = [.with { $0.slot = UInt32(slot); $0.epoch = assignment.epoch }]
+                $0.assignments = [
+                    .with {
+                        $0.slot = UInt32(slot); $0.epoch = assignment.epoch
+                    }
+                ]
             }
             let task = Task<Void, any Error> {
                 do {
