@@ -19,9 +19,12 @@ deps:
 run: deps
 	swift run durable dev $(ARGS)
 
-## Build and run every test.
+## Build and run every test; then build a user's app made by `durable init` against this checkout and run its
+## test and its worker (it compiles every dependency again: several minutes; SKIP_APP_BUILD=1 leaves it out).
 test: deps
 	swift test $(SWIFT_BUILD_FLAGS)
+	@if [ "$(SKIP_APP_BUILD)" != 1 ]; then \
+		DURABLE_SCAFFOLD_BUILD=1 swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter ScaffoldBuildTests; fi
 
 build: deps
 	swift build $(SWIFT_BUILD_FLAGS)

@@ -62,6 +62,8 @@ let bridgeApp = DurableApplication(
             return try await env.namespace("NOPE").getByName("x").fetch(request)
         case "throw":
             throw PlainFailure()
+        case "vars":
+            return Response(env.vars["GREETING"] ?? "-")
         case "block":
             return try await env.namespace("ECHO").getByName("blocked").fetch(request)
         default:
@@ -71,6 +73,8 @@ let bridgeApp = DurableApplication(
 
 let bridgeConfiguration = """
     name = "bridge-app"
+    [vars]
+    GREETING = "hello from durable.toml"
     [durable_objects]
     bindings = [ { name = "ECHO", class_name = "HeaderEcho" }, { name = "COUNTER", class_name = "Counter" } ]
     [[migrations]]
@@ -90,6 +94,8 @@ struct HTTPBridgeTests {
             #expect(answer.text == "127.0.0.1 | 10.0.0.1, 127.0.0.1 | POST /hello | hi")
             let plain = try await HTTPTestClient.send(cluster.url + "/")
             #expect(plain.text == "127.0.0.1 | 127.0.0.1 | GET / | ")
+            // The worker's env carries the configuration's [vars].
+            #expect(try await HTTPTestClient.send(cluster.url + "/vars").text == "hello from durable.toml")
         }
     }
 

@@ -42,6 +42,28 @@ struct ConfigurationTests {
             ])
     }
 
+    @Test("[vars] per environment, not inherited; numbers and booleans read as text; other values are refused")
+    func vars() throws {
+        let configuration = try ConfigurationParser.parse(
+            """
+            name = "app"
+            [vars]
+            GREETING = "hello"
+            LIMIT = 3
+            DEBUG = true
+            [env.staging.vars]
+            GREETING = "hi"
+            [env.bare]
+            """)
+        #expect(configuration.resolvedVars(environment: nil) == ["GREETING": "hello", "LIMIT": "3", "DEBUG": "true"])
+        #expect(configuration.resolvedVars(environment: "staging") == ["GREETING": "hi"])
+        #expect(configuration.resolvedVars(environment: "bare").isEmpty)
+        let nested = #expect(throws: ConfigurationError.self) {
+            try ConfigurationParser.parse("name = \"app\"\n[vars]\nLIST = [1, 2]\n")
+        }
+        #expect(nested?.key == "vars.LIST")
+    }
+
     @Test("environments are named <name>-<env>, do not inherit bindings, and script_name defaults to their script")
     func environments() throws {
         let configuration = try ConfigurationParser.parse(Self.full)

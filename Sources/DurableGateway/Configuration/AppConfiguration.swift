@@ -8,16 +8,25 @@ public struct AppConfiguration: Sendable, Equatable {
     public var environments: [String: EnvironmentConfiguration]
     /// The migrations, in order; inherited by every environment.
     public var migrations: [Migration]
+    /// The top-level `[vars]`: plain text the worker reads as `env.vars`.
+    public var vars: [String: String]
 
     /// Creates a configuration.
     public init(
         name: String, bindings: [BindingConfiguration] = [], environments: [String: EnvironmentConfiguration] = [:],
-        migrations: [Migration] = []
+        migrations: [Migration] = [], vars: [String: String] = [:]
     ) {
         self.name = name
         self.bindings = bindings
         self.environments = environments
         self.migrations = migrations
+        self.vars = vars
+    }
+
+    /// The `[vars]` of `environment` (the top level when `nil`); like bindings, they are not inherited.
+    public func resolvedVars(environment: String?) -> [String: String] {
+        guard let environment else { return vars }
+        return environments[environment]?.vars ?? [:]
     }
 
     /// The script an environment publishes as: the app's name, or `<name>-<env>` for an environment.
@@ -56,6 +65,8 @@ public struct AppConfiguration: Sendable, Equatable {
 public struct EnvironmentConfiguration: Sendable, Equatable {
     /// Its bindings (not inherited from the top level).
     public var bindings: [BindingConfiguration]
+    /// Its `[env.NAME.vars]` (not inherited from the top level).
+    public var vars: [String: String] = [:]
 
     /// Creates an environment.
     public init(bindings: [BindingConfiguration] = []) { self.bindings = bindings }

@@ -48,12 +48,16 @@ public enum ConfigurationParser {
                 guard let settings = envTable[environment]?.table else {
                     throw reader.error("env.\(environment)", "must be a table")
                 }
-                environments[environment] = EnvironmentConfiguration(
+                var configuration = EnvironmentConfiguration(
                     bindings: try reader.bindings(settings["durable_objects"], "env.\(environment).durable_objects"))
+                configuration.vars = try reader.vars(settings["vars"], "env.\(environment).vars")
+                environments[environment] = configuration
             }
         }
         let migrations = try reader.migrations(table["migrations"])
-        return AppConfiguration(name: name, bindings: bindings, environments: environments, migrations: migrations)
+        return AppConfiguration(
+            name: name, bindings: bindings, environments: environments, migrations: migrations,
+            vars: try reader.vars(table["vars"], "vars"))
     }
 }
 
@@ -108,6 +112,28 @@ private struct Reader {
                 name: name, className: try required(table, "class_name", path),
                 scriptName: try string(table["script_name"], "\(path).script_name"))
         }
+    }
+
+    /// `[vars]`: names to strings; numbers and booleans are taken as their text.
+    func vars(_ value: (any TOMLValueConvertible)?, _ key: String) throws -> [String: String] {
+        guard let value else { return [:] }
+        guard let table = value.table else { throw error(key, "must be a table of name = value") }
+        var vars: [String: String] = [:]
+        for name in table.keys {
+            let item = table[name]!
+            if let string = item.string {
+                vars[name] = string
+            } else if let int = item.int {
+                vars[name] = String(int)
+            } else if let double = item.double {
+                vars[name] = String(double)
+            } else if let bool = item.bool {
+                vars[name] = String(bool)
+            } else {
+                throw error("\(key).\(name)", "must be a string, a number or a boolean, not \(item.type)")
+            }
+        }
+        return vars
     }
 
     func migrations(_ value: (any TOMLValueConvertible)?) throws -> [Migration] {

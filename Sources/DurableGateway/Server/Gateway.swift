@@ -76,6 +76,7 @@ public final class Gateway: Service, Sendable {
             expectedTag: expectedTag)
         if environment == configuration.environment {
             router.script.withLock { $0 = app.scriptName(environment: environment) }
+            router.vars.withLock { $0 = app.resolvedVars(environment: environment) }
         }
         router.cachedEnvironment.withLock { $0 = nil }
         logger.info(
@@ -146,6 +147,8 @@ final class Router: RPCHandler {
     let gateway = Mutex<Gateway?>(nil)
     /// The script whose bindings `ResolveBinding` answers with (set by the publish of the gateway's environment).
     let script = Mutex<String?>(nil)
+    /// The served script's `[vars]`, from its last publish.
+    let vars = Mutex<[String: String]>([:])
     /// Slot announcements to nodes in flight, by slot.
     private let pendingAssignments = Mutex<[UInt16: Task<Void, any Error>]>([:])
     /// The worker's environment, made again after each publish.
@@ -339,7 +342,7 @@ final class Router: RPCHandler {
                 namespaceID: namespace.id, className: namespace.className, key: NamespaceKey(secret: namespace.secret),
                 transport: transport)
         }
-        let environment = Environment(namespaces: namespaces)
+        let environment = Environment(namespaces: namespaces, vars: vars.withLock { $0 })
         cachedEnvironment.withLock { $0 = environment }
         return environment
     }
