@@ -75,6 +75,7 @@ struct DevCommand: AsyncParsableCommand {
                         runtime: RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))),
                     classes: app.classes, bindings: [:], logger: logger)
                 try node.routeObjectCalls(through: gateway.objectTransport)
+                node.sendWebSocketFrames(through: gateway.webSockets)
                 storageNodes.append(node)
                 let nodePort = try await node.start()
                 try await gateway.register(nodeID: nodeID, address: "\(host):\(nodePort)")
@@ -97,7 +98,7 @@ struct DevCommand: AsyncParsableCommand {
         let dataPath = data
         let bridge = HTTPBridge(
             configuration: HTTPBridgeConfiguration(host: host, port: port), worker: worker,
-            environment: { gateway.workerEnvironment() }, logger: logger,
+            environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
             onStarted: { httpPort in
                 print(
                     """

@@ -60,7 +60,7 @@ struct GatewayCommand: AsyncParsableCommand {
         let host = self.host
         let bridge = HTTPBridge(
             configuration: HTTPBridgeConfiguration(host: host, port: port), worker: worker,
-            environment: { gateway.workerEnvironment() }, logger: logger,
+            environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
             onStarted: { httpPort in
                 // A line tools and tests wait for.
                 print("durable gateway listening on \(host):\(rpcPort) (RPC), worker on http://\(host):\(httpPort)")

@@ -92,6 +92,7 @@ struct NodeCommand: AsyncParsableCommand {
             // In a cluster, an object's calls to other objects go through the gateway to their owners.
             let client = DurableClient(host: String(parts[0]), port: port, logger: logger)
             try node.routeObjectCalls(through: client)
+            node.sendWebSocketFrames(through: RemoteWebSocketHub(client: client))
             gatewayClient = client
         }
         let group = ServiceGroup(

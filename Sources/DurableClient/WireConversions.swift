@@ -142,4 +142,81 @@ public enum Methods {
     public static let registerNode = "durable.v1.Gateway/RegisterNode"
     /// Publish an app configuration (gateway).
     public static let publish = "durable.v1.Gateway/Publish"
+    /// A node sends its objects' socket frames to the gateway.
+    public static let webSocketSend = "durable.v1.Gateway/WebSocketSend"
+    /// The gateway hands a socket event to the object's node.
+    public static let webSocketEvent = "durable.v1.Objects/WebSocketEvent"
+}
+
+extension WebSocketEvent {
+    /// The event a wire request carries.
+    ///
+    /// - Throws: `INVALID_ARGUMENT` when it carries none.
+    public init(wire: Durable_V1_WebSocketEventRequest) throws {
+        switch wire.event {
+        case .text(let text): self = .message(.text(text))
+        case .binary(let bytes): self = .message(.binary(Array(bytes)))
+        case .close(let close): self = .close(code: Int(close.code), reason: close.reason, wasClean: close.wasClean)
+        case .error(let error): self = .error(error)
+        case nil: throw RPCError(.invalidArgument, "A WebSocketEvent carries no event.")
+        }
+    }
+
+    /// Puts the event on a wire request.
+    public func fill(_ wire: inout Durable_V1_WebSocketEventRequest) {
+        switch self {
+        case .message(.text(let text)): wire.text = text
+        case .message(.binary(let bytes)): wire.binary = Data(bytes)
+        case .close(let code, let reason, let wasClean):
+            wire.close = .with {
+                $0.code = Int32(clamping: code)
+                $0.reason = reason
+                $0.wasClean = wasClean
+            }
+        case .error(let error): wire.error = error
+        }
+    }
+}
+
+extension WebSocketFrame {
+    /// The frame a wire message carries, or `nil` when it carries none.
+    public init?(wire: Durable_V1_WebSocketOutgoing) {
+        switch wire.frame {
+        case .text(let text): self.init(socketID: wire.socketID, kind: .message(.text(text)))
+        case .binary(let bytes): self.init(socketID: wire.socketID, kind: .message(.binary(Array(bytes))))
+        case .close(let close):
+            self.init(socketID: wire.socketID, kind: .close(code: Int(close.code), reason: close.reason))
+        case nil: return nil
+        }
+    }
+
+    /// The frame as a wire message.
+    public var wire: Durable_V1_WebSocketOutgoing {
+        .with { wire in
+            wire.socketID = socketID
+            switch kind {
+            case .message(.text(let text)): wire.text = text
+            case .message(.binary(let bytes)): wire.binary = Data(bytes)
+            case .close(let code, let reason):
+                wire.close = .with {
+                    $0.code = Int32(clamping: code)
+                    $0.reason = reason
+                }
+            }
+        }
+    }
+}
+
+/// Sends objects' socket frames to a gateway over RPC (what a node in a cluster uses).
+public struct RemoteWebSocketHub: WebSocketHub {
+    let client: DurableClient
+
+    /// Sends through `client` (connected to the gateway).
+    public init(client: DurableClient) { self.client = client }
+
+    /// Delivers the frames in one call.
+    public func deliver(_ frames: [WebSocketFrame]) async throws {
+        let _: Durable_V1_WebSocketSendResponse = try await client.call(
+            Methods.webSocketSend, Durable_V1_WebSocketSendRequest.with { $0.frames = frames.map(\.wire) })
+    }
 }

@@ -1,4 +1,5 @@
 import DurableObjects
+import Foundation
 
 /// The example app: its object classes, their default bindings and its worker.
 public enum ExampleApp {
@@ -6,12 +7,16 @@ public enum ExampleApp {
     public static let classes: [DurableObjectClass] = [
         DurableObjectClass(Counter.self),
         DurableObjectClass(DurableObjectExample.self),
+        DurableObjectClass(ChatRoom.self),
+        DurableObjectClass(RateLimiter.self),
     ]
 
     /// Binding name → class name.
     public static let bindings: [String: String] = [
         "COUNTER": "Counter",
         "EXAMPLE": "DurableObjectExample",
+        "ROOMS": "ChatRoom",
+        "LIMITERS": "RateLimiter",
     ]
 
     /// The app as `durable` serves it by default.
@@ -22,9 +27,21 @@ public enum ExampleApp {
     /// - `/counter/increment`, `/counter/decrement` and `/counter/` reach the `Counter` named `A` and answer
     ///   `Durable Object 'A' count: N`; any other `/counter/...` path is `404 Not found`;
     /// - every other path reaches the `DurableObjectExample` named after the path, which stores the body under the
-    ///   caller's IP address.
+    ///   caller's IP address;
+    /// - `/chat/` is the chat page, and `/chat/api/room/NAME/websocket` opens a WebSocket to the ``ChatRoom`` NAME.
     public static let worker = Worker { request, env in
         let path = request.path
+        if path == "/chat" || path == "/chat/" {
+            return Response(ChatRoom.page, headers: [.contentType: "text/html; charset=utf-8"])
+        }
+        if path.hasPrefix("/chat/api/room/") {
+            let parts = path.dropFirst("/chat/api/room/".count).split(separator: "/")
+            guard parts.count == 2, parts[1] == "websocket", let room = parts[0].removingPercentEncoding,
+                !room.isEmpty, room.count <= 32
+            else { return Response("Not found", status: .notFound) }
+            let rooms = try env.namespace("ROOMS")
+            return try await rooms.get(rooms.idFromName(room)).fetch(request)
+        }
         if path.hasPrefix("/counter/") {
             let counters = try env.namespace("COUNTER")
             let name = "A"

@@ -1,5 +1,6 @@
 extension ExampleApp {
-    /// The example app's `durable.toml`: both classes bound at the top level, created by migration `v1`.
+    /// The example app's `durable.toml`: every class bound at the top level; `v1` created the documentation's two
+    /// examples, `v2` the chat room and its rate limiter.
     public static let configuration = """
         name = "example-app"
 
@@ -7,10 +8,16 @@ extension ExampleApp {
         bindings = [
           { name = "COUNTER", class_name = "Counter" },
           { name = "EXAMPLE", class_name = "DurableObjectExample" },
+          { name = "ROOMS", class_name = "ChatRoom" },
+          { name = "LIMITERS", class_name = "RateLimiter" },
         ]
 
         [[migrations]]
         tag = "v1"
         new_classes = ["Counter", "DurableObjectExample"]
+
+        [[migrations]]
+        tag = "v2"
+        new_classes = ["ChatRoom", "RateLimiter"]
         """
 }

@@ -1,5 +1,7 @@
 import DurableObjects
 import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -12,12 +14,18 @@ public struct HTTPBridgeConfiguration: Sendable {
     public var port: Int
     /// The largest request body accepted (larger ones are answered `413 Content Too Large`).
     public var maximumBodySize: Int
+    /// The largest WebSocket message a client may send (larger ones close the socket with 1009 and the reason).
+    public var maximumWebSocketMessageSize: Int
 
     /// Creates a configuration.
-    public init(host: String = "127.0.0.1", port: Int, maximumBodySize: Int = 32 * 1024 * 1024) {
+    public init(
+        host: String = "127.0.0.1", port: Int, maximumBodySize: Int = 32 * 1024 * 1024,
+        maximumWebSocketMessageSize: Int = WebSocketLimits.defaultMaximumMessageSize
+    ) {
         self.host = host
         self.port = port
         self.maximumBodySize = maximumBodySize
+        self.maximumWebSocketMessageSize = maximumWebSocketMessageSize
     }
 }
 
@@ -31,15 +39,17 @@ public final class HTTPBridge: Service, Sendable {
     private let environment: @Sendable () -> DurableObjects.Environment
     private let logger: Logger
     private let onStarted: @Sendable (Int) async -> Void
+    private let upgrades: WebSocketUpgrades?
 
     /// Creates a bridge.
     ///
     /// - Parameters:
     ///   - environment: gives the bindings for each request (they change when a configuration is published).
+    ///   - webSockets: where accepted WebSockets go (`nil`: upgrade requests are plain requests).
     ///   - onStarted: called with the bound port once the server listens.
     public init(
         configuration: HTTPBridgeConfiguration, worker: Worker,
-        environment: @escaping @Sendable () -> DurableObjects.Environment,
+        environment: @escaping @Sendable () -> DurableObjects.Environment, webSockets: (any WebSocketRelay)? = nil,
         logger: Logger = Logger(label: "durable.http"), onStarted: @escaping @Sendable (Int) async -> Void = { _ in }
     ) {
         self.configuration = configuration
@@ -47,6 +57,9 @@ public final class HTTPBridge: Service, Sendable {
         self.environment = environment
         self.logger = logger
         self.onStarted = onStarted
+        upgrades = webSockets.map {
+            WebSocketUpgrades(relay: $0, maximumMessageSize: configuration.maximumWebSocketMessageSize, logger: logger)
+        }
     }
 
     /// Serves until graceful shutdown.
@@ -55,8 +68,17 @@ public final class HTTPBridge: Service, Sendable {
             try await self.respond(to: request, context: context)
         }
         let onStarted = self.onStarted
+        var server = HTTPServerBuilder.http1()
+        if let upgrades {
+            server = .http1WebSocketUpgrade(
+                configuration: .init(ws: .init(maxFrameSize: upgrades.maximumFrameSize))
+            ) { [self] head, channel, _ in
+                await upgrades.shouldUpgrade(head: head, channel: channel) { request in await self.answer(request) }
+            }
+        }
         let application = Application(
             responder: responder,
+            server: server,
             configuration: ApplicationConfiguration(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "durable"),
             onServerRunning: { channel in await onStarted(channel.localAddress?.port ?? 0) },
@@ -64,15 +86,21 @@ public final class HTTPBridge: Service, Sendable {
         try await application.run()
     }
 
-    private func respond(to request: Hummingbird.Request, context: BridgeContext) async throws -> Hummingbird.Response {
-        var head = request.head
-        let ip = context.remoteAddress?.ipAddress ?? "127.0.0.1"
-        // The client cannot choose its own CF-Connecting-IP; X-Forwarded-For gains the hop.
+    /// The request head as the worker sees it: `CF-Connecting-IP` is the caller's address (a client cannot choose
+    /// it) and `X-Forwarded-For` gains the hop. A client's own `X-Durable-WebSocket-Id` is dropped unless the
+    /// bridge set it.
+    static func forwarded(_ head: HTTPRequest, remote: SocketAddress?, keepSocketID: Bool = true) -> HTTPRequest {
+        var head = head
+        let ip = remote?.ipAddress ?? "127.0.0.1"
         head.headerFields[HTTPField.Name.cfConnectingIP] = ip
         let forwardedFor = head.headerFields[HTTPField.Name.xForwardedFor].map { "\($0), \(ip)" } ?? ip
         head.headerFields[HTTPField.Name.xForwardedFor] = forwardedFor
-        let buffer = try await request.body.collect(upTo: configuration.maximumBodySize)
-        let incoming = DurableObjects.Request(head: head, body: Array(buffer: buffer))
+        if !keepSocketID { head.headerFields[WebSocketLimits.socketIDHeader] = nil }
+        return head
+    }
+
+    /// Runs the worker; errors become responses.
+    func answer(_ incoming: DurableObjects.Request) async -> DurableObjects.Response {
         let answer: DurableObjects.Response
         do {
             answer = try await worker.fetch(incoming, environment())
@@ -81,12 +109,21 @@ public final class HTTPBridge: Service, Sendable {
             logger.log(
                 level: answer.status.code >= 500 && answer.status != .serviceUnavailable ? .error : .debug,
                 "worker failed",
-                metadata: [
-                    "path": "\(incoming.path)", "status": "\(answer.status.code)",
-                    "error": "\(error)",
-                ])
+                metadata: ["path": "\(incoming.path)", "status": "\(answer.status.code)", "error": "\(error)"])
         }
         logger.trace("\(incoming.method) \(incoming.path) → \(answer.status.code)")
+        return answer
+    }
+
+    private func respond(to request: Hummingbird.Request, context: BridgeContext) async throws -> Hummingbird.Response {
+        let answer: DurableObjects.Response
+        if let refusal = upgrades?.takeRefusal(for: context.channel) {
+            answer = refusal
+        } else {
+            let head = Self.forwarded(request.head, remote: context.remoteAddress, keepSocketID: false)
+            let buffer = try await request.body.collect(upTo: configuration.maximumBodySize)
+            answer = await self.answer(DurableObjects.Request(head: head, body: Array(buffer: buffer)))
+        }
         return Hummingbird.Response(
             status: answer.head.status, headers: answer.head.headerFields,
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: answer.body)))
@@ -123,10 +160,12 @@ public enum HTTPErrorMapping {
 struct BridgeContext: RequestContext, RemoteAddressRequestContext {
     var coreContext: CoreRequestContextStorage
     let remoteAddress: SocketAddress?
+    let channel: any Channel
 
     init(source: ApplicationRequestContextSource) {
         coreContext = CoreRequestContextStorage(source: source)
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 }
 

@@ -105,6 +105,11 @@ public final class StorageNode: Service, Sendable {
         try runtime.setEnvironment(bindings: service.bindings.withLock { $0 }, transport: transport)
     }
 
+    /// Sends what this node's objects write on their sockets to `hub` (the gateway that holds the connections).
+    public func sendWebSocketFrames(through hub: any WebSocketHub) {
+        runtime.setWebSocketHub(hub)
+    }
+
     /// Starts serving; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
@@ -251,6 +256,9 @@ final class ObjectService: RPCHandler {
             return try await invoke(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
         case Methods.resolveBinding:
             return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.webSocketEvent:
+            return try await webSocketEvent(Durable_V1_WebSocketEventRequest(serializedBytes: call.payload))
+                .serializedBytes()
         case Methods.health:
             return try Durable_V1_HealthResponse.with {
                 $0.nodeID = nodeID
@@ -299,6 +307,25 @@ final class ObjectService: RPCHandler {
             let status = RPCError(serving: error)
             if status.overloaded { overloads.add(1, ordering: .relaxed) } else { failures.add(1, ordering: .relaxed) }
             throw status
+        }
+    }
+
+    /// Hands a socket event from the gateway to the object that accepted the socket.
+    private func webSocketEvent(_ message: Durable_V1_WebSocketEventRequest) async throws
+        -> Durable_V1_WebSocketEventResponse
+    {
+        do {
+            guard let definition = runtime.namespaceDefinition(message.namespaceID) else {
+                throw RPCError(
+                    .notFound, "No Durable Object namespace '\(message.namespaceID)' is served by node \(nodeID).")
+            }
+            let id = try definition.key.id(bytes: Array(message.objectID), name: nil)
+            let known = try await runtime.deliverWebSocketEvent(
+                namespaceID: message.namespaceID, id: id, socketID: message.socketID,
+                event: WebSocketEvent(wire: message), epoch: message.placementEpoch)
+            return .with { $0.known = known }
+        } catch {
+            throw RPCError(serving: error)
         }
     }
 

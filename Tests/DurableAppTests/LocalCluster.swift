@@ -6,6 +6,7 @@ import DurableObjects
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 import WireTestSupport
 
 /// A gateway and storage nodes in the test process, talking RPC over loopback sockets, each on its own RocksDB
@@ -13,7 +14,11 @@ import WireTestSupport
 final class LocalCluster: Sendable {
     let folder: TemporaryDirectory
     let gateway: Gateway
-    let nodes: [StorageNode]
+    private let nodeList: Mutex<[StorageNode]>
+    private let runtimeConfiguration: RuntimeConfiguration
+    private let classes: [DurableObjectClass]
+    /// The running nodes.
+    var nodes: [StorageNode] { nodeList.withLock { $0 } }
     let rpcPort: Int
     let client: DurableClient
     private let bridgeGroup: ServiceGroup?
@@ -44,6 +49,7 @@ final class LocalCluster: Sendable {
                     port: 0, dataDirectory: folder.child("node-\(number)"), nodeID: "node-\(number)", runtime: runtime),
                 classes: app.classes, bindings: [:], logger: logger)
             try node.routeObjectCalls(through: gateway.objectTransport)
+            node.sendWebSocketFrames(through: gateway.webSockets)
             let port = try await node.start()
             try await gateway.register(nodeID: "node-\(number)", address: "127.0.0.1:\(port)")
             nodes.append(node)
@@ -55,7 +61,7 @@ final class LocalCluster: Sendable {
             let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
             let bridge = HTTPBridge(
                 configuration: HTTPBridgeConfiguration(port: 0), worker: worker,
-                environment: { gateway.workerEnvironment() }, logger: logger,
+                environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
                 onStarted: { port in continuation.yield(port) })
             let serviceGroup = ServiceGroup(configuration: .init(services: [bridge], logger: logger))
             task = Task { try await serviceGroup.run() }
@@ -67,16 +73,18 @@ final class LocalCluster: Sendable {
         }
         return LocalCluster(
             folder: folder, gateway: gateway, nodes: nodes, rpcPort: rpcPort, bridgeGroup: group, bridgeTask: task,
-            httpPort: httpPort)
+            httpPort: httpPort, runtime: runtime, classes: app.classes)
     }
 
     private init(
         folder: TemporaryDirectory, gateway: Gateway, nodes: [StorageNode], rpcPort: Int, bridgeGroup: ServiceGroup?,
-        bridgeTask: Task<Void, any Error>?, httpPort: Int?
+        bridgeTask: Task<Void, any Error>?, httpPort: Int?, runtime: RuntimeConfiguration, classes: [DurableObjectClass]
     ) {
         self.folder = folder
         self.gateway = gateway
-        self.nodes = nodes
+        self.nodeList = Mutex(nodes)
+        self.runtimeConfiguration = runtime
+        self.classes = classes
         self.rpcPort = rpcPort
         self.bridgeGroup = bridgeGroup
         self.bridgeTask = bridgeTask
@@ -102,6 +110,25 @@ final class LocalCluster: Sendable {
         return DurableObjectNamespace(
             namespaceID: namespace.id, className: namespace.className, key: NamespaceKey(secret: namespace.secret),
             transport: client)
+    }
+
+    /// Shuts node `index` down gracefully and starts it again on the same database (a new port); it joins the
+    /// gateway again.
+    func restartNode(_ index: Int) async throws {
+        let old = nodes[index]
+        await old.shutdown()
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        let node = try StorageNode(
+            configuration: NodeConfiguration(
+                port: 0, dataDirectory: old.configuration.dataDirectory, nodeID: old.configuration.nodeID,
+                runtime: runtimeConfiguration),
+            classes: classes, bindings: [:], logger: logger)
+        try node.routeObjectCalls(through: gateway.objectTransport)
+        node.sendWebSocketFrames(through: gateway.webSockets)
+        let port = try await node.start()
+        try await gateway.register(nodeID: old.configuration.nodeID, address: "127.0.0.1:\(port)")
+        nodeList.withLock { $0[index] = node }
     }
 
     /// Stops everything and closes the databases.

@@ -31,18 +31,23 @@ struct NodeBehaviourTests {
     func outOfOrder() async throws {
         try await withDiagnosticNode { _, client, diagnostic in
             let order = Recorder()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for millis in [1500, 0] {
-                    group.addTask {
-                        let reply = try await diagnostic.getByName("o\(millis)").fetch("http://d/sleep?ms=\(millis)")
-                        #expect(reply.text() == "slept \(millis)")
-                        order.append(millis)
-                    }
-                    try await Task.sleep(for: .milliseconds(50))  // send them in this order
-                }
-                try await group.waitForAll()
+            // A slow call is in flight on the connection (its object is active on the node)…
+            let slow = Task {
+                _ = try await diagnostic.getByName("slow").fetch("http://d/sleep?ms=20000")
+                order.append(20000)
             }
-            #expect(order.values == [0, 1500], "the call sent last was answered first")
+            var active: UInt64 = 0
+            for _ in 0..<500 where active == 0 {
+                active = try await client.stats().activeObjects
+                if active == 0 { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(active == 1)
+            // …and a fast one sent after it is answered first, while the slow one still runs.
+            #expect(try await diagnostic.getByName("fast").fetch("http://d/sleep?ms=0").text() == "slept 0")
+            order.append(0)
+            #expect(order.values == [0], "the call sent last was answered first")
+            slow.cancel()
+            _ = await slow.result
         }
     }
 

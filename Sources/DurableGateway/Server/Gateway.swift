@@ -1,4 +1,5 @@
 import DurableClient
+import DurableHTTP
 import DurableObjects
 import DurableStorage
 import DurableWire
@@ -102,6 +103,10 @@ public final class Gateway: Service, Sendable {
         }
     }
 
+    /// The client WebSockets the gateway holds: give it to the HTTP bridge (as its relay) and to in-process nodes
+    /// (as their hub).
+    public var webSockets: any WebSocketRelay & WebSocketHub { router.sockets }
+
     /// Calls objects along the gateway's routes: what in-process nodes give their objects for calls to others.
     public var objectTransport: any ObjectTransport { RoutingTransport(router: router) }
 
@@ -147,6 +152,8 @@ final class Router: RPCHandler {
     let gateway = Mutex<Gateway?>(nil)
     /// The script whose bindings `ResolveBinding` answers with (set by the publish of the gateway's environment).
     let script = Mutex<String?>(nil)
+    /// The client WebSockets held here.
+    let sockets: SocketRegistry
     /// The served script's `[vars]`, from its last publish.
     let vars = Mutex<[String: String]>([:])
     /// Slot announcements to nodes in flight, by slot.
@@ -160,6 +167,8 @@ final class Router: RPCHandler {
         self.placement = placement
         self.environment = environment
         self.logger = logger
+        sockets = SocketRegistry(registry: registry, logger: logger)
+        sockets.attach(self)
     }
 
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
@@ -174,6 +183,10 @@ final class Router: RPCHandler {
                 $0.nodeID = "gateway"
                 $0.serving = true
             }.serializedBytes()
+        case Methods.webSocketSend:
+            let request = try Durable_V1_WebSocketSendRequest(serializedBytes: call.payload)
+            try await sockets.deliver(request.frames.compactMap(WebSocketFrame.init(wire:)))
+            return try Durable_V1_WebSocketSendResponse().serializedBytes()
         case Methods.registerNode:
             let request = try Durable_V1_RegisterNodeRequest(serializedBytes: call.payload)
             try await register(nodeID: request.nodeID, address: request.address)
@@ -234,22 +247,28 @@ final class Router: RPCHandler {
         } catch {
             throw RPCError(serving: error)
         }
+        var forwarded = message
+        forwarded.objectID = Data(id.bytes)
+        let remaining = deadline.map { $0 - .now }
+        return try await withOwner(of: id) { client, epoch in
+            forwarded.placementEpoch = epoch
+            return try await client.call(Methods.invoke, forwarded, timeout: remaining)
+        }
+    }
+
+    /// Runs `body` with a client for the node that owns `id` and the slot's epoch.
+    ///
+    /// The first call to a new slot tells the owner about it; calls to the same slot that arrive meanwhile wait for
+    /// that, so that none reaches the node with an epoch it has not been given yet.
+    func withOwner<T>(of id: DurableObjectId, _ body: (DurableClient, UInt64) async throws -> T) async throws -> T {
         let slot = PlacementEpochs.slot(of: id)
-        // The first call to a new slot tells the owner about it; calls to the same slot that arrive meanwhile wait
-        // for that, so that none reaches the node with an epoch it has not been given yet.
         let (assignment, announcement) = try ownerAnnouncing(slot)
         if let announcement {
             defer { _ = pendingAssignments.withLock { $0.removeValue(forKey: slot) } }
             try await announcement.value
         }
         let client = try client(for: assignment.nodeID)
-        var forwarded = message
-        forwarded.objectID = Data(id.bytes)
-        forwarded.placementEpoch = assignment.epoch
-        let remaining = deadline.map { $0 - .now }
-        return try await callNode(client) {
-            try await client.call(Methods.invoke, forwarded, timeout: remaining)
-        }
+        return try await callNode(client) { try await body(client, assignment.epoch) }
     }
 
     /// The owner of `slot`, and the announcement of the slot to it when one is in flight (started here when the

@@ -29,6 +29,28 @@ public protocol DurableObject: Actor {
 
     /// Handles a request sent to the object through a stub.
     func fetch(_ request: Request) async throws -> Response
+
+    /// Handles a message a client sent on one of the object's sockets.
+    func webSocketMessage(_ socket: WebSocket, _ message: WebSocketMessage) async throws
+
+    /// Handles the close of one of the object's sockets (the socket is forgotten afterwards).
+    func webSocketClose(_ socket: WebSocket, code: Int, reason: String, wasClean: Bool) async throws
+
+    /// Handles an error on one of the object's sockets.
+    func webSocketError(_ socket: WebSocket, _ error: String) async throws
+}
+
+extension DurableObject {
+    /// Ignores the message (objects that accept sockets implement this).
+    public func webSocketMessage(_ socket: WebSocket, _ message: WebSocketMessage) async throws {}
+
+    /// Does nothing more than forget the socket.
+    public func webSocketClose(_ socket: WebSocket, code: Int, reason: String, wasClean: Bool) async throws {}
+
+    /// Logs the error.
+    public func webSocketError(_ socket: WebSocket, _ error: String) async throws {
+        state.logger.warning("WebSocket \(socket.id) failed: \(error)")
+    }
 }
 
 extension DurableObject {
@@ -47,6 +69,8 @@ extension DurableObject {
                 result = .success(.response(try await fetch(request)))
             case .run(let body):
                 result = .success(.value(try await body(self)))
+            case .webSocket(let socketID, let event):
+                result = .success(.value(try await receive(event, on: socketID)))
             }
         } catch {
             result = .failure(error)
@@ -55,15 +79,38 @@ extension DurableObject {
     }
 }
 
+extension DurableObject {
+    /// Hands a socket event to its handler; a close or error forgets the socket afterwards.
+    func receive(_ event: WebSocketEvent, on socketID: String) async throws -> Bool {
+        guard let socket = state.sockets.socket(socketID) else { return false }
+        switch event {
+        case .message(let message):
+            try await webSocketMessage(socket, message)
+        case .close(let code, let reason, let wasClean):
+            defer { state.sockets.remove(socketID) }
+            try await webSocketClose(socket, code: code, reason: reason, wasClean: wasClean)
+        case .error(let error):
+            defer { state.sockets.remove(socketID) }
+            try await webSocketError(socket, error)
+        }
+        return true
+    }
+}
+
 /// Something delivered to an object.
 enum ObjectEvent: Sendable {
     case fetch(Request)
+    /// Something happened on one of the object's sockets.
+    case webSocket(socketID: String, WebSocketEvent)
     /// A closure run inside the object (the testing module's `runInDurableObject`).
     case run(@Sendable (isolated any DurableObject) async throws -> any Sendable)
 
     var bodyBytes: Int {
-        if case .fetch(let request) = self { return request.body.count }
-        return 0
+        switch self {
+        case .fetch(let request): request.body.count
+        case .webSocket(_, .message(let message)): message.byteCount
+        default: 0
+        }
     }
 }
 

@@ -12,17 +12,56 @@ public final class DurableObjectState: Sendable {
     public let executor: ObjectExecutor
 
     let control: any ActivationControl
+    let sockets: ObjectSockets
 
     init(
         id: DurableObjectId, storage: DurableObjectStorage, logger: Logger, executor: ObjectExecutor,
-        control: any ActivationControl
+        control: any ActivationControl, sockets: ObjectSockets
     ) {
         self.id = id
         self.storage = storage
         self.logger = logger
         self.executor = executor
         self.control = control
+        self.sockets = sockets
     }
+
+    // MARK: WebSockets
+
+    /// Accepts the WebSocket that `request` (an upgrade the gateway received) opens, with optional tags; answer
+    /// the request with `Response(webSocket:)`. The client's connection stays at the gateway: the object may be
+    /// evicted while it is open, and its messages arrive as `webSocketMessage` events.
+    ///
+    /// - Throws: when `request` is not a WebSocket upgrade from the gateway, or the object already holds
+    ///   32,768 sockets.
+    public func acceptWebSocket(_ request: Request, tags: [String] = []) throws -> WebSocket {
+        guard request.isWebSocketUpgrade, let socketID = request.headers[WebSocketLimits.socketIDHeader] else {
+            throw DurableObjectError(
+                .invalidArgument,
+                "acceptWebSocket() needs a WebSocket upgrade request (Upgrade: websocket) that came through the gateway."
+            )
+        }
+        return try sockets.accept(socketID: socketID, tags: tags)
+    }
+
+    /// The object's open sockets, or those accepted with `tag`; after hibernation too.
+    public func getWebSockets(tag: String? = nil) -> [WebSocket] {
+        sockets.sockets(tag: tag)
+    }
+
+    /// Sets an automatic reply: a client message equal to `request` is answered with `response` without waking the
+    /// object (a ping → pong that keeps idle connections alive cheaply). `nil` removes it.
+    public func setWebSocketAutoResponse(request: String, response: String) {
+        sockets.setAutoResponse((request, response))
+    }
+
+    /// Removes the automatic reply.
+    public func removeWebSocketAutoResponse() {
+        sockets.setAutoResponse(nil)
+    }
+
+    /// The automatic reply, if one is set.
+    public var webSocketAutoResponse: (request: String, response: String)? { sockets.autoResponse }
 
     /// Runs `body` while no other event is delivered to the object, and returns its value.
     ///

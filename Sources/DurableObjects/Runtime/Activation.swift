@@ -98,7 +98,11 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 cacheCapacity: configuration.cacheEntriesPerObject))
         box.value = self
         let storage = DurableObjectStorage(engine: engine, control: self)
-        self.state = DurableObjectState(id: id, storage: storage, logger: logger, executor: executor, control: self)
+        let sockets = ObjectSockets(
+            namespaceID: namespace.id, id: id, database: runtime.database, engine: engine,
+            hub: { [weak runtime] in runtime?.webSocketHub }, logger: logger)
+        self.state = DurableObjectState(
+            id: id, storage: storage, logger: logger, executor: executor, control: self, sockets: sockets)
         executor.setObserver(self)
     }
 
@@ -351,7 +355,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
             if let idleSince, inner.lastActivity > idleSince { return false }
             return true
         }
-        guard idle, engine.isClean, !executor.isBusy else { return false }
+        guard idle, engine.isClean, !executor.isBusy, !state.sockets.hasPendingFrames else { return false }
         _ = retire(.instanceInactive)
         return true
     }

@@ -35,6 +35,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         var namespaces: [String: Namespace] = [:]
         var activations: [ActivationKey: Activation] = [:]
         var environment = Environment()
+        var webSocketHub: (any WebSocketHub)?
         var sweeper: Task<Void, Never>?
         var stopped = false
     }
@@ -131,6 +132,49 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
 
     /// The environment objects receive.
     public var environment: Environment { state.withLock { $0.environment } }
+
+    // MARK: WebSockets
+
+    /// Where objects' socket frames go (the gateway that holds the client connections).
+    public var webSocketHub: (any WebSocketHub)? { state.withLock { $0.webSocketHub } }
+
+    /// Sets where objects' socket frames go.
+    public func setWebSocketHub(_ hub: (any WebSocketHub)?) {
+        state.withLock { $0.webSocketHub = hub }
+    }
+
+    /// Delivers a socket event to the object that accepted the socket, as an event like any other (input gate,
+    /// queue bounds). A message equal to the object's automatic-reply request is answered without waking it.
+    ///
+    /// - Returns: whether the object still knew the socket.
+    /// - Throws: like ``invoke(namespaceID:id:request:)``.
+    @discardableResult
+    public func deliverWebSocketEvent(
+        namespaceID: String, id: DurableObjectId, socketID: String, event: WebSocketEvent, epoch: UInt64? = nil
+    ) async throws -> Bool {
+        if let epoch {
+            let current = placement.epoch(of: id)
+            guard epoch == current else {
+                throw DurableObjectError(
+                    .failedPrecondition,
+                    "Stale placement epoch \(epoch) for slot \(PlacementEpochs.slot(of: id)); the node is at epoch \(current).",
+                    retryable: true)
+            }
+        }
+        if case .message(.text(let text)) = event,
+            let reply = ObjectSockets.storedAutoResponse(
+                database: database, address: "\(namespaceID)/\(id.hexString)"),
+            reply.request == text
+        {
+            try await webSocketHub?.deliver([WebSocketFrame(socketID: socketID, kind: .message(.text(reply.response)))])
+            return true
+        }
+        guard
+            case .value(let value) = try await deliver(
+                .webSocket(socketID: socketID, event), namespaceID: namespaceID, id: id)
+        else { return false }
+        return value as? Bool ?? false
+    }
 
     // MARK: Calls
 

@@ -12,6 +12,7 @@
 ///
 ///   durable.v1.Gateway/RegisterNode  RegisterNodeRequest  -> RegisterNodeResponse
 ///   durable.v1.Gateway/Publish       PublishRequest       -> PublishResponse
+///   durable.v1.Gateway/WebSocketSend WebSocketSendRequest -> WebSocketSendResponse (in objects.proto)
 ///
 /// The gateway also serves durable.v1.Objects/Invoke and durable.v1.Objects/ResolveBinding, routing each
 /// invocation to the node that owns the object's slot.

@@ -13,6 +13,7 @@
 /// Methods (the `method` of a `Call`):
 ///   durable.v1.Objects/Invoke          InvokeRequest          -> InvokeResponse
 ///   durable.v1.Objects/ResolveBinding  ResolveBindingRequest  -> ResolveBindingResponse
+///   durable.v1.Objects/WebSocketEvent  WebSocketEventRequest  -> WebSocketEventResponse
 ///   durable.v1.Node/Health             HealthRequest          -> HealthResponse
 ///   durable.v1.Node/Stats              StatsRequest           -> StatsResponse
 ///   durable.v1.Node/AssignSlots        AssignSlotsRequest     -> AssignSlotsResponse
@@ -345,6 +346,165 @@ public nonisolated struct Durable_V1_DropNamespacesRequest: Sendable {
 }
 
 public nonisolated struct Durable_V1_DropNamespacesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// durable.v1.Objects/WebSocketEvent: the gateway hands a client's socket event to the object that accepted the
+/// socket (it may have to be activated again: hibernation).
+public nonisolated struct Durable_V1_WebSocketEventRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var namespaceID: String = String()
+
+  public var objectID: Data = Data()
+
+  public var socketID: String = String()
+
+  public var placementEpoch: UInt64 = 0
+
+  public var event: Durable_V1_WebSocketEventRequest.OneOf_Event? = nil
+
+  public var text: String {
+    get {
+      if case .text(let v)? = event {return v}
+      return String()
+    }
+    set {event = .text(newValue)}
+  }
+
+  public var binary: Data {
+    get {
+      if case .binary(let v)? = event {return v}
+      return Data()
+    }
+    set {event = .binary(newValue)}
+  }
+
+  public var close: Durable_V1_WebSocketClose {
+    get {
+      if case .close(let v)? = event {return v}
+      return Durable_V1_WebSocketClose()
+    }
+    set {event = .close(newValue)}
+  }
+
+  public var error: String {
+    get {
+      if case .error(let v)? = event {return v}
+      return String()
+    }
+    set {event = .error(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Event: Equatable, Sendable {
+    case text(String)
+    case binary(Data)
+    case close(Durable_V1_WebSocketClose)
+    case error(String)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_WebSocketClose: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var code: Int32 = 0
+
+  public var reason: String = String()
+
+  public var wasClean: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_WebSocketEventResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Whether the object still knew the socket (false: the gateway closes it).
+  public var known: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// durable.v1.Gateway/WebSocketSend: a node sends what its objects wrote on their sockets, in order.
+public nonisolated struct Durable_V1_WebSocketSendRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var frames: [Durable_V1_WebSocketOutgoing] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_WebSocketOutgoing: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var socketID: String = String()
+
+  public var frame: Durable_V1_WebSocketOutgoing.OneOf_Frame? = nil
+
+  public var text: String {
+    get {
+      if case .text(let v)? = frame {return v}
+      return String()
+    }
+    set {frame = .text(newValue)}
+  }
+
+  public var binary: Data {
+    get {
+      if case .binary(let v)? = frame {return v}
+      return Data()
+    }
+    set {frame = .binary(newValue)}
+  }
+
+  public var close: Durable_V1_WebSocketClose {
+    get {
+      if case .close(let v)? = frame {return v}
+      return Durable_V1_WebSocketClose()
+    }
+    set {frame = .close(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Frame: Equatable, Sendable {
+    case text(String)
+    case binary(Data)
+    case close(Durable_V1_WebSocketClose)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_WebSocketSendResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1031,6 +1191,310 @@ nonisolated extension Durable_V1_DropNamespacesResponse: SwiftProtobuf.Message, 
   }
 
   public static func ==(lhs: Durable_V1_DropNamespacesResponse, rhs: Durable_V1_DropNamespacesResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_WebSocketEventRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WebSocketEventRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}namespace_id\0\u{3}object_id\0\u{3}socket_id\0\u{3}placement_epoch\0\u{1}text\0\u{1}binary\0\u{1}close\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.namespaceID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.objectID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.socketID) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.placementEpoch) }()
+      case 5: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.event != nil {try decoder.handleConflictingOneOf()}
+          self.event = .text(v)
+        }
+      }()
+      case 6: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.event != nil {try decoder.handleConflictingOneOf()}
+          self.event = .binary(v)
+        }
+      }()
+      case 7: try {
+        var v: Durable_V1_WebSocketClose?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .close(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .close(v)
+        }
+      }()
+      case 8: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.event != nil {try decoder.handleConflictingOneOf()}
+          self.event = .error(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.namespaceID.isEmpty {
+      try visitor.visitSingularStringField(value: self.namespaceID, fieldNumber: 1)
+    }
+    if !self.objectID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.objectID, fieldNumber: 2)
+    }
+    if !self.socketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.socketID, fieldNumber: 3)
+    }
+    if self.placementEpoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.placementEpoch, fieldNumber: 4)
+    }
+    switch self.event {
+    case .text?: try {
+      guard case .text(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 5)
+    }()
+    case .binary?: try {
+      guard case .binary(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 6)
+    }()
+    case .close?: try {
+      guard case .close(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .error?: try {
+      guard case .error(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 8)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_WebSocketEventRequest, rhs: Durable_V1_WebSocketEventRequest) -> Bool {
+    if lhs.namespaceID != rhs.namespaceID {return false}
+    if lhs.objectID != rhs.objectID {return false}
+    if lhs.socketID != rhs.socketID {return false}
+    if lhs.placementEpoch != rhs.placementEpoch {return false}
+    if lhs.event != rhs.event {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_WebSocketClose: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WebSocketClose"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}reason\0\u{3}was_clean\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.code) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.wasClean) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.code != 0 {
+      try visitor.visitSingularInt32Field(value: self.code, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    if self.wasClean != false {
+      try visitor.visitSingularBoolField(value: self.wasClean, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_WebSocketClose, rhs: Durable_V1_WebSocketClose) -> Bool {
+    if lhs.code != rhs.code {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.wasClean != rhs.wasClean {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_WebSocketEventResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WebSocketEventResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}known\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.known) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.known != false {
+      try visitor.visitSingularBoolField(value: self.known, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_WebSocketEventResponse, rhs: Durable_V1_WebSocketEventResponse) -> Bool {
+    if lhs.known != rhs.known {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_WebSocketSendRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WebSocketSendRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}frames\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.frames) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.frames.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.frames, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_WebSocketSendRequest, rhs: Durable_V1_WebSocketSendRequest) -> Bool {
+    if lhs.frames != rhs.frames {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_WebSocketOutgoing: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WebSocketOutgoing"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}socket_id\0\u{1}text\0\u{1}binary\0\u{1}close\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.socketID) }()
+      case 2: try {
+        var v: String?
+        try decoder.decodeSingularStringField(value: &v)
+        if let v = v {
+          if self.frame != nil {try decoder.handleConflictingOneOf()}
+          self.frame = .text(v)
+        }
+      }()
+      case 3: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.frame != nil {try decoder.handleConflictingOneOf()}
+          self.frame = .binary(v)
+        }
+      }()
+      case 4: try {
+        var v: Durable_V1_WebSocketClose?
+        var hadOneofValue = false
+        if let current = self.frame {
+          hadOneofValue = true
+          if case .close(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.frame = .close(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.socketID.isEmpty {
+      try visitor.visitSingularStringField(value: self.socketID, fieldNumber: 1)
+    }
+    switch self.frame {
+    case .text?: try {
+      guard case .text(let v)? = self.frame else { preconditionFailure() }
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    }()
+    case .binary?: try {
+      guard case .binary(let v)? = self.frame else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 3)
+    }()
+    case .close?: try {
+      guard case .close(let v)? = self.frame else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_WebSocketOutgoing, rhs: Durable_V1_WebSocketOutgoing) -> Bool {
+    if lhs.socketID != rhs.socketID {return false}
+    if lhs.frame != rhs.frame {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_WebSocketSendResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WebSocketSendResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_WebSocketSendResponse, rhs: Durable_V1_WebSocketSendResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,96 @@
+import Foundation
+import HummingbirdWSClient
+import Logging
+import Synchronization
+
+/// A real WebSocket client for tests: messages arrive in ``next()``; ``send(_:)`` and ``close()`` write.
+final class TestWebSocket: Sendable {
+    private enum Command: Sendable {
+        case text(String)
+        case close
+    }
+
+    private let inbox = Inbox()
+    private let commands: AsyncStream<Command>.Continuation
+    private let connection: Task<WebSocketCloseFrame?, any Error>
+
+    /// Connects to `url` (ws://127.0.0.1:PORT/…).
+    init(_ url: String) {
+        let (stream, commands) = AsyncStream.makeStream(of: Command.self)
+        self.commands = commands
+        let inbox = self.inbox
+        var logger = Logger(label: "test.ws")
+        logger.logLevel = .warning
+        connection = Task {
+            try await WebSocketClient.connect(
+                url: url, configuration: .init(maxFrameSize: 8 * 1024 * 1024), logger: logger
+            ) { inbound, outbound, _ in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for try await message in inbound.messages(maxSize: 8 * 1024 * 1024) {
+                            if case .text(let text) = message { await inbox.push(text) }
+                        }
+                    }
+                    group.addTask {
+                        for await command in stream {
+                            switch command {
+                            case .text(let text): try await outbound.write(.text(text))
+                            case .close:
+                                try await outbound.close(.normalClosure, reason: "bye")
+                                return
+                            }
+                        }
+                    }
+                    _ = try await group.next()
+                    group.cancelAll()
+                }
+                await inbox.finish()
+            }
+        }
+    }
+
+    /// Sends a text message.
+    func send(_ text: String) { commands.yield(.text(text)) }
+
+    /// Closes the socket normally.
+    func close() { commands.yield(.close) }
+
+    /// The next text message, or `nil` once the socket closed.
+    func next() async -> String? { await inbox.next() }
+
+    /// The next message decoded as a JSON object.
+    func nextObject() async -> [String: Any]? {
+        guard let text = await next() else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+    }
+
+    /// Waits for the connection to end; returns the server's close frame.
+    func closed() async throws -> WebSocketCloseFrame? {
+        try await connection.value
+    }
+
+    deinit { commands.finish() }
+}
+
+/// Messages received and not yet read, and readers waiting for one.
+private actor Inbox {
+    private var messages: [String] = []
+    private var waiters: [CheckedContinuation<String?, Never>] = []
+    private var finished = false
+
+    func push(_ text: String) {
+        if waiters.isEmpty { messages.append(text) } else { waiters.removeFirst().resume(returning: text) }
+    }
+
+    func finish() {
+        finished = true
+        for waiter in waiters { waiter.resume(returning: nil) }
+        waiters = []
+    }
+
+    func next() async -> String? {
+        if !messages.isEmpty { return messages.removeFirst() }
+        if finished { return nil }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}
