@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps run test build lint format bench-storage bench-objects bench-rpc clean
+.PHONY: deps browser-deps run test build lint format bench-storage bench-objects bench-rpc clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -19,10 +19,24 @@ deps:
 run: deps
 	swift run durable dev $(ARGS)
 
-## Build and run every test; then build a user's app made by `durable init` against this checkout and run its
+BROWSER_VENV := .build-browser/venv
+
+## Headless Chromium and its driver (Debian) and Selenium (PyPI, in a virtual environment) for the browser test.
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+		echo "installing chromium, chromium-driver and python3-venv from Debian"; \
+		$(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver python3-venv; \
+	fi
+	@if ! $(BROWSER_VENV)/bin/python -c 'import selenium' 2>/dev/null; then \
+		echo "installing selenium from PyPI into $(BROWSER_VENV)"; \
+		python3 -m venv $(BROWSER_VENV) && $(BROWSER_VENV)/bin/pip install -q selenium; \
+	fi
+
+## Build and run every test (the browser test drives the chat page in headless Chromium; its screenshot lands in
+## test-output/); then build a user's app made by `durable init` against this checkout and run its
 ## test and its worker (it compiles every dependency again: several minutes; SKIP_APP_BUILD=1 leaves it out).
-test: deps
-	swift test $(SWIFT_BUILD_FLAGS)
+test: deps browser-deps
+	DURABLE_BROWSER_PYTHON=$(CURDIR)/$(BROWSER_VENV)/bin/python swift test $(SWIFT_BUILD_FLAGS)
 	@if [ "$(SKIP_APP_BUILD)" != 1 ]; then \
 		DURABLE_SCAFFOLD_BUILD=1 swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter ScaffoldBuildTests; fi
 
