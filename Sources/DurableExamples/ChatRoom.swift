@@ -3,7 +3,8 @@ import Foundation
 
 /// A chat room, in the spirit of Cloudflare's workers-chat-demo: clients open a WebSocket, send
 /// `{"name": "…"}` first, then `{"message": "…"}`; everyone in the room receives
-/// `{"name", "message", "timestamp"}`, plus `{"joined": name}` and `{"quit": name}`. The last 100 messages are kept
+/// `{"name", "message", "timestamp"}`, plus `{"joined": name}` and `{"quit": name}` (with `"error": true` when the
+/// connection failed). The last 100 messages are kept
 /// in the room's storage and replayed to each newcomer. Each client IP is rate-limited by a ``RateLimiter``
 /// object; a limited client gets `{"error": "Your IP is being rate-limited, please try again later."}`.
 ///
@@ -97,6 +98,14 @@ public actor ChatRoom: DurableObject {
     public func webSocketClose(_ socket: WebSocket, code: Int, reason: String, wasClean: Bool) async throws {
         if let name = try socket.deserializeAttachment(as: Session.self)?.name {
             try broadcast(Self.json(["quit": name]), except: socket)
+        }
+    }
+
+    /// Announces that the client's connection failed.
+    public func webSocketError(_ socket: WebSocket, _ error: String) async throws {
+        state.logger.info("a chat connection failed: \(error)")
+        if let name = try socket.deserializeAttachment(as: Session.self)?.name {
+            try broadcast(Self.json(["quit": name, "error": true]), except: socket)
         }
     }
 

@@ -29,7 +29,7 @@ func nextChat(_ socket: TestWebSocket) async -> String? {
 func nextEvent(_ socket: TestWebSocket) async -> String? {
     guard let message = await socket.nextObject() else { return nil }
     if let joined = message["joined"] as? String { return "joined \(joined)" }
-    if let quit = message["quit"] as? String { return "quit \(quit)" }
+    if let quit = message["quit"] as? String { return message["error"] != nil ? "failed \(quit)" : "quit \(quit)" }
     if let error = message["error"] as? String { return "error: \(error)" }
     if let name = message["name"] as? String, let text = message["message"] as? String { return "\(name): \(text)" }
     return "\(message)"
@@ -150,6 +150,36 @@ struct ChatTests {
         }
     }
 
+    @Test("a client that breaks the protocol ends with an error event the room handles")
+    func errorEvent() async throws {
+        try await withLocalCluster(app: ExampleApp.application, nodes: 1, configuration: ExampleApp.configuration) {
+            cluster in
+            let (alice, _) = await join(cluster, room: "errors", as: "alice")
+            let port = cluster.httpPort!
+            let raw = try await blocking {
+                let socket = try RawSocket(port: port)
+                socket.send(
+                    Array(
+                        ("GET /chat/api/room/errors/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                            + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            + "Sec-WebSocket-Version: 13\r\n\r\n").utf8))
+                let answer = String(decoding: socket.receive(minimum: 12), as: UTF8.self)
+                return (socket, answer)
+            }
+            #expect(raw.1.hasPrefix("HTTP/1.1 101"), "\(raw.1)")
+            // A masked text frame naming the client…
+            let payload = Array(#"{"name": "mallory"}"#.utf8)
+            let mask: [UInt8] = [1, 2, 3, 4]
+            let masked = payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+            raw.0.send([0x81, 0x80 | UInt8(payload.count)] + mask + masked)
+            #expect(await nextEvent(alice) == "joined mallory")
+            // …then a continuation frame with nothing to continue: the connection fails, and the room hears of it.
+            raw.0.send([0x80, 0x80] + mask)
+            #expect(await nextEvent(alice) == "failed mallory")
+            alice.close()
+        }
+    }
+
     @Test("the chat page is served at /chat/, and a plain request to a room's socket path is refused")
     func page() async throws {
         try await withLocalCluster(app: ExampleApp.application, nodes: 1, configuration: ExampleApp.configuration) {
@@ -160,5 +190,12 @@ struct ChatTests {
             let plain = try await HTTPTestClient.send(cluster.url + "/chat/api/room/lobby/websocket")
             #expect(plain.status == 400 && plain.text == "expected websocket")
         }
+    }
+}
+
+/// Runs blocking socket work off the cooperative pool.
+func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
 }

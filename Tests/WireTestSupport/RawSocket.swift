@@ -2,8 +2,9 @@ import DurableWire
 import Foundation
 import SwiftProtobuf
 
-/// A plain blocking TCP socket, for sending bytes no well-behaved client would.
-public final class RawSocket {
+/// A plain blocking TCP socket, for sending bytes no well-behaved client would. (Sendable so a test can hand it
+/// between tasks; use it from one at a time.)
+public final class RawSocket: @unchecked Sendable {
     /// The socket's file descriptor.
     public let fd: Int32
 
