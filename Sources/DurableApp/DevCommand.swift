@@ -39,12 +39,18 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "Seconds without events after which an idle object is evicted from memory.")
     var idleTimeout: Double = 70
 
+    @Option(help: "The largest WebSocket message a client may send, in bytes (larger ones close the socket with 1009).")
+    var maxWebsocketMessageSize: Int = WebSocketLimits.defaultMaximumMessageSize
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard (1...(64 * 1024 * 1024)).contains(maxWebsocketMessageSize) else {
+            throw ValidationError("--max-websocket-message-size must be between 1 and 67108864 bytes")
+        }
         guard (1...64).contains(nodes) else { throw ValidationError("--nodes must be between 1 and 64") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
     }
@@ -97,7 +103,8 @@ struct DevCommand: AsyncParsableCommand {
         let nodeCount = nodes
         let dataPath = data
         let bridge = HTTPBridge(
-            configuration: HTTPBridgeConfiguration(host: host, port: port), worker: worker,
+            configuration: HTTPBridgeConfiguration(
+                host: host, port: port, maximumWebSocketMessageSize: maxWebsocketMessageSize), worker: worker,
             environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
             onStarted: { httpPort in
                 print(

@@ -33,12 +33,18 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "The environment to publish and serve bindings for (default: the top level).")
     var env: String?
 
+    @Option(help: "The largest WebSocket message a client may send, in bytes (larger ones close the socket with 1009).")
+    var maxWebsocketMessageSize: Int = WebSocketLimits.defaultMaximumMessageSize
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard (1...(64 * 1024 * 1024)).contains(maxWebsocketMessageSize) else {
+            throw ValidationError("--max-websocket-message-size must be between 1 and 67108864 bytes")
+        }
     }
 
     func run() async throws {
@@ -59,7 +65,8 @@ struct GatewayCommand: AsyncParsableCommand {
         let rpcPort = try await gateway.start()
         let host = self.host
         let bridge = HTTPBridge(
-            configuration: HTTPBridgeConfiguration(host: host, port: port), worker: worker,
+            configuration: HTTPBridgeConfiguration(
+                host: host, port: port, maximumWebSocketMessageSize: maxWebsocketMessageSize), worker: worker,
             environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
             onStarted: { httpPort in
                 // A line tools and tests wait for.

@@ -24,6 +24,16 @@ struct ApplicationTests {
         #expect(!FileManager.default.fileExists(atPath: folder), "nothing was created")
     }
 
+    @Test("the WebSocket message limit is an option of dev and gateway, checked at parse time")
+    func messageLimitOption() throws {
+        #expect(try DevCommand.parse(["--max-websocket-message-size", "2048"]).maxWebsocketMessageSize == 2048)
+        #expect(try DevCommand.parse([]).maxWebsocketMessageSize == 1_048_576)
+        #expect(throws: (any Error).self) { try DevCommand.parse(["--max-websocket-message-size", "0"]) }
+        #expect(throws: (any Error).self) {
+            try GatewayCommand.parse(["--data", "/tmp/x", "--max-websocket-message-size", "-5"])
+        }
+    }
+
     @Test("durable init writes a package: manifest, configuration, object, worker, main and a test")
     func scaffold() throws {
         let files = Scaffold.files(name: "hello-counter", dependency: .path("/src/swift-durable-objects"))
