@@ -79,7 +79,7 @@ struct ChatTests {
             writer.close()
             _ = try await writer.closed()
             let (namespaceID, id) = try roomLocation(cluster, "history")
-            #expect(cluster.nodes[0].runtime.evict(namespaceID: namespaceID, id: id))
+            #expect(await evictWhenIdle(cluster.nodes[0].runtime, namespaceID: namespaceID, id: id))
             let (reader, seen) = await join(cluster, room: "history", as: "reader")
             #expect(seen.compactMap { $0["message"] as? String } == ["m1", "m2", "m3"])
             reader.close()
@@ -101,7 +101,9 @@ struct ChatTests {
             #expect(await nextEvent(alice) == "joined bob")
             let (namespaceID, id) = try roomLocation(cluster, "sleepy")
             let runtime = cluster.nodes[0].runtime
-            #expect(runtime.evict(namespaceID: namespaceID, id: id), "an idle room with open sockets can leave memory")
+            #expect(
+                await evictWhenIdle(runtime, namespaceID: namespaceID, id: id),
+                "an idle room with open sockets can leave memory")
             #expect(!runtime.isActive(namespaceID: namespaceID, id: id))
             // The automatic reply answers without waking the room.
             alice.send("ping")
@@ -198,4 +200,15 @@ func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
     try await withCheckedThrowingContinuation { continuation in
         DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
+}
+
+/// Evicts the object once it is idle (its last turn and its outgoing frames may still be finishing); returns whether
+/// it was evicted within ten seconds.
+func evictWhenIdle(_ runtime: ObjectRuntime, namespaceID: String, id: DurableObjectId) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while ContinuousClock.now < deadline {
+        if runtime.evict(namespaceID: namespaceID, id: id) { return true }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return false
 }
