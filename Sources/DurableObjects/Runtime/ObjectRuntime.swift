@@ -152,15 +152,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     public func deliverWebSocketEvent(
         namespaceID: String, id: DurableObjectId, socketID: String, event: WebSocketEvent, epoch: UInt64? = nil
     ) async throws -> Bool {
-        if let epoch {
-            let current = placement.epoch(of: id)
-            guard epoch == current else {
-                throw DurableObjectError(
-                    .failedPrecondition,
-                    "Stale placement epoch \(epoch) for slot \(PlacementEpochs.slot(of: id)); the node is at epoch \(current).",
-                    retryable: true)
-            }
-        }
+        try checkEpoch(epoch, of: id)
         if case .message(.text(let text)) = event,
             let reply = ObjectSockets.storedAutoResponse(
                 database: database, address: "\(namespaceID)/\(id.hexString)"),
@@ -199,21 +191,25 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     public func invoke(
         namespaceID: String, id: DurableObjectId, request: Request, epoch: UInt64?, deadline: ContinuousClock.Instant?
     ) async throws -> Response {
-        if let epoch {
-            let current = placement.epoch(of: id)
-            guard epoch == current else {
-                throw DurableObjectError(
-                    .failedPrecondition,
-                    "Stale placement epoch \(epoch) for slot \(PlacementEpochs.slot(of: id)); the node is at epoch \(current).",
-                    retryable: true)
-            }
-        }
+        try checkEpoch(epoch, of: id)
         let event = ObjectEvent.fetch(request)
         guard
             case .response(let response) = try await deliver(
                 event, namespaceID: namespaceID, id: id, deadline: deadline)
         else { throw DurableObjectError(.internal, "the object returned no response") }
         return response
+    }
+
+    /// Refuses a call routed under an epoch that is not the slot's current one (`nil`: no check).
+    private func checkEpoch(_ epoch: UInt64?, of id: DurableObjectId) throws {
+        guard let epoch else { return }
+        let current = placement.epoch(of: id)
+        guard epoch == current else {
+            throw DurableObjectError(
+                .failedPrecondition,
+                "Stale placement epoch \(epoch) for slot \(PlacementEpochs.slot(of: id)); the node is at epoch \(current).",
+                retryable: true)
+        }
     }
 
     /// Records new placement epochs and retires the activations of every slot whose epoch rose: their pending and
