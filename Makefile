@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps browser-deps run test build lint format bench-storage bench-objects bench-rpc clean
+.PHONY: deps browser-deps run test build lint format bench-storage bench-objects bench-compare bench-load clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -62,8 +62,17 @@ clean:
 bench-objects: deps
 	swift run -c release objects-benchmark
 
-## RPC over loopback against a real node (no-op and durable increment, 1 and 64 callers) beside redis-benchmark.
-bench-rpc: deps
-	@command -v redis-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server redis-tools; }
-	swift build -c release --product durable
-	swift run -c release rpc-benchmark
+## The load generator against a running gateway or node (see benchmarks/README.md), e.g.
+## make bench-load ARGS="--rpc 127.0.0.1:7070 --workload hot --callers 64".
+bench-load: deps
+	swift build -c release --product durable-load
+	.build/release/durable-load $(ARGS)
+
+## durable (a gateway and a node) beside Redis (appendfsync always) and PostgreSQL (synchronous_commit on), all
+## on loopback, one at a time: increments over 1,000 keys, one hot key and a no-op call at 1, 16 and 64 callers,
+## 5 s each (about 4 minutes). Installs redis and postgresql from Debian when missing; prints a Markdown table and
+## writes it to benchmarks/results/latest.md (raw figures in latest.json). Options: make bench-compare
+## ARGS="--systems redis,postgres --callers 1,64 --seconds 3 --workloads increment,noop".
+bench-compare: deps
+	swift build -c release --product durable --product durable-load
+	python3 benchmarks/compare.py $(ARGS)

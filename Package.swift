@@ -133,6 +133,7 @@ let package = Package(
                 "DurableHTTP",
                 "DurableWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -150,12 +151,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
-            name: "rpc-benchmark",
+            name: "durable-load",
             dependencies: [
-                "DurableClient", "DurableObjects",
+                "DurableClient", "DurableObjects", "DurableWire",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            path: "benchmarks/rpc-benchmark",
+            path: "benchmarks/durable-load",
             swiftSettings: strictSettings
         ),
         .executableTarget(
@@ -211,6 +219,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "WireTestSupport", "durable",
+                "durable-load",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: strictSettings

@@ -21,6 +21,7 @@ extension DurableApplication {
     /// await DurableApplication(classes: [DurableObjectClass(Counter.self)], fetch: handle).main()
     /// ```
     public func main() async {
+        ConcurrencyExecutor.installEventLoops()
         CurrentApplication.value = self
         await DurableCommand.main()
     }

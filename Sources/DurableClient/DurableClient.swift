@@ -104,19 +104,28 @@ public final class DurableClient: ObjectTransport, Sendable {
         _ method: String, _ request: some SwiftProtobuf.Message, timeout: Duration? = nil,
         metadata: [String: String] = [:]
     ) async throws -> Response {
-        let payload: [UInt8] = try request.serializedBytes()
-        let reply: [UInt8]
-        do {
-            let connection = try await connection()
-            reply = try await connection.call(
-                method, payload: payload, metadata: metadata, timeout: timeout ?? defaultTimeout)
-        } catch let error as RPCError {
-            throw DurableObjectError(error)
-        }
+        let reply = try await callSerialized(
+            method, payload: try request.serializedBytes(), timeout: timeout, metadata: metadata)
         do {
             return try Response(serializedBytes: reply)
         } catch {
             throw DurableObjectError(.internal, "The reply to \(method) does not decode: \(error)")
+        }
+    }
+
+    /// Calls `method` with an already serialized request and returns the serialized response as it came (what
+    /// a relay such as the gateway needs).
+    ///
+    /// - Throws: ``DurableObjects/DurableObjectError`` carrying the server's status.
+    public func callSerialized(
+        _ method: String, payload: [UInt8], timeout: Duration? = nil, metadata: [String: String] = [:]
+    ) async throws -> [UInt8] {
+        do {
+            let connection = try await connection()
+            return try await connection.call(
+                method, payload: payload, metadata: metadata, timeout: timeout ?? defaultTimeout)
+        } catch let error as RPCError {
+            throw DurableObjectError(error)
         }
     }
 

@@ -1,6 +1,7 @@
 extension ExampleApp {
     /// The example app's `durable.toml`: every class bound at the top level; `v1` created the documentation's two
-    /// examples, `v2` the chat room and its rate limiter.
+    /// examples, `v2` the chat room and its rate limiter,
+    /// `v3` the broadcast room of the load generator.
     public static let configuration = """
         name = "example-app"
 
@@ -10,6 +11,7 @@ extension ExampleApp {
           { name = "EXAMPLE", class_name = "DurableObjectExample" },
           { name = "ROOMS", class_name = "ChatRoom" },
           { name = "LIMITERS", class_name = "RateLimiter" },
+          { name = "BROADCAST", class_name = "BroadcastRoom" },
         ]
 
         [[migrations]]
@@ -19,5 +21,9 @@ extension ExampleApp {
         [[migrations]]
         tag = "v2"
         new_classes = ["ChatRoom", "RateLimiter"]
+
+        [[migrations]]
+        tag = "v3"
+        new_classes = ["BroadcastRoom"]
         """
 }

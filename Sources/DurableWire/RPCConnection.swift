@@ -28,6 +28,7 @@ public final class RPCConnection: Sendable {
     public let address: String
     let channel: any Channel
     private let state = Mutex(State())
+    private let outbox = Mutex<[Durable_V1_Frame]>([])
     private let logger: Logger
 
     private init(address: String, channel: any Channel, logger: Logger) {
@@ -127,12 +128,29 @@ public final class RPCConnection: Sendable {
                     continuation.resume(throwing: refused)
                     return
                 }
-                channel.writeAndFlush(frame).whenFailure { [self] error in
-                    self.fail(id, with: .unavailable("Cannot send to \(address): \(error)"), sendCancel: false)
-                }
+                send(frame)
             }
         } onCancel: {
             fail(id, with: .cancelled, sendCancel: true)
+        }
+    }
+
+    /// Queues `frame` for the connection. Frames queued while the event loop is busy leave together in one
+    /// write and one flush, instead of one cross-thread hop and one system call each. A frame that cannot be
+    /// written means the connection is closing: its calls then fail through ``closed(_:)``.
+    private func send(_ frame: Durable_V1_Frame) {
+        let first = outbox.withLock { outbox -> Bool in
+            outbox.append(frame)
+            return outbox.count == 1
+        }
+        guard first else { return }
+        channel.eventLoop.execute { [self] in
+            let frames = outbox.withLock { outbox -> [Durable_V1_Frame] in
+                defer { outbox.removeAll(keepingCapacity: true) }
+                return outbox
+            }
+            for frame in frames { channel.write(frame, promise: nil) }
+            channel.flush()
         }
     }
 
@@ -145,7 +163,7 @@ public final class RPCConnection: Sendable {
             var frame = Durable_V1_Frame()
             frame.callID = id
             frame.cancel = Durable_V1_Cancel()
-            channel.writeAndFlush(frame, promise: nil)
+            send(frame)
         }
     }
 

@@ -177,6 +177,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var calls: [UInt64: Running] = [:]
     private var highestCallID: UInt64 = 0
     private var draining = false
+    private var flushScheduled = false
     private var peer = "unknown"
 
     init(connection: ServerConnection, handler: any RPCHandler, logger: Logger) {
@@ -280,7 +281,21 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         var frame = Durable_V1_Frame()
         frame.callID = id
         frame.reply = reply
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        context.write(wrapOutboundOut(frame), promise: nil)
+        flushSoon(context)
+    }
+
+    /// Flushes once the event loop has run what is already queued on it, so that replies finishing together
+    /// leave in one write rather than one system call each.
+    private func flushSoon(_ context: ChannelHandlerContext) {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (this, context) = loopBound.value
+            this.flushScheduled = false
+            context.flush()
+        }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -18,32 +18,74 @@ public final class PlacementTable: Sendable {
         public var epoch: UInt64
     }
 
-    private struct State: Codable {
+    private struct State {
+        var slots: [UInt16: Assignment] = [:]
+        var nodes: [String: String] = [:]
+        /// Slots per node, kept up to date so that choosing the least-loaded node costs nothing per call.
+        var load: [String: Int] = [:]
+    }
+
+    /// The whole table as one JSON value: how versions before per-slot records stored it (read once, then
+    /// rewritten as records).
+    private struct LegacyState: Codable {
         var slots: [UInt16: Assignment] = [:]
         var nodes: [String: String] = [:]
     }
 
-    private static let key = Array("placement/state".utf8)
+    private static let legacyKey = Array("placement/state".utf8)
+    private static let slotPrefix = Array("slot/".utf8)
+    private static let nodePrefix = Array("node/".utf8)
     private let database: Database
     private let family: ColumnFamily
     private let state: Mutex<State>
 
     /// Opens the table stored in `database`.
+    ///
+    /// Each slot and each node is its own record, so recording a new assignment writes a few bytes, whatever the
+    /// size of the table.
     public init(database: Database) throws {
         self.database = database
         family = try database.ensureColumnFamily(named: "placement")
-        if let bytes = try database.get(Self.key, in: family) {
-            state = Mutex(try JSONDecoder().decode(State.self, from: Data(bytes)))
-        } else {
-            state = Mutex(State())
+        var state = State()
+        let decoder = JSONDecoder()
+        for entry in try database.scan(in: family, ScanOptions(prefix: Self.slotPrefix)) {
+            let (key, value) = (entry.key, entry.value)
+            guard key.count == Self.slotPrefix.count + 2 else { continue }
+            let slot = UInt16(key[key.count - 2]) << 8 | UInt16(key[key.count - 1])
+            state.slots[slot] = try decoder.decode(Assignment.self, from: Data(value))
         }
+        for entry in try database.scan(in: family, ScanOptions(prefix: Self.nodePrefix)) {
+            let (key, value) = (entry.key, entry.value)
+            state.nodes[String(decoding: key.dropFirst(Self.nodePrefix.count), as: UTF8.self)] = String(
+                decoding: value, as: UTF8.self)
+        }
+        if let bytes = try database.get(Self.legacyKey, in: family) {
+            let legacy = try decoder.decode(LegacyState.self, from: Data(bytes))
+            var batch = WriteBatch()
+            for (slot, assignment) in legacy.slots where state.slots[slot] == nil {
+                state.slots[slot] = assignment
+                batch.put(try Self.record(assignment), forKey: Self.slotKey(slot), in: family)
+            }
+            for (node, address) in legacy.nodes where state.nodes[node] == nil {
+                state.nodes[node] = address
+                batch.put(Array(address.utf8), forKey: Self.nodePrefix + Array(node.utf8), in: family)
+            }
+            batch.delete(Self.legacyKey, in: family)
+            try database.write(batch, sync: true)
+        }
+        for node in state.nodes.keys { state.load[node] = 0 }
+        for assignment in state.slots.values { state.load[assignment.nodeID, default: 0] += 1 }
+        self.state = Mutex(state)
     }
 
     /// Records where `nodeID` listens (a restarted node may have a new address).
     public func register(nodeID: String, address: String) throws {
         try state.withLock { state in
+            var batch = WriteBatch()
+            batch.put(Array(address.utf8), forKey: Self.nodePrefix + Array(nodeID.utf8), in: family)
+            try database.write(batch, sync: true)
             state.nodes[nodeID] = address
-            try save(state)
+            state.load[nodeID, default: 0] += 0
         }
     }
 
@@ -61,27 +103,33 @@ public final class PlacementTable: Sendable {
 
     /// The owner of `slot`, assigning it now when it has none.
     ///
+    /// A new assignment is on disk (synced) before it is returned, so a restarted gateway never gives the slot
+    /// to another node.
     /// - Returns: the assignment, and whether it was made by this call (the node must then be told).
     /// - Throws: `UNAVAILABLE` when no node has registered yet.
     public func owner(of slot: UInt16) throws -> (assignment: Assignment, isNew: Bool) {
         try state.withLock { state in
             if let existing = state.slots[slot] { return (existing, false) }
-            guard !state.nodes.isEmpty else {
+            guard
+                let node = state.load.min(by: { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key })?.key
+            else {
                 throw DurableObjectError(.unavailable, "No storage node has joined the cluster yet.", retryable: true)
             }
-            var load = Dictionary(uniqueKeysWithValues: state.nodes.keys.map { ($0, 0) })
-            for assignment in state.slots.values { load[assignment.nodeID, default: 0] += 1 }
-            let node = load.min { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key }!.key
             let assignment = Assignment(nodeID: node, epoch: 1)
+            var batch = WriteBatch()
+            batch.put(try Self.record(assignment), forKey: Self.slotKey(slot), in: family)
+            try database.write(batch, sync: true)
             state.slots[slot] = assignment
-            try save(state)
+            state.load[node, default: 0] += 1
             return (assignment, true)
         }
     }
 
-    private func save(_ state: State) throws {
-        var batch = WriteBatch()
-        batch.put(Array(try JSONEncoder().encode(state)), forKey: Self.key, in: family)
-        try database.write(batch, sync: true)
+    private static func slotKey(_ slot: UInt16) -> [UInt8] {
+        slotPrefix + [UInt8(slot >> 8), UInt8(slot & 0xff)]
+    }
+
+    private static func record(_ assignment: Assignment) throws -> [UInt8] {
+        Array(try JSONEncoder().encode(assignment))
     }
 }

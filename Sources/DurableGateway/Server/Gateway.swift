@@ -174,8 +174,7 @@ final class Router: RPCHandler {
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.invoke:
-            return try await route(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
-                .serializedBytes()
+            return try await forward(call.payload, deadline: call.deadline)
         case Methods.resolveBinding:
             return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.health:
@@ -234,6 +233,28 @@ final class Router: RPCHandler {
     func route(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws
         -> Durable_V1_InvokeResponse
     {
+        let reply = try await forward(try message.serializedBytes(), decoded: message, deadline: deadline)
+        do {
+            return try Durable_V1_InvokeResponse(serializedBytes: reply)
+        } catch {
+            throw RPCError(.internal, "The node's reply to an invocation does not decode: \(error)")
+        }
+    }
+
+    /// Routes a serialized `InvokeRequest` and returns the owner's serialized `InvokeResponse` as it came.
+    ///
+    /// The request travels on as the caller sent it, with the routing fields the node needs (the object's id and
+    /// the slot's epoch) appended: in protobuf's encoding the last value of a field wins, so the gateway neither
+    /// re-encodes the request nor decodes the response it relays.
+    func forward(
+        _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?
+    ) async throws -> [UInt8] {
+        let message: Durable_V1_InvokeRequest
+        do {
+            message = try decoded ?? Durable_V1_InvokeRequest(serializedBytes: payload)
+        } catch {
+            throw RPCError(.invalidArgument, "The invocation does not decode as a durable.v1.InvokeRequest: \(error)")
+        }
         guard let namespace = registry.state.namespaces[message.namespaceID] else {
             throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is registered.")
         }
@@ -247,12 +268,13 @@ final class Router: RPCHandler {
         } catch {
             throw RPCError(serving: error)
         }
-        var forwarded = message
-        forwarded.objectID = Data(id.bytes)
         let remaining = deadline.map { $0 - .now }
         return try await withOwner(of: id) { client, epoch in
-            forwarded.placementEpoch = epoch
-            return try await client.call(Methods.invoke, forwarded, timeout: remaining)
+            var routing = Durable_V1_InvokeRequest()
+            if message.objectID.isEmpty { routing.objectID = Data(id.bytes) }
+            routing.placementEpoch = epoch
+            return try await client.callSerialized(
+                Methods.invoke, payload: payload + (try routing.serializedBytes()), timeout: remaining)
         }
     }
 

@@ -28,7 +28,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         var bytes: Int
         var enqueuedAt: ContinuousClock.Instant
         var deadline: ContinuousClock.Instant?
-        var continuation: CheckedContinuation<Admission, any Error>
+        var slot: DeliverySlot
     }
 
     private struct Inner {
@@ -120,7 +120,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 let reported = error is TimeLimitExceeded ? DurableObjectError.blockConcurrencyTimedOut : error
                 logger.error("start-up of the object failed; resetting it: \(reported)")
                 // The events waiting for this start-up get its error; the next one starts a fresh instance.
-                for pending in retire(.instanceInactive) { pending.continuation.resume(throwing: reported) }
+                for pending in retire(.instanceInactive) { pending.slot.resolve(.failure(reported)) }
                 return
             }
         }
@@ -129,59 +129,65 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     // MARK: Admission and delivery
 
-    /// Queues an event of `bytes` body bytes and waits until it is delivered.
+    /// A queued event's place: its ticket and where its delivery lands.
+    struct Ticket: Sendable {
+        fileprivate var number: UInt64
+        fileprivate var slot: DeliverySlot
+    }
+
+    /// Queues an event of `bytes` body bytes, checking the queue's bounds now; ``awaitDelivery(_:)`` then waits
+    /// for its turn. Returns `nil` when the activation is retired (queue on a fresh one).
     ///
-    /// - Throws: an overloaded error when a queue bound would be exceeded (the event never runs), or when it
-    ///   waited longer than the age bound.
-    func admit(bytes: Int, deadline: ContinuousClock.Instant? = nil) async throws -> Admission {
-        let ticket = inner.withLock { inner -> UInt64 in
+    /// - Throws: an overloaded error when a queue bound would be exceeded (the event never runs).
+    func enqueue(bytes: Int, deadline: ContinuousClock.Instant? = nil) throws -> Ticket? {
+        let slot = DeliverySlot()
+        let admitted = try inner.withLock { inner -> (number: UInt64, deliveries: [Delivery])? in
+            if case .retired = inner.phase { return nil }
+            if inner.queue.count + 1 > limits.maxQueuedRequests { throw DurableObjectError.tooManyRequestsQueued }
+            if inner.queuedBytes + bytes > limits.maxQueuedBytes { throw DurableObjectError.tooMuchDataQueued }
             inner.nextTicket += 1
-            return inner.nextTicket
-        }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let outcome = inner.withLock { inner -> Result<[Delivery], DurableObjectError> in
-                    if case .retired = inner.phase { return .success([.retry(continuation)]) }
-                    if inner.queue.count + 1 > limits.maxQueuedRequests { return .failure(.tooManyRequestsQueued) }
-                    if inner.queuedBytes + bytes > limits.maxQueuedBytes { return .failure(.tooMuchDataQueued) }
-                    inner.queue.append(
-                        Pending(
-                            ticket: ticket, bytes: bytes, enqueuedAt: .now, deadline: deadline,
-                            continuation: continuation))
-                    inner.queuedBytes += bytes
-                    inner.inFlight += 1
-                    inner.lastActivity = .now
-                    if !inner.startLaunched {
-                        // Started by its first event, which is queued by now: if the start-up fails, that event
-                        // gets the error.
-                        inner.startLaunched = true
-                        return .success([.launch])
-                    }
-                    return .success(nextDeliveries(&inner, executorIdle: !executor.isBusy))
-                }
-                switch outcome {
-                case .success(let deliveries): perform(deliveries)
-                case .failure(let error): continuation.resume(throwing: error)
-                }
+            let number = inner.nextTicket
+            inner.queue.append(Pending(ticket: number, bytes: bytes, enqueuedAt: .now, deadline: deadline, slot: slot))
+            inner.queuedBytes += bytes
+            inner.inFlight += 1
+            inner.lastActivity = .now
+            if !inner.startLaunched {
+                // Started by its first event, which is queued by now: if the start-up fails, that event gets the
+                // error.
+                inner.startLaunched = true
+                return (number, [.launch])
             }
+            return (number, nextDeliveries(&inner, executorIdle: !executor.isBusy))
+        }
+        guard let admitted else { return nil }
+        perform(admitted.deliveries)
+        return Ticket(number: admitted.number, slot: slot)
+    }
+
+    /// Waits until the queued event is delivered.
+    ///
+    /// - Throws: an overloaded error when it waited longer than the age bound, `DEADLINE_EXCEEDED` when its
+    ///   deadline passed in the queue, `CancellationError` when the caller gave up (it then never runs).
+    func awaitDelivery(_ ticket: Ticket) async throws -> Admission {
+        try await withTaskCancellationHandler {
+            try await ticket.slot.wait()
         } onCancel: {
             // A cancelled caller (its deadline passed, or it gave up) leaves the queue: it never runs.
             let removed = inner.withLock { inner -> Pending? in
-                guard let index = inner.queue.firstIndex(where: { $0.ticket == ticket }) else { return nil }
+                guard let index = inner.queue.firstIndex(where: { $0.ticket == ticket.number }) else { return nil }
                 let pending = inner.queue.remove(at: index)
                 inner.queuedBytes -= pending.bytes
                 inner.inFlight -= 1
                 return pending
             }
-            removed?.continuation.resume(throwing: CancellationError())
+            removed?.slot.resolve(.failure(CancellationError()))
         }
     }
 
     private enum Delivery {
-        case deliver(CheckedContinuation<Admission, any Error>, any DurableObject)
-        case expire(CheckedContinuation<Admission, any Error>)
-        case deadlinePassed(CheckedContinuation<Admission, any Error>)
-        case retry(CheckedContinuation<Admission, any Error>)
+        case deliver(DeliverySlot, any DurableObject)
+        case expire(DeliverySlot)
+        case deadlinePassed(DeliverySlot)
         case launch
     }
 
@@ -195,16 +201,16 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
             inner.queuedBytes -= head.bytes
             if now - head.enqueuedAt > limits.maxQueueAge {
                 inner.inFlight -= 1
-                deliveries.append(.expire(head.continuation))
+                deliveries.append(.expire(head.slot))
                 continue
             }
             if let deadline = head.deadline, now >= deadline {
                 inner.inFlight -= 1
-                deliveries.append(.deadlinePassed(head.continuation))
+                deliveries.append(.deadlinePassed(head.slot))
                 continue
             }
             inner.awaitingStart += 1
-            deliveries.append(.deliver(head.continuation, object))
+            deliveries.append(.deliver(head.slot, object))
             break
         }
         return deliveries
@@ -213,12 +219,10 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     private func perform(_ deliveries: [Delivery]) {
         for delivery in deliveries {
             switch delivery {
-            case .deliver(let continuation, let object): continuation.resume(returning: .delivered(object))
-            case .expire(let continuation): continuation.resume(throwing: DurableObjectError.queuedTooLong)
-            case .deadlinePassed(let continuation):
-                continuation.resume(
-                    throwing: DurableObjectError(.deadlineExceeded, "Deadline exceeded.", retryable: true))
-            case .retry(let continuation): continuation.resume(returning: .retry)
+            case .deliver(let slot, let object): slot.resolve(.success(.delivered(object)))
+            case .expire(let slot): slot.resolve(.failure(DurableObjectError.queuedTooLong))
+            case .deadlinePassed(let slot):
+                slot.resolve(.failure(DurableObjectError(.deadlineExceeded, "Deadline exceeded.", retryable: true)))
             case .launch: Task { await self.start() }
             }
         }
@@ -234,19 +238,31 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         inner.withLock { $0.awaitingStart -= 1 }
     }
 
-    /// Runs a delivered event in `object` and waits for the output gate before returning its outcome.
-    func run(_ event: ObjectEvent, in object: any DurableObject) async throws -> EventResult {
+    /// What a delivered event produced, and the write it must wait for before anyone may see it.
+    struct Outcome: Sendable {
+        var result: Result<EventResult, any Error>
+        var gate: UInt64
+    }
+
+    /// Runs a delivered event in `object`. Its outcome must then go through ``release(_:)``, which waits for the
+    /// output gate.
+    func run(_ event: ObjectEvent, in object: any DurableObject) async -> Outcome {
+        let (result, gate) = await ObjectContext.$current.withValue(engine) {
+            await object.receive(event, activation: self)
+        }
+        return Outcome(result: result, gate: gate)
+    }
+
+    /// Waits until the writes the event's outcome depends on are durable (the output gate), then returns it.
+    func release(_ outcome: Outcome) async throws -> EventResult {
         defer {
             inner.withLock { inner in
                 inner.inFlight -= 1
                 inner.lastActivity = .now
             }
         }
-        let (result, gate) = await ObjectContext.$current.withValue(engine) {
-            await object.receive(event, activation: self)
-        }
-        try await engine.waitUntilDurable(gate)
-        return try result.get()
+        try await engine.waitUntilDurable(outcome.gate)
+        return try outcome.result.get()
     }
 
     // MARK: TurnObserver
@@ -322,7 +338,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     /// queued are admitted again on a fresh activation.
     func reset(_ error: DurableObjectError) {
         let queued = retire(error)
-        for pending in queued { pending.continuation.resume(returning: .retry) }
+        for pending in queued { pending.slot.resolve(.success(.retry)) }
     }
 
     private func retire(_ error: DurableObjectError) -> [Pending] {
@@ -414,6 +430,55 @@ extension Result where Failure == any Error {
             self = .success(try await body())
         } catch {
             self = .failure(error)
+        }
+    }
+}
+
+/// Where a queued event's delivery lands: resolved by whoever delivers (or refuses) it, waited for by its caller,
+/// in either order.
+final class DeliverySlot: Sendable {
+    private enum State {
+        case empty
+        case waiting(CheckedContinuation<Activation.Admission, any Error>)
+        case resolved(Result<Activation.Admission, any Error>)
+        case done
+    }
+
+    private let state = Mutex(State.empty)
+
+    /// Delivers the outcome; only the first one counts.
+    func resolve(_ result: Result<Activation.Admission, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Activation.Admission, any Error>? in
+            switch state {
+            case .empty:
+                state = .resolved(result)
+                return nil
+            case .waiting(let continuation):
+                state = .done
+                return continuation
+            case .resolved, .done:
+                return nil
+            }
+        }
+        waiter?.resume(with: result)
+    }
+
+    /// Returns the outcome, waiting for it when it has not come yet.
+    func wait() async throws -> Activation.Admission {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<Activation.Admission, any Error>? in
+                switch state {
+                case .empty:
+                    state = .waiting(continuation)
+                    return nil
+                case .resolved(let result):
+                    state = .done
+                    return result
+                case .waiting, .done:
+                    return .failure(DurableObjectError(.internal, "An event's delivery was awaited twice."))
+                }
+            }
+            if let ready { continuation.resume(with: ready) }
         }
     }
 }

@@ -27,7 +27,11 @@ protocol TurnObserver: AnyObject, Sendable {
 ///
 /// Every object actor names its activation's executor as its `unownedExecutor` (the ``DurableObject`` protocol
 /// does it for you), so all code isolated to the object runs here.
-public final class ObjectExecutor: SerialExecutor, @unchecked Sendable {
+///
+/// It is also a `TaskExecutor`: the runtime makes it the preferred executor of a call's task while the call waits
+/// in the object's queue and runs its turns, so that delivering the next event from the end of a turn resumes its
+/// task on the thread already draining this executor, with no hop to another thread and back.
+public final class ObjectExecutor: SerialExecutor, TaskExecutor, @unchecked Sendable {
     private struct State {
         var jobs = Deque<UnownedJob>()
         var running = false
@@ -81,7 +85,7 @@ public final class ObjectExecutor: SerialExecutor, @unchecked Sendable {
                 continue
             }
             observer?.turnWillStart()
-            job.runSynchronously(on: asUnownedSerialExecutor())
+            job.runSynchronously(isolatedTo: asUnownedSerialExecutor(), taskExecutor: asUnownedTaskExecutor())
             let queueEmpty = state.withLock { $0.jobs.isEmpty }
             observer?.turnDidEnd(queueEmpty: queueEmpty)
         }
@@ -98,6 +102,11 @@ public final class ObjectExecutor: SerialExecutor, @unchecked Sendable {
     /// The executor as the runtime's unowned reference.
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
+    }
+
+    /// The executor as a task executor, unowned.
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
     }
 }
 

@@ -246,10 +246,19 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     ) async throws -> EventResult {
         while true {
             let activation = try activation(namespaceID: namespaceID, id: id)
-            switch try await activation.admit(bytes: event.bodyBytes, deadline: deadline) {
-            case .retry: continue
-            case .delivered(let object): return try await activation.run(event, in: object)
+            // The call waits in the queue and runs its turns with the object's executor as its own, so that the end
+            // of the previous event's turn starts this one on the same thread. The output gate is waited for
+            // outside: its release then goes straight back to the caller's executor.
+            // Queued (and the queue's bounds checked) here, before anything waits for the object's executor.
+            guard let ticket = try activation.enqueue(bytes: event.bodyBytes, deadline: deadline) else { continue }
+            let outcome = try await withTaskExecutorPreference(activation.executor) {
+                () async throws -> Activation.Outcome? in
+                switch try await activation.awaitDelivery(ticket) {
+                case .retry: return nil
+                case .delivered(let object): return await activation.run(event, in: object)
+                }
             }
+            if let outcome { return try await activation.release(outcome) }
         }
     }
 
