@@ -13,7 +13,7 @@ import Synchronization
 public final class RPCConnection: Sendable {
     private struct Pending {
         var continuation: CheckedContinuation<[UInt8], any Error>
-        var timer: Scheduled<Void>?
+        var deadline: NIODeadline?
     }
 
     private struct State {
@@ -22,6 +22,9 @@ public final class RPCConnection: Sendable {
         var closed: RPCError?
         var draining = false
         var lastPong = ContinuousClock.now
+        /// When the deadline timer fires next, if armed. One timer serves every call: it is re-armed only for a
+        /// deadline earlier than the armed one, which calls with the same timeout never are.
+        var timerDeadline: NIODeadline?
     }
 
     /// The remote address, `host:port`.
@@ -101,37 +104,55 @@ public final class RPCConnection: Sendable {
         var frame = Durable_V1_Frame()
         frame.callID = id
         frame.call = call
+        let deadline = timeout.map {
+            NIODeadline.now()
+                + .nanoseconds(Int64($0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000))
+        }
 
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+                var arm: NIODeadline?
                 let refused = state.withLock { state -> RPCError? in
                     if let closed = state.closed { return closed }
                     if state.draining {
                         return .unavailable("The connection to \(address) is shutting down (go-away).")
                     }
-                    var timer: Scheduled<Void>?
-                    if let timeout {
-                        timer = channel.eventLoop.scheduleTask(
-                            in: .nanoseconds(
-                                Int64(
-                                    timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds
-                                        / 1_000_000_000))
-                        ) {
-                            [self] in
-                            self.fail(id, with: .deadlineExceeded, sendCancel: true)
-                        }
+                    state.pending[id] = Pending(continuation: continuation, deadline: deadline)
+                    if let deadline, state.timerDeadline.map({ deadline < $0 }) ?? true {
+                        state.timerDeadline = deadline
+                        arm = deadline
                     }
-                    state.pending[id] = Pending(continuation: continuation, timer: timer)
                     return nil
                 }
                 if let refused {
                     continuation.resume(throwing: refused)
                     return
                 }
+                if let arm { armDeadlineTimer(at: arm) }
                 send(frame)
             }
         } onCancel: {
             fail(id, with: .cancelled, sendCancel: true)
+        }
+    }
+
+    /// Fires at `deadline`: fails the calls whose deadline has passed (telling the server to stop them) and
+    /// re-arms for the earliest deadline left.
+    private func armDeadlineTimer(at deadline: NIODeadline) {
+        channel.eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            guard let self else { return }
+            let now = NIODeadline.now()
+            let (expired, next) = self.state.withLock { state -> ([UInt64], NIODeadline?) in
+                // A later arming superseded this one: that timer will sweep.
+                guard let armed = state.timerDeadline, armed <= now else { return ([], nil) }
+                let expired = state.pending.compactMap { id, call in call.deadline.map { $0 <= now } == true ? id : nil
+                }
+                let next = state.pending.values.compactMap { $0.deadline.flatMap { $0 > now ? $0 : nil } }.min()
+                state.timerDeadline = next
+                return (expired, next)
+            }
+            for id in expired { self.fail(id, with: .deadlineExceeded, sendCancel: true) }
+            if let next { self.armDeadlineTimer(at: next) }
         }
     }
 
@@ -157,7 +178,6 @@ public final class RPCConnection: Sendable {
     /// Resolves a call with an error; optionally tells the server to stop it.
     private func fail(_ id: UInt64, with error: RPCError, sendCancel: Bool) {
         guard let pending = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
-        pending.timer?.cancel()
         pending.continuation.resume(throwing: error)
         if sendCancel {
             var frame = Durable_V1_Frame()
@@ -173,7 +193,6 @@ public final class RPCConnection: Sendable {
         switch frame.kind {
         case .reply(let reply):
             guard let pending = state.withLock({ $0.pending.removeValue(forKey: frame.callID) }) else { return }
-            pending.timer?.cancel()
             if reply.status.code == .ok {
                 pending.continuation.resume(returning: Array(reply.payload))
             } else {
@@ -194,7 +213,6 @@ public final class RPCConnection: Sendable {
                 return ids.compactMap { state.pending.removeValue(forKey: $0) }
             }
             for pending in abandoned {
-                pending.timer?.cancel()
                 pending.continuation.resume(
                     throwing: RPCError.unavailable("\(address) is going away (\(goAway.reason)); call again elsewhere.")
                 )
@@ -211,7 +229,6 @@ public final class RPCConnection: Sendable {
             return Array(state.pending.values)
         }
         for call in pending {
-            call.timer?.cancel()
             call.continuation.resume(throwing: error)
         }
     }

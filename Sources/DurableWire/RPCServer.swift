@@ -168,7 +168,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private struct Running {
         var task: Task<Void, Never>
-        var timer: Scheduled<Void>?
+        var deadline: NIODeadline?
     }
 
     private let connection: ServerConnection
@@ -178,6 +178,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var highestCallID: UInt64 = 0
     private var draining = false
     private var flushScheduled = false
+    /// The one deadline timer of the connection: armed for the earliest deadline of the running calls, and
+    /// re-armed only for an earlier one (calls with the same timeout never need it).
+    private var deadlineTimer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
     private var peer = "unknown"
 
     init(connection: ServerConnection, handler: any RPCHandler, logger: Logger) {
@@ -200,7 +204,6 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         case .cancel:
             if let running = calls.removeValue(forKey: frame.callID) {
                 running.task.cancel()
-                running.timer?.cancel()
             }
         case .ping(let ping):
             var pong = Durable_V1_Frame()
@@ -249,21 +252,39 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 this.finish(id, result, context)
             }
         }
-        var timer: Scheduled<Void>?
-        if let timeout = call.timeoutMicros > 0 ? call.timeoutMicros : nil {
-            timer = eventLoop.scheduleTask(in: .microseconds(Int64(clamping: timeout))) {
-                let (this, context) = loopBound.value
-                this.finish(id, .failure(.deadlineExceeded), context)
-            }
+        let deadlineOnLoop =
+            call.timeoutMicros > 0
+            ? NIODeadline.now() + .microseconds(Int64(clamping: call.timeoutMicros)) : nil
+        calls[id] = Running(task: task, deadline: deadlineOnLoop)
+        if let deadlineOnLoop, timerDeadline.map({ deadlineOnLoop < $0 }) ?? true {
+            armDeadlineTimer(at: deadlineOnLoop, context: context)
         }
-        calls[id] = Running(task: task, timer: timer)
+    }
+
+    private func armDeadlineTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        deadlineTimer?.cancel()
+        timerDeadline = deadline
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        deadlineTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            let (this, context) = loopBound.value
+            this.expireCalls(context)
+        }
+    }
+
+    /// Answers `DEADLINE_EXCEEDED` for every call whose deadline has passed, then re-arms for the earliest left.
+    private func expireCalls(_ context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        deadlineTimer = nil
+        timerDeadline = nil
+        let expired = calls.compactMap { id, running in running.deadline.map { $0 <= now } == true ? id : nil }
+        for id in expired { finish(id, .failure(.deadlineExceeded), context) }
+        if let next = calls.values.compactMap(\.deadline).min() { armDeadlineTimer(at: next, context: context) }
     }
 
     /// Sends the reply of a call that is still running; a call already answered (deadline) or cancelled is
     /// dropped silently.
     private func finish(_ id: UInt64, _ result: Result<[UInt8], RPCError>, _ context: ChannelHandlerContext) {
         guard let running = calls.removeValue(forKey: id) else { return }
-        running.timer?.cancel()
         running.task.cancel()
         connection.callEnded()
         reply(id, result, context)
@@ -326,9 +347,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
         for running in calls.values {
             running.task.cancel()
-            running.timer?.cancel()
             connection.callEnded()
         }
         calls.removeAll()

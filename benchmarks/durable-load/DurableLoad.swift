@@ -66,6 +66,9 @@ struct DurableLoad: AsyncParsableCommand {
     @Option(name: .long, help: "Broadcast: sockets in the room (senders included).")
     var listeners = 16
 
+    @Option(name: .long, help: "Name objects PREFIX-0, PREFIX-1, … (default: a new prefix per run, so fresh objects).")
+    var prefix: String?
+
     @Option(name: .long, help: "The binding of the Counter class (RPC).")
     var binding = "COUNTER"
 
@@ -94,6 +97,7 @@ struct DurableLoad: AsyncParsableCommand {
         // with the system it measures and should spend as little as it can per call.
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let callers = self.callers ?? 16
+        let objectPrefix = prefix ?? "load-\(UUID().uuidString.prefix(8))"
         let recorder = Recorder()
         let target: String
         let operation: any Operation
@@ -102,7 +106,7 @@ struct DurableLoad: AsyncParsableCommand {
             target = "rpc://\(host):\(port)"
             operation = try await RPCOperation(
                 host: host, port: port, connections: connections, workload: workload, objects: objects,
-                binding: binding, timeout: .milliseconds(Int64(timeout * 1000)))
+                prefix: objectPrefix, binding: binding, timeout: .milliseconds(Int64(timeout * 1000)))
         } else {
             let url = http!
             let trimmed = url.hasPrefix("http://") ? String(url.dropFirst("http://".count)) : url
@@ -114,7 +118,8 @@ struct DurableLoad: AsyncParsableCommand {
                     host: host, port: port, listeners: listeners, senders: rate == nil ? callers : 1,
                     recorder: recorder)
             } else {
-                operation = try HTTPOperation(host: host, port: port, workload: workload, objects: objects)
+                operation = try HTTPOperation(
+                    host: host, port: port, workload: workload, objects: objects, prefix: objectPrefix)
             }
         }
         if workload == .read || workload == .increment {

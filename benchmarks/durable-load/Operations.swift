@@ -56,10 +56,9 @@ struct RPCOperation: Operation {
     private static let read = Request(url: "http://counter/", method: .get)
 
     init(
-        host: String, port: Int, connections: Int, workload: Workload, objects: Int, binding: String, timeout: Duration
-    )
-        async throws
-    {
+        host: String, port: Int, connections: Int, workload: Workload, objects: Int, prefix: String, binding: String,
+        timeout: Duration
+    ) async throws {
         client = DurableClient(host: host, port: port, connections: connections, defaultTimeout: timeout)
         self.workload = workload
         self.timeout = timeout
@@ -68,10 +67,9 @@ struct RPCOperation: Operation {
             stubs = []
         case .hot, .increment, .read:
             let namespace = try await client.namespace(binding)
-            // A name of this run's own, so that counts start from zero and runs do not share objects.
-            let run = UUID().uuidString.prefix(8)
-            let count = workload == .hot ? 1 : objects
-            stubs = (0..<count).map { namespace.getByName("load-\(run)-\($0)") }
+            stubs =
+                workload == .hot
+                ? [namespace.getByName("\(prefix)-hot")] : (0..<objects).map { namespace.getByName("\(prefix)-\($0)") }
         case .broadcast:
             throw LoadError("The broadcast workload runs over WebSockets: use --http.")
         }
@@ -122,16 +120,15 @@ final class HTTPOperation: Operation {
     private let idle = Mutex<[TestClient]>([])
     private let all = Mutex<[TestClient]>([])
 
-    init(host: String, port: Int, workload: Workload, objects: Int) throws {
+    init(host: String, port: Int, workload: Workload, objects: Int, prefix: String) throws {
         self.host = host
         self.port = port
         self.workload = workload
-        let run = UUID().uuidString.prefix(8)
         switch workload {
         case .noop: paths = ["/ping"]
-        case .hot: paths = ["/counters/load-\(run)-hot/increment"]
-        case .increment: paths = (0..<objects).map { "/counters/load-\(run)-\($0)/increment" }
-        case .read: paths = (0..<objects).map { "/counters/load-\(run)-\($0)/" }
+        case .hot: paths = ["/counters/\(prefix)-hot/increment"]
+        case .increment: paths = (0..<objects).map { "/counters/\(prefix)-\($0)/increment" }
+        case .read: paths = (0..<objects).map { "/counters/\(prefix)-\($0)/" }
         case .broadcast: throw LoadError("internal: the broadcast workload has its own driver")
         }
     }

@@ -158,6 +158,8 @@ final class Router: RPCHandler {
     let vars = Mutex<[String: String]>([:])
     /// Slot announcements to nodes in flight, by slot.
     private let pendingAssignments = Mutex<[UInt16: Task<Void, any Error>]>([:])
+    /// The id key of each namespace, made once (making one absorbs the secret into an HMAC state).
+    private let namespaceKeys = Mutex<[String: NamespaceKey]>([:])
     /// The worker's environment, made again after each publish.
     let cachedEnvironment = Mutex<Environment?>(nil)
     private let clients = Mutex<[String: (address: String, client: DurableClient)]>([:])
@@ -258,7 +260,12 @@ final class Router: RPCHandler {
         guard let namespace = registry.state.namespaces[message.namespaceID] else {
             throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is registered.")
         }
-        let key = NamespaceKey(secret: namespace.secret)
+        let key = namespaceKeys.withLock { keys in
+            if let cached = keys[message.namespaceID], cached.secret == namespace.secret { return cached }
+            let key = NamespaceKey(secret: namespace.secret)
+            keys[message.namespaceID] = key
+            return key
+        }
         let name = message.objectName.isEmpty ? nil : message.objectName
         let id: DurableObjectId
         do {

@@ -48,12 +48,22 @@ public struct DurableObjectId: Hashable, Sendable, CustomStringConvertible {
 public struct NamespaceKey: Sendable, Hashable {
     /// 32 secret bytes.
     public let secret: [UInt8]
+    /// HMAC-SHA256 with the key already absorbed; each MAC starts from a copy (the hash state is copy-on-write), so
+    /// the key's padding blocks are hashed once, not per id.
+    private let keyed: KeyedMAC
 
     /// Wraps existing secret bytes.
     public init(secret: [UInt8]) {
         precondition(!secret.isEmpty, "a namespace secret cannot be empty")
         self.secret = secret
+        keyed = KeyedMAC(hmac: HMAC<SHA256>(key: SymmetricKey(data: secret)))
     }
+
+    /// Two keys are equal when their secrets are.
+    public static func == (lhs: NamespaceKey, rhs: NamespaceKey) -> Bool { lhs.secret == rhs.secret }
+
+    /// Hashes the secret.
+    public func hash(into hasher: inout Hasher) { hasher.combine(secret) }
 
     /// A fresh random secret.
     public static func random() -> NamespaceKey {
@@ -62,7 +72,9 @@ public struct NamespaceKey: Sendable, Hashable {
     }
 
     private func mac(_ data: [UInt8]) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: secret)).prefix(16))
+        var hmac = keyed.hmac
+        hmac.update(data: data)
+        return Array(hmac.finalize().prefix(16))
     }
 
     /// The id of `name`: `HMAC(key, name)[0..<16] ‖ HMAC(key, first16)[0..<16]`.
@@ -127,4 +139,10 @@ public struct NamespaceKey: Sendable, Hashable {
         default: nil
         }
     }
+}
+
+/// An HMAC state ready for data. The state is a value (its hash contexts copy on write), so sharing it between
+/// threads and copying it per use is safe.
+private struct KeyedMAC: @unchecked Sendable {
+    let hmac: HMAC<SHA256>
 }
