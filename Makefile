@@ -74,5 +74,6 @@ bench-load: deps
 ## writes it to benchmarks/results/latest.md (raw figures in latest.json). Options: make bench-compare
 ## ARGS="--systems redis,postgres --callers 1,64 --seconds 3 --workloads increment,noop".
 bench-compare: deps
-	swift build -c release --product durable --product durable-load
+	swift build -c release --product durable
+	swift build -c release --product durable-load
 	python3 benchmarks/compare.py $(ARGS)

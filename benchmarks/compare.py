@@ -232,6 +232,7 @@ class Measurement:
     callers: int
     throughput: Optional[float] = None  # operations per second
     p50_ms: Optional[float] = None
+    note: Optional[str] = None
     p99_ms: Optional[float] = None
     error: Optional[str] = None
     details: dict = field(default_factory=dict)
@@ -563,6 +564,12 @@ class Postgres:
         measurement.throughput = float(tps.group(1))
         measurement.p50_ms = percentile(latencies, 50)
         measurement.p99_ms = percentile(latencies, 99)
+        # pgbench stamps a transaction's end lazily: when one wakeup finishes several transactions, the later
+        # ones can show 0 µs. When that happens often, its percentiles say little; the table marks them.
+        zeros = sum(1 for value in latencies if value == 0)
+        if latencies and zeros > len(latencies) // 100:
+            measurement.note = (f"{zeros:,} of {len(latencies):,} transactions logged 0 µs (pgbench's lazy "
+                                "timestamps): its percentiles are not reliable here")
         measurement.details = {"transactions_logged": len(latencies), "failed_or_skipped": failed,
                                "seconds": seconds, "pgbench_output": result.stdout}
         return measurement
@@ -726,7 +733,8 @@ def render_table(facts: dict, results, options) -> str:
                 if m is None or m.error:
                     row += ["failed" if m else "–", "–", "–"]
                 else:
-                    row += [number(m.throughput, "rate"), number(m.p50_ms, "ms"), number(m.p99_ms, "ms")]
+                    mark = "†" if m.note else ""
+                    row += [number(m.throughput, "rate"), number(m.p50_ms, "ms") + mark, number(m.p99_ms, "ms") + mark]
             ours = by_key.get(("durable", workload, callers))
             for other in comparisons:
                 row.append(number(ratio(ours, by_key.get((other, workload, callers)), "throughput"), "ratio"))
@@ -760,6 +768,9 @@ def render_table(facts: dict, results, options) -> str:
         "|" + "|".join("---" if index == 0 else "---:" for index in range(len(header))) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    notes = [m for m in results if m.note and not m.error]
+    if notes:
+        lines += [""] + [f"† {m.system} {m.workload} {m.callers}: {m.note}" for m in notes]
     failures = [m for m in results if m.error]
     if failures:
         lines += ["", "Failed runs:"] + [f"- {m.system} {m.workload} {m.callers}: {m.error.splitlines()[0]}"
