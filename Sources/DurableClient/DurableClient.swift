@@ -131,6 +131,15 @@ public final class DurableClient: ObjectTransport, Sendable {
 
     // MARK: Connections
 
+    /// An open, usable connection of the pool, without waiting: `nil` when the one whose turn it is must first be
+    /// opened (``callSerialized(_:payload:timeout:metadata:)`` opens it). For relays that call without a task.
+    public func openConnection() -> RPCConnection? {
+        let count = slots.withLock { $0.count }
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % count
+        guard let existing = slots.withLock({ $0[index] }), existing.isUsable else { return nil }
+        return existing
+    }
+
     /// A usable connection, opening or replacing one when needed.
     private func connection() async throws -> RPCConnection {
         let count = slots.withLock { $0.count }

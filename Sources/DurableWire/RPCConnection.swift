@@ -12,7 +12,8 @@ import Synchronization
 /// can open a new connection.
 public final class RPCConnection: Sendable {
     private struct Pending {
-        var continuation: CheckedContinuation<[UInt8], any Error>
+        /// Hands the outcome to the caller (a continuation, or a callback); called exactly once.
+        var complete: @Sendable (Result<[UInt8], RPCError>) -> Void
         var deadline: NIODeadline?
     }
 
@@ -89,10 +90,44 @@ public final class RPCConnection: Sendable {
     public func call(
         _ method: String, payload: [UInt8], metadata: [String: String] = [:], timeout: Duration? = nil
     ) async throws -> [UInt8] {
-        let id = state.withLock { state -> UInt64 in
+        let id = nextCallID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+                start(id, method, payload: payload, metadata: metadata, timeout: timeout) { result in
+                    continuation.resume(with: result.mapError { $0 })
+                }
+            }
+        } onCancel: {
+            fail(id, with: .cancelled, sendCancel: true)
+        }
+    }
+
+    /// Calls `method` without a Swift task: `completion` gets the serialized response or the error, exactly once,
+    /// on whichever thread settles the call (usually the connection's event loop); it must be quick.
+    ///
+    /// - Returns: a function that cancels the call (the server is told to stop it; `completion` gets `CANCELLED`).
+    @discardableResult
+    public func call(
+        _ method: String, payload: [UInt8], metadata: [String: String] = [:], timeout: Duration? = nil,
+        completion: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void
+    ) -> @Sendable () -> Void {
+        let id = nextCallID()
+        start(id, method, payload: payload, metadata: metadata, timeout: timeout, complete: completion)
+        return { [weak self] in self?.fail(id, with: .cancelled, sendCancel: true) }
+    }
+
+    private func nextCallID() -> UInt64 {
+        state.withLock { state -> UInt64 in
             defer { state.nextID += 1 }
             return state.nextID
         }
+    }
+
+    /// Registers call `id` and queues its frame; `complete` settles it.
+    private func start(
+        _ id: UInt64, _ method: String, payload: [UInt8], metadata: [String: String], timeout: Duration?,
+        complete: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void
+    ) {
         var call = Durable_V1_Call()
         call.method = method
         call.metadata = metadata
@@ -108,32 +143,25 @@ public final class RPCConnection: Sendable {
             NIODeadline.now()
                 + .nanoseconds(Int64($0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000))
         }
-
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
-                var arm: NIODeadline?
-                let refused = state.withLock { state -> RPCError? in
-                    if let closed = state.closed { return closed }
-                    if state.draining {
-                        return .unavailable("The connection to \(address) is shutting down (go-away).")
-                    }
-                    state.pending[id] = Pending(continuation: continuation, deadline: deadline)
-                    if let deadline, state.timerDeadline.map({ deadline < $0 }) ?? true {
-                        state.timerDeadline = deadline
-                        arm = deadline
-                    }
-                    return nil
-                }
-                if let refused {
-                    continuation.resume(throwing: refused)
-                    return
-                }
-                if let arm { armDeadlineTimer(at: arm) }
-                send(frame)
+        var arm: NIODeadline?
+        let refused = state.withLock { state -> RPCError? in
+            if let closed = state.closed { return closed }
+            if state.draining {
+                return .unavailable("The connection to \(address) is shutting down (go-away).")
             }
-        } onCancel: {
-            fail(id, with: .cancelled, sendCancel: true)
+            state.pending[id] = Pending(complete: complete, deadline: deadline)
+            if let deadline, state.timerDeadline.map({ deadline < $0 }) ?? true {
+                state.timerDeadline = deadline
+                arm = deadline
+            }
+            return nil
         }
+        if let refused {
+            complete(.failure(refused))
+            return
+        }
+        if let arm { armDeadlineTimer(at: arm) }
+        send(frame)
     }
 
     /// Fires at `deadline`: fails the calls whose deadline has passed (telling the server to stop them) and
@@ -178,7 +206,7 @@ public final class RPCConnection: Sendable {
     /// Resolves a call with an error; optionally tells the server to stop it.
     private func fail(_ id: UInt64, with error: RPCError, sendCancel: Bool) {
         guard let pending = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
-        pending.continuation.resume(throwing: error)
+        pending.complete(.failure(error))
         if sendCancel {
             var frame = Durable_V1_Frame()
             frame.callID = id
@@ -194,9 +222,9 @@ public final class RPCConnection: Sendable {
         case .reply(let reply):
             guard let pending = state.withLock({ $0.pending.removeValue(forKey: frame.callID) }) else { return }
             if reply.status.code == .ok {
-                pending.continuation.resume(returning: Array(reply.payload))
+                pending.complete(.success(Array(reply.payload)))
             } else {
-                pending.continuation.resume(throwing: RPCError(status: reply.status))
+                pending.complete(.failure(RPCError(status: reply.status)))
             }
         case .pong:
             state.withLock { $0.lastPong = .now }
@@ -213,8 +241,8 @@ public final class RPCConnection: Sendable {
                 return ids.compactMap { state.pending.removeValue(forKey: $0) }
             }
             for pending in abandoned {
-                pending.continuation.resume(
-                    throwing: RPCError.unavailable("\(address) is going away (\(goAway.reason)); call again elsewhere.")
+                pending.complete(
+                    .failure(RPCError.unavailable("\(address) is going away (\(goAway.reason)); call again elsewhere."))
                 )
             }
         case .call, .cancel, .streamData, .none:
@@ -229,7 +257,7 @@ public final class RPCConnection: Sendable {
             return Array(state.pending.values)
         }
         for call in pending {
-            call.continuation.resume(throwing: error)
+            call.complete(.failure(error))
         }
     }
 

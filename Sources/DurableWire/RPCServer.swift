@@ -23,6 +23,21 @@ public struct IncomingCall: Sendable {
 public protocol RPCHandler: Sendable {
     /// Handles one call.
     func handle(_ call: IncomingCall) async throws -> [UInt8]
+
+    /// Starts a call without a Swift task, when the handler can (a relay that only forwards the call elsewhere,
+    /// for instance): arranges for `reply` to be called exactly once, from any thread, and returns a function
+    /// that cancels the call. Returns `nil` to have ``handle(_:)`` run it in a task instead (the default).
+    func start(_ call: IncomingCall, reply: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void)
+        -> (@Sendable () -> Void)?
+}
+
+extension RPCHandler {
+    /// Runs every call in a task.
+    public func start(_ call: IncomingCall, reply: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void)
+        -> (@Sendable () -> Void)?
+    {
+        nil
+    }
 }
 
 /// Serves the RPC protocol on a TCP port: many multiplexed calls per connection, deadlines, cancellation,
@@ -167,7 +182,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = Durable_V1_Frame
 
     private struct Running {
-        var task: Task<Void, Never>
+        /// Stops the call: cancels its task, or tells a directly started call to stop.
+        var cancel: @Sendable () -> Void
         var deadline: NIODeadline?
     }
 
@@ -203,7 +219,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             start(call, id: frame.callID, context: context)
         case .cancel:
             if let running = calls.removeValue(forKey: frame.callID) {
-                running.task.cancel()
+                running.cancel()
             }
         case .ping(let ping):
             var pong = Durable_V1_Frame()
@@ -236,6 +252,21 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         let eventLoop = context.eventLoop
         let handler = self.handler
         connection.callStarted()
+        let deadlineOnLoop =
+            call.timeoutMicros > 0
+            ? NIODeadline.now() + .microseconds(Int64(clamping: call.timeoutMicros)) : nil
+        // The reply always comes through the event loop's queue, so it finds the call registered below even when
+        // the handler answers at once.
+        let direct = handler.start(incoming) { result in
+            eventLoop.execute {
+                let (this, context) = loopBound.value
+                this.finish(id, result, context)
+            }
+        }
+        if let direct {
+            register(id, Running(cancel: direct, deadline: deadlineOnLoop), context: context)
+            return
+        }
         let task = Task {
             let result: Result<[UInt8], RPCError>
             do {
@@ -252,12 +283,13 @@ final class ServerConnectionHandler: ChannelInboundHandler {
                 this.finish(id, result, context)
             }
         }
-        let deadlineOnLoop =
-            call.timeoutMicros > 0
-            ? NIODeadline.now() + .microseconds(Int64(clamping: call.timeoutMicros)) : nil
-        calls[id] = Running(task: task, deadline: deadlineOnLoop)
-        if let deadlineOnLoop, timerDeadline.map({ deadlineOnLoop < $0 }) ?? true {
-            armDeadlineTimer(at: deadlineOnLoop, context: context)
+        register(id, Running(cancel: { task.cancel() }, deadline: deadlineOnLoop), context: context)
+    }
+
+    private func register(_ id: UInt64, _ running: Running, context: ChannelHandlerContext) {
+        calls[id] = running
+        if let deadline = running.deadline, timerDeadline.map({ deadline < $0 }) ?? true {
+            armDeadlineTimer(at: deadline, context: context)
         }
     }
 
@@ -285,7 +317,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     /// dropped silently.
     private func finish(_ id: UInt64, _ result: Result<[UInt8], RPCError>, _ context: ChannelHandlerContext) {
         guard let running = calls.removeValue(forKey: id) else { return }
-        running.task.cancel()
+        // A call answered by its handler is over; one answered for it (its deadline passed) must be stopped.
+        if case .failure = result { running.cancel() }
         connection.callEnded()
         reply(id, result, context)
     }
@@ -350,7 +383,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         deadlineTimer?.cancel()
         deadlineTimer = nil
         for running in calls.values {
-            running.task.cancel()
+            running.cancel()
             connection.callEnded()
         }
         calls.removeAll()

@@ -101,6 +101,11 @@ public final class PlacementTable: Sendable {
         }
     }
 
+    /// The owner of `slot`, if it has one.
+    public func assignment(of slot: UInt16) -> Assignment? {
+        state.withLock { $0.slots[slot] }
+    }
+
     /// The owner of `slot`, assigning it now when it has none.
     ///
     /// A new assignment is on disk (synced) before it is returned, so a restarted gateway never gives the slot

@@ -251,6 +251,44 @@ final class Router: RPCHandler {
     func forward(
         _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?
     ) async throws -> [UInt8] {
+        let (message, id) = try target(of: payload, decoded: decoded)
+        let remaining = deadline.map { $0 - .now }
+        return try await withOwner(of: id) { client, epoch in
+            try await client.callSerialized(
+                Methods.invoke, payload: try Self.routed(payload, message, id, epoch), timeout: remaining)
+        }
+    }
+
+    /// Relays an invocation without a Swift task when its route is known already: the slot has an owner that
+    /// knows its epoch, and a connection to that node is open. Otherwise (`nil`) the call goes through
+    /// ``forward(_:decoded:deadline:)`` in a task, which can wait for those.
+    func start(_ call: IncomingCall, reply: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void)
+        -> (@Sendable () -> Void)?
+    {
+        guard call.method == Methods.invoke else { return nil }
+        let message: Durable_V1_InvokeRequest
+        let id: DurableObjectId
+        let payload: [UInt8]
+        do {
+            (message, id) = try target(of: call.payload, decoded: nil)
+            let slot = PlacementEpochs.slot(of: id)
+            guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil }),
+                let connection = try client(for: assignment.nodeID).openConnection()
+            else { return nil }
+            payload = try Self.routed(call.payload, message, id, assignment.epoch)
+            return connection.call(Methods.invoke, payload: payload, timeout: call.deadline.map { $0 - .now }) {
+                reply($0)
+            }
+        } catch {
+            reply(.failure(error as? RPCError ?? RPCError(.internal, "\(error)")))
+            return {}
+        }
+    }
+
+    /// The object an invocation is for: its message decoded, its namespace registered, its id valid.
+    private func target(of payload: [UInt8], decoded: Durable_V1_InvokeRequest?) throws -> (
+        Durable_V1_InvokeRequest, DurableObjectId
+    ) {
         let message: Durable_V1_InvokeRequest
         do {
             message = try decoded ?? Durable_V1_InvokeRequest(serializedBytes: payload)
@@ -267,22 +305,25 @@ final class Router: RPCHandler {
             return key
         }
         let name = message.objectName.isEmpty ? nil : message.objectName
-        let id: DurableObjectId
         do {
-            id =
+            let id =
                 message.objectID.isEmpty && name != nil
                 ? key.id(forName: name!) : try key.id(bytes: Array(message.objectID), name: name)
+            return (message, id)
         } catch {
             throw RPCError(serving: error)
         }
-        let remaining = deadline.map { $0 - .now }
-        return try await withOwner(of: id) { client, epoch in
-            var routing = Durable_V1_InvokeRequest()
-            if message.objectID.isEmpty { routing.objectID = Data(id.bytes) }
-            routing.placementEpoch = epoch
-            return try await client.callSerialized(
-                Methods.invoke, payload: payload + (try routing.serializedBytes()), timeout: remaining)
-        }
+    }
+
+    /// The request as the node gets it: the caller's bytes with the object's id (when the caller sent only a name)
+    /// and the slot's epoch appended.
+    private static func routed(
+        _ payload: [UInt8], _ message: Durable_V1_InvokeRequest, _ id: DurableObjectId, _ epoch: UInt64
+    ) throws -> [UInt8] {
+        var routing = Durable_V1_InvokeRequest()
+        if message.objectID.isEmpty { routing.objectID = Data(id.bytes) }
+        routing.placementEpoch = epoch
+        return payload + (try routing.serializedBytes())
     }
 
     /// Runs `body` with a client for the node that owns `id` and the slot's epoch.
