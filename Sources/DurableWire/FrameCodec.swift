@@ -14,6 +14,17 @@ public struct FrameError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// Where the decoder of one connection stands: since when it has held part of a frame (for the server's
+/// frame timeout, which closes a connection that starts a frame and never finishes it). Lives on the
+/// connection's event loop.
+public final class FrameProgress {
+    /// When the partial frame now buffered started arriving; `nil` when no partial frame is buffered.
+    public var partialSince: NIODeadline?
+
+    /// Creates a tracker with nothing buffered.
+    public init() {}
+}
+
 /// Splits the byte stream into frames: a 4-byte big-endian length, then that many bytes.
 ///
 /// A frame longer than `maximumFrameSize` is refused from its header alone, before its body arrives, so a peer
@@ -25,24 +36,44 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     /// The largest frame accepted.
     public let maximumFrameSize: Int
 
+    /// Tells the server since when a partial frame has been waiting (optional).
+    public let progress: FrameProgress?
+
     /// Creates a decoder that refuses frames over `maximumFrameSize` bytes.
-    public init(maximumFrameSize: Int = defaultMaximumFrameSize) {
+    public init(maximumFrameSize: Int = defaultMaximumFrameSize, progress: FrameProgress? = nil) {
         self.maximumFrameSize = maximumFrameSize
+        self.progress = progress
     }
 
     /// Decodes one frame if a whole one is buffered.
     public mutating func decode(buffer: inout ByteBuffer) throws -> Durable_V1_Frame? {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else {
+            notePartial(buffer.readableBytes > 0)
+            return nil
+        }
         guard Int(length) <= maximumFrameSize else {
             throw FrameError("frame of \(length) bytes is over the maximum of \(maximumFrameSize) bytes")
         }
-        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        guard buffer.readableBytes >= 4 + Int(length) else {
+            notePartial(true)
+            return nil
+        }
+        notePartial(false)
         buffer.moveReaderIndex(forwardBy: 4)
         let body = buffer.readSlice(length: Int(length))!
         do {
             return try Durable_V1_Frame(serializedBytes: Array(body.readableBytesView))
         } catch {
             throw FrameError("frame of \(length) bytes does not decode as a durable.v1.Frame: \(error)")
+        }
+    }
+
+    private func notePartial(_ partial: Bool) {
+        guard let progress else { return }
+        if !partial {
+            progress.partialSince = nil
+        } else if progress.partialSince == nil {
+            progress.partialSince = .now()
         }
     }
 

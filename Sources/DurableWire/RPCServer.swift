@@ -51,6 +51,7 @@ public final class RPCServer: Sendable {
     private let requestedPort: Int
     private let handler: any RPCHandler
     private let maximumFrameSize: Int
+    private let frameTimeout: Duration
     private let logger: Logger
     private let group: any EventLoopGroup
 
@@ -63,14 +64,18 @@ public final class RPCServer: Sendable {
     private let closed = Mutex<[CheckedContinuation<Void, Never>]?>([])
 
     /// Creates a server; nothing listens until ``start()``.
+    /// - Parameter frameTimeout: how long a connection may hold a started frame without finishing it; then it is
+    ///   closed (after a go-away saying so), so that slow or stalled peers cannot pin buffers and connections.
     public init(
         host: String, port: Int, handler: any RPCHandler, maximumFrameSize: Int = defaultMaximumFrameSize,
+        frameTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "durable.rpc"), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.host = host
         self.requestedPort = port
         self.handler = handler
         self.maximumFrameSize = maximumFrameSize
+        self.frameTimeout = frameTimeout
         self.logger = logger
         self.group = group
     }
@@ -85,10 +90,13 @@ public final class RPCServer: Sendable {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = ServerConnection(server: self, channel: channel)
+                    let progress = FrameProgress()
                     try channel.pipeline.syncOperations.addHandlers([
-                        ByteToMessageHandler(FrameDecoder(maximumFrameSize: maximumFrameSize)),
+                        ByteToMessageHandler(FrameDecoder(maximumFrameSize: maximumFrameSize, progress: progress)),
                         MessageToByteHandler(FrameEncoder()),
-                        ServerConnectionHandler(connection: connection, handler: handler, logger: logger),
+                        ServerConnectionHandler(
+                            connection: connection, handler: handler, logger: logger, progress: progress,
+                            frameTimeout: frameTimeout),
                     ])
                     register(connection)
                 }
@@ -200,16 +208,44 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private var timerDeadline: NIODeadline?
     private var peer = "unknown"
 
-    init(connection: ServerConnection, handler: any RPCHandler, logger: Logger) {
+    private let progress: FrameProgress
+    private let frameTimeout: Duration
+    private var frameWatch: RepeatedTask?
+
+    init(
+        connection: ServerConnection, handler: any RPCHandler, logger: Logger, progress: FrameProgress,
+        frameTimeout: Duration
+    ) {
         self.connection = connection
         self.handler = handler
         self.logger = logger
+        self.progress = progress
+        self.frameTimeout = frameTimeout
     }
 
     func channelActive(context: ChannelHandlerContext) {
         peer = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
         logger.debug("connection opened", metadata: ["peer": "\(peer)"])
+        watchFrames(context)
         context.fireChannelActive()
+    }
+
+    /// Checks a few times per timeout whether a started frame has waited too long; if so, says why and closes.
+    private func watchFrames(_ context: ChannelHandlerContext) {
+        let timeout = TimeAmount.nanoseconds(
+            Int64(frameTimeout.components.seconds * 1_000_000_000 + frameTimeout.components.attoseconds / 1_000_000_000)
+        )
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let interval = TimeAmount.nanoseconds(max(1_000_000, timeout.nanoseconds / 4))
+        frameWatch = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
+            let (this, context) = loopBound.value
+            guard let since = this.progress.partialSince, NIODeadline.now() - since >= timeout else { return }
+            task.cancel()
+            this.logger.warning(
+                "closing a connection whose frame stalled", metadata: ["peer": "\(this.peer)"])
+            this.goAwayAndClose(
+                reason: "frame incomplete after \(this.frameTimeout): the connection is closed", context)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -370,16 +406,22 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // A bad frame: say why, then close this connection only.
         logger.warning("closing connection after a protocol error", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        goAwayAndClose(reason: "protocol error: \(error)", context)
+    }
+
+    private func goAwayAndClose(reason: String, _ context: ChannelHandlerContext) {
         var frame = Durable_V1_Frame()
         frame.goAway = Durable_V1_GoAway.with {
             $0.lastCallID = highestCallID
-            $0.reason = "protocol error: \(error)"
+            $0.reason = reason
         }
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        frameWatch?.cancel()
+        frameWatch = nil
         deadlineTimer?.cancel()
         deadlineTimer = nil
         for running in calls.values {

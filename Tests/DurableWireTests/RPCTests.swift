@@ -40,10 +40,12 @@ final class TestHandler: RPCHandler {
 }
 
 func withServer<T>(
-    maximumFrameSize: Int = defaultMaximumFrameSize, _ body: (RPCServer, Int, TestHandler) async throws -> T
+    maximumFrameSize: Int = defaultMaximumFrameSize, frameTimeout: Duration = .seconds(30),
+    _ body: (RPCServer, Int, TestHandler) async throws -> T
 ) async throws -> T {
     let handler = TestHandler()
-    let server = RPCServer(host: "127.0.0.1", port: 0, handler: handler, maximumFrameSize: maximumFrameSize)
+    let server = RPCServer(
+        host: "127.0.0.1", port: 0, handler: handler, maximumFrameSize: maximumFrameSize, frameTimeout: frameTimeout)
     let port = try await server.start()
     do {
         let value = try await body(server, port, handler)
@@ -165,6 +167,23 @@ struct RPCTests {
             let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
             #expect(try await connection.call("test/echo", payload: [2]) == [2])
             await connection.close()
+        }
+    }
+
+    @Test(
+        "a frame started and never finished closes that connection after the frame timeout, with the reason",
+        .timeLimit(.minutes(1)))
+    func stalledFrame() async throws {
+        try await withServer(frameTimeout: .milliseconds(400)) { _, port, _ in
+            let healthy = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            let raw = try RawSocket(port: port)
+            // A header announcing 100 bytes, and 10 of them; then nothing (the socket stays open).
+            raw.send([0, 0, 0, 100] + [UInt8](repeating: 1, count: 10))
+            let frame = try #require(RawSocket.firstFrame(raw.receiveAll()))
+            #expect(frame.goAway.reason.contains("frame incomplete after"), "\(frame.goAway.reason)")
+            // A connection that is only idle (no partial frame) is left alone.
+            #expect(try await healthy.call("test/echo", payload: [3]) == [3])
+            await healthy.close()
         }
     }
 
