@@ -205,6 +205,43 @@ struct StorageAPITests {
         }
     }
 
+    @Test("an object never sees another object's keys: get, list in both directions, deleteAll")
+    func objectsAreIsolated() async throws {
+        try await withRuntime { runtime in
+            let namespace = try runtime.namespace("PROBE")
+            let first = namespace.getByName(uniqueName())
+            let second = namespace.getByName(uniqueName())
+            // Keys at both ends of the key space, and one both objects use.
+            try await runtime.runInDurableObject(first, as: Probe.self) { _, state throws in
+                try state.storage.put("shared", "first")
+                try state.storage.put("\u{01}", "lowest")
+                try state.storage.put("\u{10FFFF}\u{10FFFF}", "highest")
+                try state.storage.put("a", "1")
+            }
+            try await runtime.runInDurableObject(second, as: Probe.self) { _, state throws in
+                #expect(try await state.storage.get("a", as: String.self) == nil)
+                #expect(try await state.storage.get("\u{01}", as: String.self) == nil)
+                try state.storage.put("shared", "second")
+                let all = try await state.storage.list(as: String.self)
+                #expect(all.map(\.key) == ["shared"])
+                #expect(all.map(\.value) == ["second"])
+                let reversed = try await state.storage.list(StorageListOptions(reverse: true), as: String.self)
+                #expect(reversed.map(\.key) == ["shared"])
+                let wide = try await state.storage.list(
+                    StorageListOptions(start: "\u{01}", end: "\u{10FFFF}\u{10FFFF}\u{10FFFF}"), as: String.self)
+                #expect(wide.map(\.key) == ["shared"])
+                try await state.storage.deleteAll()
+            }
+            try await runtime.runInDurableObject(first, as: Probe.self) { _, state throws in
+                #expect(try await state.storage.get("shared", as: String.self) == "first")
+                #expect(try await state.storage.get("a", as: String.self) == "1")
+                #expect(
+                    try await state.storage.list(as: String.self).map(\.key).sorted()
+                        == ["\u{01}", "\u{10FFFF}\u{10FFFF}", "a", "shared"].sorted())
+            }
+        }
+    }
+
     @Test("noCache changes no result")
     func noCache() async throws {
         try await withObject { _, storage throws in
