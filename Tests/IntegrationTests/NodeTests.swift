@@ -65,17 +65,34 @@ struct NodeTests {
         await node.shutDown()
     }
 
-    @Test("overload is RESOURCE_EXHAUSTED, overloaded and retryable, and a refused request never runs")
+    @Test(
+        "overload is RESOURCE_EXHAUSTED, overloaded and retryable, a refused request never runs, and other objects on the node keep answering"
+    )
     func overload() async throws {
         let folder = TemporaryDirectory("node-overload")
         let node = try await NodeProcess.launch(
             dataDirectory: folder.child("data"), arguments: ["--max-queued-requests", "1"])
         let client = DurableClient(host: "127.0.0.1", port: node.port, connections: 4)
-        let stub = try await client.namespace("COUNTER").getByName("hot")
-        let outcomes = await withTaskGroup(of: Result<Response, any Error>.self) { group in
-            for _ in 0..<500 { group.addTask { await Result { try await stub.fetch("http://counter/increment") } } }
-            return await group.reduce(into: [Result<Response, any Error>]()) { $0.append($1) }
+        let counters = try await client.namespace("COUNTER")
+        let stub = counters.getByName("hot")
+        // The burst on one object, and meanwhile one increment on each of 20 other objects of the same node.
+        let others = (0..<20).map { counters.getByName("cold-\($0)") }
+        let (outcomes, otherAnswers) = await withTaskGroup(of: (hot: Bool, Result<Response, any Error>).self) {
+            group in
+            for _ in 0..<500 {
+                group.addTask { (true, await Result { try await stub.fetch("http://counter/increment") }) }
+            }
+            for other in others {
+                group.addTask { (false, await Result { try await other.fetch("http://counter/increment") }) }
+            }
+            var hot: [Result<Response, any Error>] = []
+            var cold: [Result<Response, any Error>] = []
+            for await (isHot, outcome) in group {
+                if isHot { hot.append(outcome) } else { cold.append(outcome) }
+            }
+            return (hot, cold)
         }
+        #expect(otherAnswers.allSatisfy { (try? $0.get().text()) == "1" }, "the other objects answered")
         var successes = 0
         var overloaded = 0
         for outcome in outcomes {
