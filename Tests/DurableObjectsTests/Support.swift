@@ -18,6 +18,9 @@ final class Latch: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// How many callers wait now.
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
+
     /// Waits until opened (or the task is cancelled).
     func wait() async {
         let ticket = state.withLock { state -> UInt64 in
@@ -149,6 +152,13 @@ actor Probe: DurableObject {
         case "/put":
             try state.storage.put("x", request.text())
             return Response("stored")
+        case "/wait-then-put":
+            // Suspends (input gate open) until the latch opens, then writes.
+            await Board.latch(tag).wait()
+            try state.storage.put("x", request.text())
+            return Response("stored")
+        case "/x":
+            return Response(try await state.storage.get("x", as: String.self) ?? "none")
         case "/put-unconfirmed":
             try state.storage.put("x", request.text(), options: StorageWriteOptions(allowUnconfirmed: true))
             return Response("stored")
