@@ -121,7 +121,16 @@ public final class HTTPBridge: Service, Sendable {
             answer = refusal
         } else {
             let head = Self.forwarded(request.head, remote: context.remoteAddress, keepSocketID: false)
-            let buffer = try await request.body.collect(upTo: configuration.maximumBodySize)
+            let buffer: ByteBuffer
+            do {
+                buffer = try await request.body.collect(upTo: configuration.maximumBodySize)
+            } catch is NIOTooManyBytesError {
+                return Hummingbird.Response(
+                    status: .contentTooLarge, headers: [.contentType: "text/plain; charset=utf-8"],
+                    body: ResponseBody(
+                        byteBuffer: ByteBuffer(
+                            string: "The request body is over the limit of \(configuration.maximumBodySize) bytes.")))
+            }
             answer = await self.answer(DurableObjects.Request(head: head, body: Array(buffer: buffer)))
         }
         return Hummingbird.Response(

@@ -122,6 +122,17 @@ struct HTTPBridgeTests {
         }
     }
 
+    @Test("a body over the bridge's limit (32 MiB) is answered 413 without reaching the worker; the bridge serves on")
+    func oversizedBody() async throws {
+        try await withLocalCluster(app: bridgeApp, nodes: 1, configuration: bridgeConfiguration) { cluster in
+            let body = String(repeating: "x", count: 32 * 1024 * 1024 + 1)
+            let refused = try await HTTPTestClient.send(cluster.url + "/", method: "POST", body: body)
+            #expect(refused.status == 413)
+            #expect(refused.text == "The request body is over the limit of 33554432 bytes.")
+            #expect(try await HTTPTestClient.send(cluster.url + "/", method: "POST", body: "small").status == 200)
+        }
+    }
+
     @Test("an overloaded object answers 503 with Retry-After and the platform's message; the rest still run")
     func overload() async throws {
         var runtime = RuntimeConfiguration()
