@@ -139,10 +139,7 @@ public final class RPCConnection: Sendable {
         var frame = Durable_V1_Frame()
         frame.callID = id
         frame.call = call
-        let deadline = timeout.map {
-            NIODeadline.now()
-                + .nanoseconds(Int64($0.components.seconds * 1_000_000_000 + $0.components.attoseconds / 1_000_000_000))
-        }
+        let deadline = timeout.map { NIODeadline.now() + TimeAmount($0) }
         var arm: NIODeadline?
         let refused = state.withLock { state -> RPCError? in
             if let closed = state.closed { return closed }
@@ -262,8 +259,8 @@ public final class RPCConnection: Sendable {
     }
 
     private func scheduleKeepAlive(every interval: Duration) {
-        let nanos = Int64(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
-        channel.eventLoop.scheduleRepeatedTask(initialDelay: .nanoseconds(nanos), delay: .nanoseconds(nanos)) {
+        let every = TimeAmount(interval)
+        channel.eventLoop.scheduleRepeatedTask(initialDelay: every, delay: every) {
             [weak self] task in
             guard let self, self.channel.isActive else {
                 task.cancel()

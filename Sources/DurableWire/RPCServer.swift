@@ -232,9 +232,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     /// Checks a few times per timeout whether a started frame has waited too long; if so, says why and closes.
     private func watchFrames(_ context: ChannelHandlerContext) {
-        let timeout = TimeAmount.nanoseconds(
-            Int64(frameTimeout.components.seconds * 1_000_000_000 + frameTimeout.components.attoseconds / 1_000_000_000)
-        )
+        let timeout = TimeAmount(frameTimeout)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let interval = TimeAmount.nanoseconds(max(1_000_000, timeout.nanoseconds / 4))
         frameWatch = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in

@@ -85,7 +85,7 @@ public final class PlacementTable: Sendable {
             batch.put(Array(address.utf8), forKey: Self.nodePrefix + Array(nodeID.utf8), in: family)
             try database.write(batch, sync: true)
             state.nodes[nodeID] = address
-            state.load[nodeID, default: 0] += 0
+            if state.load[nodeID] == nil { state.load[nodeID] = 0 }
         }
     }
 
