@@ -56,6 +56,7 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -284,6 +285,11 @@ class Durable:
     def start(self) -> None:
         self.check()
         self.folder = Path(tempfile.mkdtemp(prefix="compare-durable-", dir=self.options.tmp_dir))
+        # Fresh keys for this run, in the environment that the gateway, the node and durable-load inherit: the
+        # cluster secret between gateway and node, the admin token the gateway requires, the API token the load
+        # generator proves.
+        for variable in ("DURABLE_CLUSTER_SECRET", "DURABLE_ADMIN_TOKEN", "DURABLE_API_TOKEN"):
+            os.environ[variable] = secrets.token_hex(32)
         # The folder is the working directory too, so no stray ./durable.toml is picked up: the example app's
         # built-in configuration is served.
         gateway = Server(

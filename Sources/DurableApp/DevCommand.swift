@@ -3,6 +3,7 @@ import DurableGateway
 import DurableHTTP
 import DurableNode
 import DurableObjects
+import DurableWire
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -62,11 +63,12 @@ struct DevCommand: AsyncParsableCommand {
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration
         let root = URL(fileURLWithPath: data)
+        let keys = try Self.localKeys(in: root.appendingPathComponent("secrets"))
 
         let gateway = try Gateway(
             configuration: GatewayConfiguration(
                 host: host, rpcPort: rpcPort, dataDirectory: root.appendingPathComponent("gateway").path,
-                environment: env),
+                environment: env, keys: keys),
             exportedClasses: app.classNames, logger: logger)
         var storageNodes: [StorageNode] = []
         let rpcPort: Int
@@ -78,7 +80,8 @@ struct DevCommand: AsyncParsableCommand {
                 let node = try StorageNode(
                     configuration: NodeConfiguration(
                         host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
-                        runtime: RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))),
+                        runtime: RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000))),
+                        clusterSecret: keys.clusterSecret),
                     classes: app.classes, bindings: [:], logger: logger)
                 try node.routeObjectCalls(through: gateway.objectTransport)
                 node.sendWebSocketFrames(through: gateway.webSockets)
@@ -111,6 +114,7 @@ struct DevCommand: AsyncParsableCommand {
                     """
                     durable dev: \(nodeCount) node\(nodeCount == 1 ? "" : "s"), data in \(dataPath)
                     Ready on http://\(host):\(httpPort) (RPC for DurableClient on \(host):\(rpcPort)); Ctrl-C stops.
+                    RPC keys in \(dataPath)/secrets: api-token for clients, admin-token for durable publish.
                     """)
                 fflush(nil)
             })
@@ -120,5 +124,15 @@ struct DevCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await group.run()
         print("durable dev stopped; data kept in \(dataPath)")
+    }
+
+    /// The keys of the local cluster, made on first start and kept in `folder` (readable by the owner only), so
+    /// that the RPC ports of `durable dev` are never open to everyone: the cluster secret between the gateway
+    /// and its nodes, an admin token for `durable publish`, an API token for `DurableClient`.
+    static func localKeys(in folder: URL) throws -> ClusterKeys {
+        ClusterKeys(
+            clusterSecret: try SecretSource.localKey("cluster-secret", in: folder, role: .cluster),
+            adminTokens: [try SecretSource.localKey("admin-token", in: folder, role: .admin)],
+            apiTokens: [try SecretSource.localKey("api-token", in: folder, role: .client)])
     }
 }

@@ -39,6 +39,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @OptionGroup(title: "Authentication")
+    var secrets: SecretOptions
+
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
@@ -54,7 +57,9 @@ struct GatewayCommand: AsyncParsableCommand {
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration
         let gateway = try Gateway(
-            configuration: GatewayConfiguration(host: host, rpcPort: rpcPort, dataDirectory: data, environment: env),
+            configuration: GatewayConfiguration(
+                host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
+                keys: try secrets.gatewayKeys(logger: logger)),
             exportedClasses: app.classNames, logger: logger)
         do {
             try await gateway.publish(configuration, environment: env)

@@ -1,4 +1,5 @@
 import DurableClient
+import DurableObjects
 import DurableWire
 import Logging
 
@@ -6,13 +7,16 @@ import Logging
 enum GatewayRegistration {
     /// Registers the node, retrying for about ten seconds while the gateway is unreachable. Returns whether it
     /// joined.
-    static func register(gateway: String, nodeID: String, address: String, logger: Logger) async -> Bool {
+    static func register(
+        gateway: String, nodeID: String, address: String, credentials: RPCKey?, logger: Logger
+    ) async -> Bool {
         let parts = gateway.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else {
             logger.error("--gateway must be host:port, not '\(gateway)'")
             return false
         }
-        let client = DurableClient(host: String(parts[0]), port: port, connections: 1, logger: logger)
+        let client = DurableClient(
+            host: String(parts[0]), port: port, connections: 1, credentials: credentials, logger: logger)
         defer { Task { await client.close() } }
         for attempt in 1...100 {
             do {
@@ -24,6 +28,10 @@ enum GatewayRegistration {
                     })
                 logger.info("joined the gateway", metadata: ["gateway": "\(gateway)", "attempts": "\(attempt)"])
                 return true
+            } catch let error as DurableObjectError where !error.retryable {
+                // A refused key or a refused registration does not get better by asking again.
+                logger.error("the gateway refused this node", metadata: ["error": "\(error.message)"])
+                return false
             } catch {
                 try? await Task.sleep(for: .milliseconds(100))
             }

@@ -2,6 +2,7 @@ import ArgumentParser
 import DurableClient
 import DurableNode
 import DurableObjects
+import DurableWire
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -46,6 +47,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @OptionGroup(title: "Authentication")
+    var secrets: SecretOptions
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
@@ -61,6 +65,7 @@ struct NodeCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "durable.node")
         logger.logLevel = logLevel
+        let secret = try secrets.nodeSecret(logger: logger)
         var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
         runtime.mailbox.maxQueuedRequests = maxQueuedRequests
         let nodeID = self.nodeID
@@ -69,7 +74,8 @@ struct NodeCommand: AsyncParsableCommand {
         let app = CurrentApplication.value
         let node = try StorageNode(
             configuration: NodeConfiguration(
-                host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime),
+                host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
+                clusterSecret: secret),
             classes: app.classes + (diagnostics ? [DurableObjectClass(DiagnosticObject.self)] : []),
             bindings: ConfigurationSource.defaultBindings(app: app).merging(
                 diagnostics ? ["DIAGNOSTIC": "DiagnosticObject"] : [:]
@@ -79,7 +85,8 @@ struct NodeCommand: AsyncParsableCommand {
                 if let gateway {
                     // Joining may take a few tries while the gateway starts; the line below waits for it.
                     let joined = await GatewayRegistration.register(
-                        gateway: gateway, nodeID: nodeID, address: advertise ?? "\(host):\(boundPort)", logger: logger)
+                        gateway: gateway, nodeID: nodeID, address: advertise ?? "\(host):\(boundPort)",
+                        credentials: secret, logger: logger)
                     if !joined { logger.error("could not join the gateway at \(gateway); serving without it") }
                 }
                 // A line tools and tests can wait for.
@@ -90,7 +97,7 @@ struct NodeCommand: AsyncParsableCommand {
         let gatewayAddress = gateway?.split(separator: ":")
         if let parts = gatewayAddress, parts.count == 2, let port = Int(parts[1]) {
             // In a cluster, an object's calls to other objects go through the gateway to their owners.
-            let client = DurableClient(host: String(parts[0]), port: port, logger: logger)
+            let client = DurableClient(host: String(parts[0]), port: port, credentials: secret, logger: logger)
             try node.routeObjectCalls(through: client)
             node.sendWebSocketFrames(through: RemoteWebSocketHub(client: client))
             gatewayClient = client

@@ -22,6 +22,13 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(help: "The gateway's RPC address (host:port).")
     var gateway: String = "127.0.0.1:7070"
 
+    @Option(
+        name: .customLong("admin-token-file"),
+        help: ArgumentHelp(
+            "A file holding the gateway's admin token (default: $DURABLE_ADMIN_TOKEN; for `durable dev`, "
+                + ".durable/secrets/admin-token)."))
+    var adminTokenFile: String?
+
     @Option(name: .customLong("old-tag"), help: "Deprecated: the migration tag the script must have now.")
     var oldTag: String?
 
@@ -97,7 +104,8 @@ struct PublishCommand: AsyncParsableCommand {
             }
         }
         let parts = gateway.split(separator: ":")
-        let client = DurableClient(host: String(parts[0]), port: Int(parts[1])!, connections: 1)
+        let token = try SecretSource.keys(file: adminTokenFile, variable: "DURABLE_ADMIN_TOKEN", role: .admin).first
+        let client = DurableClient(host: String(parts[0]), port: Int(parts[1])!, connections: 1, credentials: token)
         let response: Durable_V1_PublishResponse
         do {
             response = try await client.call(Methods.publish, request, timeout: .seconds(60))

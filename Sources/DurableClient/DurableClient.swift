@@ -29,15 +29,19 @@ public final class DurableClient: ObjectTransport, Sendable {
     private let namespaces = Mutex<[String: DurableObjectNamespace]>([:])
     private let logger: Logger
     private let maximumFrameSize: Int
+    private let credentials: RPCKey?
 
     /// Creates a client; connections open on first use.
     ///
     /// - Parameters:
     ///   - connections: how many connections to spread calls over.
     ///   - defaultTimeout: the deadline of each call, unless the call sets one.
+    ///   - credentials: the key each connection proves to the server: an API token for a gateway's clients, the
+    ///     cluster secret between gateway and nodes; `nil` for a server that serves everyone.
     public init(
         host: String, port: Int, connections: Int = 2, defaultTimeout: Duration? = .seconds(30),
-        maximumFrameSize: Int = defaultMaximumFrameSize, logger: Logger = Logger(label: "durable.client")
+        maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil,
+        logger: Logger = Logger(label: "durable.client")
     ) {
         self.host = host
         self.port = port
@@ -45,6 +49,7 @@ public final class DurableClient: ObjectTransport, Sendable {
         self.slots = Mutex(Array(repeating: nil, count: max(1, connections)))
         self.logger = logger
         self.maximumFrameSize = maximumFrameSize
+        self.credentials = credentials
     }
 
     // MARK: Namespaces and calls
@@ -146,7 +151,7 @@ public final class DurableClient: ObjectTransport, Sendable {
         let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % count
         if let existing = slots.withLock({ $0[index] }), existing.isUsable { return existing }
         let fresh = try await RPCConnection.connect(
-            host: host, port: port, maximumFrameSize: maximumFrameSize, logger: logger)
+            host: host, port: port, maximumFrameSize: maximumFrameSize, credentials: credentials, logger: logger)
         // A connection that is going away is left to finish its calls; the server closes it.
         let (chosen, unused) = slots.withLock { slots -> (RPCConnection, RPCConnection?) in
             if let current = slots[index], current.isUsable { return (current, fresh) }

@@ -23,13 +23,17 @@ public struct NodeConfiguration: Sendable {
     public var maximumFrameSize: Int
     /// How long running calls may take to finish on shutdown.
     public var shutdownGracePeriod: Duration
+    /// The cluster secret every RPC connection must prove (the gateway's, and other cluster members');
+    /// `nil` serves everyone.
+    public var clusterSecret: RPCKey?
 
     /// Creates a configuration.
     public init(
         host: String = "127.0.0.1", port: Int, dataDirectory: String, nodeID: String,
         runtime: RuntimeConfiguration = RuntimeConfiguration(), maximumFrameSize: Int = defaultMaximumFrameSize,
-        shutdownGracePeriod: Duration = .seconds(10)
+        shutdownGracePeriod: Duration = .seconds(10), clusterSecret: RPCKey? = nil
     ) {
+        self.clusterSecret = clusterSecret
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -93,7 +97,9 @@ public final class StorageNode: Service, Sendable {
             meta: meta, logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.port, handler: service,
-            maximumFrameSize: configuration.maximumFrameSize, logger: logger)
+            maximumFrameSize: configuration.maximumFrameSize,
+            access: configuration.clusterSecret.map { RPCAccessControl(keys: [$0], roles: { _ in [.cluster] }) },
+            logger: logger)
         service.server.withLock { $0 = server }
     }
 

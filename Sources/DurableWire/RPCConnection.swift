@@ -41,12 +41,16 @@ public final class RPCConnection: Sendable {
         self.logger = logger
     }
 
-    /// Opens a connection to `host:port`.
+    /// Opens a connection to `host:port` and, given a key, authenticates it (auth.proto).
     ///
-    /// - Throws: a retryable `UNAVAILABLE` ``RPCError`` naming the address when it cannot connect.
+    /// - Parameter credentials: the key to prove to the server (its cluster secret, an admin token or an API
+    ///   token); `nil` for servers that serve everyone.
+    /// - Throws: a retryable `UNAVAILABLE` ``RPCError`` naming the address when it cannot connect; the server's
+    ///   `UNAUTHENTICATED` error when it refuses the key.
     public static func connect(
         host: String, port: Int, maximumFrameSize: Int = defaultMaximumFrameSize, keepAlive: Duration = .seconds(30),
-        connectTimeout: Duration = .seconds(5), logger: Logger = Logger(label: "durable.rpc.client"),
+        connectTimeout: Duration = .seconds(5), credentials: RPCKey? = nil,
+        logger: Logger = Logger(label: "durable.rpc.client"),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RPCConnection {
         let box = ConnectionBox()
@@ -71,7 +75,34 @@ public final class RPCConnection: Sendable {
         let connection = RPCConnection(address: "\(host):\(port)", channel: channel, logger: logger)
         box.connection.withLock { $0 = connection }
         connection.scheduleKeepAlive(every: keepAlive)
+        if let credentials {
+            do {
+                try await connection.authenticate(with: credentials, timeout: connectTimeout)
+            } catch {
+                await connection.close()
+                throw error
+            }
+        }
         return connection
+    }
+
+    /// Proves `key` to the server: asks for a nonce, then sends its HMAC under the key.
+    ///
+    /// - Returns: the role the server granted.
+    /// - Throws: the server's `UNAUTHENTICATED` error, with the key's kind named, when it refuses the key.
+    @discardableResult
+    public func authenticate(with key: RPCKey, timeout: Duration = .seconds(5)) async throws -> String {
+        let challenge = try Durable_V1_ChallengeResponse(
+            serializedBytes: try await call(
+                AuthMethods.challenge, payload: try Durable_V1_ChallengeRequest().serializedBytes(), timeout: timeout))
+        let request = Durable_V1_AuthenticateRequest.with { $0.proof = Data(key.proof(for: Array(challenge.nonce))) }
+        do {
+            let reply = try await call(
+                AuthMethods.authenticate, payload: try request.serializedBytes(), timeout: timeout)
+            return try Durable_V1_AuthenticateResponse(serializedBytes: reply).role
+        } catch let error as RPCError where error.code == .unauthenticated {
+            throw RPCError(.unauthenticated, "\(address) refused our \(key.role.keyName): \(error.message)")
+        }
     }
 
     /// Whether new calls can go on this connection (it is open and the server has not said go-away).

@@ -52,6 +52,7 @@ public final class RPCServer: Sendable {
     private let handler: any RPCHandler
     private let maximumFrameSize: Int
     private let frameTimeout: Duration
+    private let access: RPCAccessControl?
     private let logger: Logger
     private let group: any EventLoopGroup
 
@@ -66,9 +67,11 @@ public final class RPCServer: Sendable {
     /// Creates a server; nothing listens until ``start()``.
     /// - Parameter frameTimeout: how long a connection may hold a started frame without finishing it; then it is
     ///   closed (after a go-away saying so), so that slow or stalled peers cannot pin buffers and connections.
+    /// - Parameter access: who may call: the keys connections must prove and the roles allowed per method;
+    ///   `nil` serves everyone.
     public init(
         host: String, port: Int, handler: any RPCHandler, maximumFrameSize: Int = defaultMaximumFrameSize,
-        frameTimeout: Duration = .seconds(30),
+        frameTimeout: Duration = .seconds(30), access: RPCAccessControl? = nil,
         logger: Logger = Logger(label: "durable.rpc"), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.host = host
@@ -76,6 +79,7 @@ public final class RPCServer: Sendable {
         self.handler = handler
         self.maximumFrameSize = maximumFrameSize
         self.frameTimeout = frameTimeout
+        self.access = access
         self.logger = logger
         self.group = group
     }
@@ -96,7 +100,7 @@ public final class RPCServer: Sendable {
                         MessageToByteHandler(FrameEncoder()),
                         ServerConnectionHandler(
                             connection: connection, handler: handler, logger: logger, progress: progress,
-                            frameTimeout: frameTimeout),
+                            frameTimeout: frameTimeout, access: access),
                     ])
                     register(connection)
                 }
@@ -184,6 +188,8 @@ struct DrainEvent: Sendable {
     var reason: String
 }
 
+private let authMethodPrefix = "durable.v1.Auth/"
+
 /// Runs the calls of one connection. Lives on the connection's event loop.
 final class ServerConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = Durable_V1_Frame
@@ -212,32 +218,57 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     private let frameTimeout: Duration
     private var frameWatch: RepeatedTask?
 
+    /// Who may call; `nil` serves everyone.
+    private let access: RPCAccessControl?
+    /// The role the connection proved, once it has.
+    private var role: RPCRole?
+    /// The latest challenge's nonce, until a proof uses it.
+    private var nonce: [UInt8]?
+    /// Whether the proven role may call a method, as decided once per method name on this connection.
+    private var allowedMethods: [String: Bool] = [:]
+    private var openedAt = NIODeadline.now()
+
     init(
         connection: ServerConnection, handler: any RPCHandler, logger: Logger, progress: FrameProgress,
-        frameTimeout: Duration
+        frameTimeout: Duration, access: RPCAccessControl?
     ) {
         self.connection = connection
         self.handler = handler
         self.logger = logger
         self.progress = progress
         self.frameTimeout = frameTimeout
+        self.access = access
     }
 
     func channelActive(context: ChannelHandlerContext) {
         peer = context.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "unknown"
         logger.debug("connection opened", metadata: ["peer": "\(peer)"])
+        openedAt = .now()
         watchFrames(context)
         context.fireChannelActive()
     }
 
-    /// Checks a few times per timeout whether a started frame has waited too long; if so, says why and closes.
+    /// Checks a few times per timeout whether a started frame has waited too long, or the connection has not
+    /// authenticated in time; if so, says why and closes.
     private func watchFrames(_ context: ChannelHandlerContext) {
         let timeout = TimeAmount(frameTimeout)
+        let authenticationTimeout = access.map { TimeAmount($0.authenticationTimeout) }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let interval = TimeAmount.nanoseconds(max(1_000_000, timeout.nanoseconds / 4))
+        let shortest = min(timeout, authenticationTimeout ?? timeout)
+        let interval = TimeAmount.nanoseconds(max(1_000_000, shortest.nanoseconds / 4))
         frameWatch = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
             let (this, context) = loopBound.value
-            guard let since = this.progress.partialSince, NIODeadline.now() - since >= timeout else { return }
+            let now = NIODeadline.now()
+            if let authenticationTimeout, this.role == nil, now - this.openedAt >= authenticationTimeout {
+                task.cancel()
+                this.logger.warning(
+                    "closing a connection that did not authenticate in time", metadata: ["peer": "\(this.peer)"])
+                this.goAwayAndClose(
+                    reason: "not authenticated within \(this.access!.authenticationTimeout): the connection is closed",
+                    context)
+                return
+            }
+            guard let since = this.progress.partialSince, now - since >= timeout else { return }
             task.cancel()
             this.logger.warning(
                 "closing a connection whose frame stalled", metadata: ["peer": "\(this.peer)"])
@@ -268,6 +299,33 @@ final class ServerConnectionHandler: ChannelInboundHandler {
 
     private func start(_ call: Durable_V1_Call, id: UInt64, context: ChannelHandlerContext) {
         highestCallID = max(highestCallID, id)
+        if call.method.hasPrefix(authMethodPrefix) {
+            answerAuthentication(call, id: id, context: context)
+            return
+        }
+        if let access {
+            guard let role else {
+                reply(id, .failure(.unauthenticated(call.method)), context)
+                return
+            }
+            let allowed: Bool
+            if let known = allowedMethods[call.method] {
+                allowed = known
+            } else {
+                allowed = access.roles(call.method).contains(role)
+                if allowedMethods.count < 1_000 { allowedMethods[call.method] = allowed }
+            }
+            guard allowed else {
+                let needed = RPCRole.allCases.filter { access.roles(call.method).contains($0) }.map(\.keyName)
+                let message =
+                    needed.isEmpty
+                    ? "\(call.method) cannot be called on this server."
+                    : "\(call.method) needs the \(needed.joined(separator: " or ")); this connection proved the "
+                        + "\(role.keyName)."
+                reply(id, .failure(RPCError(.permissionDenied, message)), context)
+                return
+            }
+        }
         guard !draining else {
             reply(id, .failure(.unavailable("The server is shutting down; call again on another connection.")), context)
             return
@@ -318,6 +376,61 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             }
         }
         register(id, Running(cancel: { task.cancel() }, deadline: deadlineOnLoop), context: context)
+    }
+
+    /// Answers `durable.v1.Auth/Challenge` (a fresh nonce) and `durable.v1.Auth/Authenticate` (checks the proof
+    /// against every key; a wrong proof closes the connection). A server without access control answers both,
+    /// so that clients holding a key can talk to it too.
+    private func answerAuthentication(_ call: Durable_V1_Call, id: UInt64, context: ChannelHandlerContext) {
+        switch call.method {
+        case AuthMethods.challenge:
+            var generator = SystemRandomNumberGenerator()
+            let fresh = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            nonce = fresh
+            let response = Durable_V1_ChallengeResponse.with { $0.nonce = Data(fresh) }
+            reply(id, Result { try response.serializedBytes() }.mapError { RPCError(.internal, "\($0)") }, context)
+        case AuthMethods.authenticate:
+            guard let access else {
+                let response = Durable_V1_AuthenticateResponse.with { $0.role = "none" }
+                reply(id, Result { try response.serializedBytes() }.mapError { RPCError(.internal, "\($0)") }, context)
+                return
+            }
+            guard let request = try? Durable_V1_AuthenticateRequest(serializedBytes: Array(call.payload)) else {
+                reply(id, .failure(RPCError(.invalidArgument, "The AuthenticateRequest does not decode.")), context)
+                return
+            }
+            guard let challenge = nonce else {
+                reply(
+                    id,
+                    .failure(
+                        RPCError(
+                            .failedPrecondition,
+                            "No challenge to answer: call \(AuthMethods.challenge) first on this connection.")),
+                    context)
+                return
+            }
+            nonce = nil
+            guard let proven = access.role(proving: Array(request.proof), for: challenge) else {
+                logger.warning("refused a connection: wrong key", metadata: ["peer": "\(peer)"])
+                reply(
+                    id,
+                    .failure(
+                        RPCError(
+                            .unauthenticated,
+                            "The proof matches no key this server accepts (cluster secret, admin token or API "
+                                + "token); the connection is closed.")),
+                    context)
+                goAwayAndClose(reason: "authentication failed", context)
+                return
+            }
+            role = proven
+            allowedMethods.removeAll()
+            logger.debug("connection authenticated", metadata: ["peer": "\(peer)", "role": "\(proven)"])
+            let response = Durable_V1_AuthenticateResponse.with { $0.role = proven.rawValue }
+            reply(id, Result { try response.serializedBytes() }.mapError { RPCError(.internal, "\($0)") }, context)
+        default:
+            reply(id, .failure(RPCError(.unimplemented, "No method \(call.method).")), context)
+        }
     }
 
     private func register(_ id: UInt64, _ running: Running, context: ChannelHandlerContext) {

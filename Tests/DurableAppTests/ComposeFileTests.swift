@@ -45,4 +45,26 @@ struct ComposeFileTests {
         }
         #expect(nodeIDs.count == 3)
     }
+
+    @Test("every service gets the cluster secret from the environment, and the gateway its tokens too")
+    func keys() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("docker-compose.yml"), encoding: .utf8)
+        var variables: [String: Set<String>] = [:]
+        var service: String?
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("  ") && !line.hasPrefix("    ") && line.hasSuffix(":") {
+                service = String(line.dropFirst(2).dropLast())
+            } else if let service, let name = line.split(separator: ":").first,
+                name.trimmingCharacters(in: .whitespaces).hasPrefix("DURABLE_")
+            {
+                // Each value must come from the compose environment, never be written in the file.
+                #expect(line.contains("${"), "\(service): \(line)")
+                variables[service, default: []].insert(name.trimmingCharacters(in: .whitespaces))
+            }
+        }
+        #expect(variables["gateway"] == ["DURABLE_CLUSTER_SECRET", "DURABLE_ADMIN_TOKEN", "DURABLE_API_TOKEN"])
+        for node in ["node1", "node2", "node3"] { #expect(variables[node] == ["DURABLE_CLUSTER_SECRET"]) }
+    }
 }

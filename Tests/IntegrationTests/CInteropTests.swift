@@ -33,7 +33,9 @@ struct CInteropTests {
         try #require(build.status == 0, "the C client must build (protobuf-c-compiler, libprotobuf-c-dev, cc)")
         let binary = folder.child("build/durable_invoke")
 
-        let node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
+        // The C client does not authenticate (it would need an HMAC library), so this node serves everyone.
+        let node = try await NodeProcess.launch(
+            dataDirectory: folder.child("data"), arguments: ["--insecure"], keys: false)
         let port = "\(node.port)"
         #expect(
             try Self.run(binary, ["127.0.0.1", port, "COUNTER", "from-c", "http://counter/increment"]).output
@@ -44,7 +46,7 @@ struct CInteropTests {
         let missing = try Self.run(binary, ["127.0.0.1", port, "NOPE", "x", "/"])
         #expect(missing.status == 1)
 
-        let client = DurableClient(host: "127.0.0.1", port: node.port)
+        let client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         let seen = try await client.namespace("COUNTER").getByName("from-c").fetch("http://counter/").text()
         #expect(seen == "2", "the Swift client sees what the C client wrote")
         await client.close()

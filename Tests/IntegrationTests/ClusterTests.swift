@@ -37,7 +37,7 @@ struct ClusterTests {
         }
         var nodes: [NodeProcess] = []
         for number in 1...3 { nodes.append(try await startNode(number)) }
-        var client = DurableClient(host: "127.0.0.1", port: gateway.port)
+        var client = DurableClient(host: "127.0.0.1", port: gateway.port, credentials: TestKeys.api)
         let objects = 60
         var counters = try await client.namespace("COUNTER")
         for index in 0..<objects {
@@ -45,7 +45,7 @@ struct ClusterTests {
         }
         var perNode: [UInt64] = []
         for node in nodes {
-            let direct = DurableClient(host: "127.0.0.1", port: node.port)
+            let direct = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
             perNode.append(try await direct.stats().activeObjects)
             await direct.close()
         }
@@ -97,7 +97,7 @@ struct ClusterTests {
         await client.close()
         await gateway.shutDown()
         gateway = try await NodeProcess.launchGateway(dataDirectory: folder.child("gateway"))
-        client = DurableClient(host: "127.0.0.1", port: gateway.port)
+        client = DurableClient(host: "127.0.0.1", port: gateway.port, credentials: TestKeys.api)
         counters = try await client.namespace("COUNTER")
         let final = await readAll(counters, count: objects)
         #expect(final.errors.isEmpty, "\(final.errors.prefix(2))")

@@ -1,5 +1,6 @@
 import DurableClient
 import DurableObjects
+import DurableWire
 import Foundation
 import Testing
 import WireTestSupport
@@ -75,7 +76,20 @@ struct DevTests {
         #expect(stored.text == "127.0.0.1 stored important data!")
         #expect(try await HTTPTestClient.send(web + "/counter/increment").text == "Durable Object 'A' count: 1")
         #expect(try await HTTPTestClient.send(web + "/counter/increment").text == "Durable Object 'A' count: 2")
-        let client = DurableClient(host: "127.0.0.1", port: dev.rpcPort)
+        // The RPC port takes only the keys `durable dev` made in the data folder, readable by their owner only.
+        let apiToken = try RPCKey(String(contentsOfFile: data + "/secrets/api-token", encoding: .utf8), role: .client)
+        for name in ["cluster-secret", "admin-token", "api-token"] {
+            let attributes = try FileManager.default.attributesOfItem(atPath: data + "/secrets/" + name)
+            #expect((attributes[.posixPermissions] as? Int) == 0o600, "\(name) must be readable by its owner only")
+        }
+        let stranger = DurableClient(host: "127.0.0.1", port: dev.rpcPort)
+        let refused = await #expect(throws: DurableObjectError.self) {
+            try await stranger.namespace("COUNTER")
+        }
+        #expect(
+            refused?.message.contains("needs an authenticated connection") == true, "\(String(describing: refused))")
+        await stranger.close()
+        let client = DurableClient(host: "127.0.0.1", port: dev.rpcPort, credentials: apiToken)
         #expect(try await client.namespace("COUNTER").getByName("A").fetch("http://counter/decrement").text() == "1")
         await client.close()
 
@@ -86,6 +100,10 @@ struct DevTests {
         dev = try await DevProcess.launch(["--data", data, "--nodes", "2"])
         web = "http://127.0.0.1:\(dev.httpPort)"
         #expect(try await HTTPTestClient.send(web + "/counter/").text == "Durable Object 'A' count: 1")
+        // The same keys after a restart.
+        let again = DurableClient(host: "127.0.0.1", port: dev.rpcPort, credentials: apiToken)
+        #expect(try await again.namespace("COUNTER").getByName("A").fetch("http://counter/").text() == "1")
+        await again.close()
         #expect(try await dev.interrupt().status == 0)
     }
 }

@@ -58,12 +58,13 @@ struct LoadGeneratorTests {
         let folder = TemporaryDirectory("load")
         let dev = try await DevProcess.launch(["--data", folder.child("data")])
         let rpc = "127.0.0.1:\(dev.rpcPort)"
+        let token = ["--token-file", folder.child("data") + "/secrets/api-token"]
         let http = "http://127.0.0.1:\(dev.httpPort)"
         let runs: [[String]] = [
-            ["--rpc", rpc, "--workload", "increment", "--objects", "20", "--callers", "4"],
-            ["--rpc", rpc, "--workload", "hot", "--callers", "2"],
-            ["--rpc", rpc, "--workload", "noop", "--rate", "200"],
-            ["--rpc", rpc, "--workload", "read", "--objects", "5", "--rate", "100"],
+            ["--rpc", rpc, "--workload", "increment", "--objects", "20", "--callers", "4"] + token,
+            ["--rpc", rpc, "--workload", "hot", "--callers", "2"] + token,
+            ["--rpc", rpc, "--workload", "noop", "--rate", "200"] + token,
+            ["--rpc", rpc, "--workload", "read", "--objects", "5", "--rate", "100"] + token,
             ["--http", http, "--workload", "increment", "--objects", "10", "--callers", "2"],
             ["--http", http, "--workload", "noop", "--callers", "2"],
             ["--http", http, "--workload", "broadcast", "--listeners", "3", "--callers", "1"],

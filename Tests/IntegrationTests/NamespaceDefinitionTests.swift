@@ -36,7 +36,7 @@ struct NamespaceDefinitionTests {
         let folder = TemporaryDirectory("node-namespaces")
         let key = NamespaceKey.random()
         var node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        var client = DurableClient(host: "127.0.0.1", port: node.port)
+        var client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
         let tally = try await client.namespace("TALLY")
         #expect(tally.namespaceID == "app.Counter.1")
@@ -51,7 +51,7 @@ struct NamespaceDefinitionTests {
         await node.shutDown()
 
         node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        client = DurableClient(host: "127.0.0.1", port: node.port)
+        client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         let again = try await client.namespace("TALLY")
         #expect(try await again.getByName("a").fetch("http://counter/increment").text() == "2", "kept across restart")
 
@@ -66,7 +66,7 @@ struct NamespaceDefinitionTests {
         await client.close()
 
         // Defining the same namespace again starts empty: the data went with the column family.
-        client = DurableClient(host: "127.0.0.1", port: node.port)
+        client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
         #expect(try await client.namespace("TALLY").getByName("a").fetch("http://counter/").text() == "0")
         await client.close()

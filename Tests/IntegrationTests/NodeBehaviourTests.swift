@@ -14,7 +14,7 @@ struct NodeBehaviourTests {
     {
         let folder = TemporaryDirectory("node-diag")
         let node = try await NodeProcess.launch(dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
-        let client = DurableClient(host: "127.0.0.1", port: node.port, connections: 1)
+        let client = DurableClient(host: "127.0.0.1", port: node.port, connections: 1, credentials: TestKeys.cluster)
         do {
             let value = try await body(node, client, try await client.namespace("DIAGNOSTIC"))
             await client.close()

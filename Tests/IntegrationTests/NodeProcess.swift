@@ -1,3 +1,4 @@
+import DurableWire
 import Foundation
 import Testing
 
@@ -11,17 +12,30 @@ final class NodeProcess: @unchecked Sendable {
     private let output: LineReader
 
     /// Starts a node on `dataDirectory` and waits for its "listening" line.
-    convenience init(dataDirectory: String, arguments: [String] = []) throws {
+    convenience init(dataDirectory: String, arguments: [String] = [], keys: Bool = true) throws {
         try self.init(
             dataDirectory: dataDirectory,
-            commandLine: ["node", "--port", "0", "--data", dataDirectory, "--log-level", "warning"] + arguments)
+            commandLine: ["node", "--port", "0", "--data", dataDirectory, "--log-level", "warning"] + arguments,
+            keys: keys)
     }
 
     /// Starts `durable` with `commandLine` and waits for its "listening on 127.0.0.1:PORT" line.
-    init(dataDirectory: String, commandLine: [String]) throws {
+    ///
+    /// - Parameter keys: whether to hand it the ``TestKeys`` in its environment (else none at all).
+    /// - Parameter errorLog: a file that receives its standard error (its log), if given.
+    /// - Parameter environment: its whole environment, instead of this process's with or without the keys.
+    init(
+        dataDirectory: String, commandLine: [String], keys: Bool = true, errorLog: String? = nil,
+        environment: [String: String]? = nil
+    ) throws {
         self.dataDirectory = dataDirectory
         process.executableURL = DurableExecutable.url
         process.arguments = commandLine
+        process.environment = environment ?? TestKeys.environment(included: keys)
+        if let errorLog {
+            _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: errorLog)
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
@@ -55,8 +69,8 @@ final class NodeProcess: @unchecked Sendable {
     }
 
     /// Starts a node without blocking the cooperative pool.
-    static func launch(dataDirectory: String, arguments: [String] = []) async throws -> NodeProcess {
-        try await offPool { try NodeProcess(dataDirectory: dataDirectory, arguments: arguments) }
+    static func launch(dataDirectory: String, arguments: [String] = [], keys: Bool = true) async throws -> NodeProcess {
+        try await offPool { try NodeProcess(dataDirectory: dataDirectory, arguments: arguments, keys: keys) }
     }
 
     /// Starts a gateway without blocking the cooperative pool.
@@ -94,6 +108,34 @@ final class NodeProcess: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
+    }
+}
+
+/// The keys the test clusters run with, handed to each child in its environment.
+enum TestKeys {
+    static let clusterText = "test-cluster-secret-0123456789abcdef"
+    static let adminText = "test-admin-token-0123456789abcdef"
+    static let apiText = "test-api-token-0123456789abcdef"
+
+    /// What nodes and gateway prove to each other (and tests that call a node directly).
+    static let cluster = try! RPCKey(clusterText, role: .cluster)
+    /// What `durable publish` proves.
+    static let admin = try! RPCKey(adminText, role: .admin)
+    /// What clients of the gateway prove.
+    static let api = try! RPCKey(apiText, role: .client)
+
+    /// This process's environment, with the keys (or without any `DURABLE_*` key variable).
+    static func environment(included: Bool) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        for name in ["DURABLE_CLUSTER_SECRET", "DURABLE_ADMIN_TOKEN", "DURABLE_API_TOKEN"] {
+            environment[name] = nil
+        }
+        if included {
+            environment["DURABLE_CLUSTER_SECRET"] = clusterText
+            environment["DURABLE_ADMIN_TOKEN"] = adminText
+            environment["DURABLE_API_TOKEN"] = apiText
+        }
+        return environment
     }
 }
 

@@ -11,7 +11,7 @@ struct NodeTests {
     func countersSurviveRestart() async throws {
         let folder = TemporaryDirectory("node")
         var node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        var client = DurableClient(host: "127.0.0.1", port: node.port)
+        var client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         let counters = try await client.namespace("COUNTER")
         let stub = counters.getByName("visits")
         let values = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -28,7 +28,7 @@ struct NodeTests {
         #expect(await node.shutDown() == 0, "graceful exit")
 
         node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        client = DurableClient(host: "127.0.0.1", port: node.port)
+        client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         let again = try await client.namespace("COUNTER")
         #expect(try await again.get(again.idFromString(hex)).fetch("http://counter/").text() == "100")
         await client.close()
@@ -39,7 +39,7 @@ struct NodeTests {
     func errors() async throws {
         let folder = TemporaryDirectory("node-errors")
         let node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        let client = DurableClient(host: "127.0.0.1", port: node.port)
+        let client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         let unknown = await #expect(throws: DurableObjectError.self) { try await client.namespace("NOPE") }
         #expect(unknown?.code == .notFound)
         #expect(unknown?.message.contains("NOPE") == true)
@@ -72,7 +72,7 @@ struct NodeTests {
         let folder = TemporaryDirectory("node-overload")
         let node = try await NodeProcess.launch(
             dataDirectory: folder.child("data"), arguments: ["--max-queued-requests", "1"])
-        let client = DurableClient(host: "127.0.0.1", port: node.port, connections: 4)
+        let client = DurableClient(host: "127.0.0.1", port: node.port, connections: 4, credentials: TestKeys.cluster)
         let counters = try await client.namespace("COUNTER")
         let stub = counters.getByName("hot")
         // The burst on one object, and meanwhile one increment on each of 20 other objects of the same node.
@@ -117,7 +117,7 @@ struct NodeTests {
     func placementEpochs() async throws {
         let folder = TemporaryDirectory("node-epochs")
         let node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        let client = DurableClient(host: "127.0.0.1", port: node.port)
+        let client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
         let counters = try await client.namespace("COUNTER")
         let id = counters.idFromName("placed")
         let slot = (UInt32(id.bytes[0]) << 8 | UInt32(id.bytes[1])) % 4096

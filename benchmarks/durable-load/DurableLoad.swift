@@ -8,6 +8,7 @@
 // `benchmarks/compare.py` runs it beside Redis and PostgreSQL; see benchmarks/README.md.
 
 import ArgumentParser
+import DurableWire
 import Foundation
 import Histogram
 import NIOCore
@@ -29,6 +30,26 @@ enum Workload: String, ExpressibleByArgument, CaseIterable, Sendable {
 
 @main
 struct DurableLoad: AsyncParsableCommand {
+    /// The key from `--token-file` or `DURABLE_API_TOKEN`; `nil` when neither is set.
+    func loadCredentials() throws -> RPCKey? {
+        var text: String?
+        if let tokenFile {
+            do {
+                text = try String(contentsOfFile: tokenFile, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot read the token file \(tokenFile): \(error.localizedDescription)")
+            }
+        } else {
+            text = ProcessInfo.processInfo.environment["DURABLE_API_TOKEN"]
+        }
+        guard let text else { return nil }
+        do {
+            return try RPCKey(text, role: .client)
+        } catch let error as RPCKeyError {
+            throw ValidationError(error.message)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "durable-load",
         abstract: "Drive a durable gateway or node with load and report throughput, latency percentiles and errors.")
@@ -62,6 +83,13 @@ struct DurableLoad: AsyncParsableCommand {
 
     @Option(name: .long, help: "RPC connections the client spreads calls over.")
     var connections = 4
+
+    @Option(
+        name: .customLong("token-file"),
+        help: ArgumentHelp(
+            "A file holding the key to prove over RPC: an API token for a gateway (`durable dev` writes one to "
+                + ".durable/secrets/api-token), the cluster secret for a node (default: $DURABLE_API_TOKEN)."))
+    var tokenFile: String?
 
     @Option(name: .long, help: "Broadcast: sockets in the room (senders included).")
     var listeners = 16
@@ -105,7 +133,8 @@ struct DurableLoad: AsyncParsableCommand {
             let (host, port) = try Self.hostAndPort(rpc)
             target = "rpc://\(host):\(port)"
             operation = try await RPCOperation(
-                host: host, port: port, connections: connections, workload: workload, objects: objects,
+                host: host, port: port, connections: connections, credentials: try loadCredentials(),
+                workload: workload, objects: objects,
                 prefix: objectPrefix, binding: binding, timeout: .milliseconds(Int64(timeout * 1000)))
         } else {
             let url = http!

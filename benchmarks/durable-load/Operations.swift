@@ -56,10 +56,11 @@ struct RPCOperation: Operation {
     private static let read = Request(url: "http://counter/", method: .get)
 
     init(
-        host: String, port: Int, connections: Int, workload: Workload, objects: Int, prefix: String, binding: String,
-        timeout: Duration
+        host: String, port: Int, connections: Int, credentials: RPCKey?, workload: Workload, objects: Int,
+        prefix: String, binding: String, timeout: Duration
     ) async throws {
-        client = DurableClient(host: host, port: port, connections: connections, defaultTimeout: timeout)
+        client = DurableClient(
+            host: host, port: port, connections: connections, defaultTimeout: timeout, credentials: credentials)
         self.workload = workload
         self.timeout = timeout
         switch workload {

@@ -18,13 +18,20 @@ public struct GatewayConfiguration: Sendable {
     public var dataDirectory: String
     /// The environment whose bindings `ResolveBinding` answers with (`nil`: the top level).
     public var environment: String?
+    /// The keys RPC connections must prove (nodes the cluster secret, operators an admin token, clients an API
+    /// token), and the cluster secret the gateway proves to its nodes; `nil` serves everyone.
+    public var keys: ClusterKeys?
 
     /// Creates a configuration.
-    public init(host: String = "127.0.0.1", rpcPort: Int, dataDirectory: String, environment: String? = nil) {
+    public init(
+        host: String = "127.0.0.1", rpcPort: Int, dataDirectory: String, environment: String? = nil,
+        keys: ClusterKeys? = nil
+    ) {
         self.host = host
         self.rpcPort = rpcPort
         self.dataDirectory = dataDirectory
         self.environment = environment
+        self.keys = keys
     }
 }
 
@@ -58,8 +65,22 @@ public final class Gateway: Service, Sendable {
         registry = try Registry(database: database)
         placement = try PlacementTable(database: database)
         router = Router(
-            registry: registry, placement: placement, environment: configuration.environment, logger: logger)
-        server = RPCServer(host: configuration.host, port: configuration.rpcPort, handler: router, logger: logger)
+            registry: registry, placement: placement, environment: configuration.environment,
+            nodeCredentials: configuration.keys?.clusterSecret, logger: logger)
+        server = RPCServer(
+            host: configuration.host, port: configuration.rpcPort, handler: router,
+            access: configuration.keys.map { RPCAccessControl(keys: $0.all, roles: Gateway.roles(allowedToCall:)) },
+            logger: logger)
+    }
+
+    /// Who may call each of the gateway's methods: publishing takes an admin token, what nodes send takes the
+    /// cluster secret, and calls to objects take any key.
+    public static func roles(allowedToCall method: String) -> Set<RPCRole> {
+        switch method {
+        case Methods.publish: [.admin]
+        case Methods.registerNode, Methods.webSocketSend: [.cluster]
+        default: [.client, .admin, .cluster]
+        }
     }
 
     /// Publishes a configuration and tells every node about the resulting namespaces.
@@ -163,11 +184,16 @@ final class Router: RPCHandler {
     /// The worker's environment, made again after each publish.
     let cachedEnvironment = Mutex<Environment?>(nil)
     private let clients = Mutex<[String: (address: String, client: DurableClient)]>([:])
+    /// The cluster secret proved to nodes.
+    private let nodeCredentials: RPCKey?
 
-    init(registry: Registry, placement: PlacementTable, environment: String?, logger: Logger) {
+    init(
+        registry: Registry, placement: PlacementTable, environment: String?, nodeCredentials: RPCKey?, logger: Logger
+    ) {
         self.registry = registry
         self.placement = placement
         self.environment = environment
+        self.nodeCredentials = nodeCredentials
         self.logger = logger
         sockets = SocketRegistry(registry: registry, logger: logger)
         sockets.attach(self)
@@ -395,7 +421,7 @@ final class Router: RPCHandler {
             let parts = address.split(separator: ":")
             let client = DurableClient(
                 host: String(parts.first ?? "127.0.0.1"), port: Int(parts.last ?? "0") ?? 0, connections: 2,
-                logger: logger)
+                credentials: nodeCredentials, logger: logger)
             clients[nodeID] = (address, client)
             return client
         }
