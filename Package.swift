@@ -167,6 +167,15 @@ let package = Package(
             path: "benchmarks/durable-load",
             swiftSettings: strictSettings
         ),
+        .target(name: "DurableChaos", swiftSettings: strictSettings),
+        .executableTarget(
+            name: "durable-chaos",
+            dependencies: [
+                "DurableChaos", "DurableClient", "DurableObjects", "DurableWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "storage-benchmark",
             dependencies: ["DurableStorage"],
@@ -174,6 +183,7 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "DurableStorageTests", dependencies: ["DurableStorage"], swiftSettings: strictSettings),
+        .testTarget(name: "DurableChaosTests", dependencies: ["DurableChaos"], swiftSettings: strictSettings),
         .testTarget(
             name: "DurableObjectsTests",
             dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableStorage"],
@@ -193,6 +203,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
+            exclude: ["Corpus"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -220,7 +231,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "WireTestSupport", "durable",
-                "durable-load",
+                "durable-load", "durable-chaos",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
             swiftSettings: strictSettings

@@ -10,6 +10,7 @@ public enum ExampleApp {
         DurableObjectClass(ChatRoom.self),
         DurableObjectClass(RateLimiter.self),
         DurableObjectClass(BroadcastRoom.self),
+        DurableObjectClass(Register.self),
     ]
 
     /// Binding name → class name.
@@ -19,6 +20,7 @@ public enum ExampleApp {
         "ROOMS": "ChatRoom",
         "LIMITERS": "RateLimiter",
         "BROADCAST": "BroadcastRoom",
+        "REGISTERS": "Register",
     ]
 
     /// The app as `durable` serves it by default.

@@ -1,7 +1,7 @@
 extension ExampleApp {
     /// The example app's `durable.toml`: every class bound at the top level; `v1` created the documentation's two
     /// examples, `v2` the chat room and its rate limiter,
-    /// `v3` the broadcast room of the load generator.
+    /// `v3` the broadcast room of the load generator, `v4` the register of the fault harness.
     public static let configuration = """
         name = "example-app"
 
@@ -12,6 +12,7 @@ extension ExampleApp {
           { name = "ROOMS", class_name = "ChatRoom" },
           { name = "LIMITERS", class_name = "RateLimiter" },
           { name = "BROADCAST", class_name = "BroadcastRoom" },
+          { name = "REGISTERS", class_name = "Register" },
         ]
 
         [[migrations]]
@@ -25,5 +26,9 @@ extension ExampleApp {
         [[migrations]]
         tag = "v3"
         new_classes = ["BroadcastRoom"]
+
+        [[migrations]]
+        tag = "v4"
+        new_classes = ["Register"]
         """
 }
