@@ -16,16 +16,23 @@ public struct HTTPBridgeConfiguration: Sendable {
     public var maximumBodySize: Int
     /// The largest WebSocket message a client may send (larger ones close the socket with 1009 and the reason).
     public var maximumWebSocketMessageSize: Int
+    /// The limits on request headers (over them: `431 Request Header Fields Too Large`, and the connection closes).
+    public var headerLimits: HTTPHeaderLimits
+    /// How long a kept-alive connection may wait idle between requests before it is closed.
+    public var idleTimeout: Duration
 
     /// Creates a configuration.
     public init(
         host: String = "127.0.0.1", port: Int, maximumBodySize: Int = 32 * 1024 * 1024,
-        maximumWebSocketMessageSize: Int = WebSocketLimits.defaultMaximumMessageSize
+        maximumWebSocketMessageSize: Int = WebSocketLimits.defaultMaximumMessageSize,
+        headerLimits: HTTPHeaderLimits = HTTPHeaderLimits(), idleTimeout: Duration = .seconds(75)
     ) {
         self.host = host
         self.port = port
         self.maximumBodySize = maximumBodySize
         self.maximumWebSocketMessageSize = maximumWebSocketMessageSize
+        self.headerLimits = headerLimits
+        self.idleTimeout = idleTimeout
     }
 }
 
@@ -68,12 +75,23 @@ public final class HTTPBridge: Service, Sendable {
             try await self.respond(to: request, context: context)
         }
         let onStarted = self.onStarted
-        var server = HTTPServerBuilder.http1()
+        let limits = configuration.headerLimits
+        var http1 = HTTP1Channel.Configuration(idleTimeout: TimeAmount(configuration.idleTimeout))
+        http1.httpDecoder = .init(
+            maxHeaderFieldSize: limits.maximumFieldSize, maxHeaderListSize: limits.maximumListSize,
+            maxHeaderFieldCount: limits.maximumFieldCount)
+        var server = HTTPServerBuilder.http1(configuration: http1)
         if let upgrades {
-            server = .http1WebSocketUpgrade(
-                configuration: .init(ws: .init(maxFrameSize: upgrades.maximumFrameSize))
-            ) { [self] head, channel, _ in
-                await upgrades.shouldUpgrade(head: head, channel: channel) { request in await self.answer(request) }
+            let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+                http1: http1, ws: .init(maxFrameSize: upgrades.maximumFrameSize))
+            server = HTTPServerBuilder { [self] responder in
+                AnsweringParseErrors(
+                    inner: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: channelConfiguration) {
+                        head, channel, _ in
+                        await upgrades.shouldUpgrade(head: head, channel: channel) { request in
+                            await self.answer(request)
+                        }
+                    }, limits: limits)
             }
         }
         let application = Application(

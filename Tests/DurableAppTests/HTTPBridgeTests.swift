@@ -133,6 +133,39 @@ struct HTTPBridgeTests {
         }
     }
 
+    @Test(
+        "headers over the limits are answered 431 and not valid HTTP 400, each closing that connection; the bridge serves on",
+        .timeLimit(.minutes(1)))
+    func oversizedHeaders() async throws {
+        try await withLocalCluster(app: bridgeApp, nodes: 1, configuration: bridgeConfiguration) { cluster in
+            let port = try #require(Int(cluster.url.split(separator: ":").last ?? ""))
+            func exchange(_ request: String) async throws -> String {
+                try await withCheckedThrowingContinuation { continuation in
+                    DispatchQueue.global().async {
+                        continuation.resume(
+                            with: Result {
+                                let socket = try RawSocket(port: port)
+                                socket.send(Array(request.utf8))
+                                return String(decoding: socket.receiveAll(), as: UTF8.self)
+                            })
+                    }
+                }
+            }
+            let big = try await exchange(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 90_000))\r\n\r\n")
+            #expect(big.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "\(big.prefix(200))")
+            #expect(
+                big.hasSuffix(
+                    "The request headers are over the limit (81920 bytes a field, 81920 bytes in all, 1000 fields)."))
+            let many = try await exchange(
+                "GET / HTTP/1.1\r\nHost: x\r\n" + (0..<1_200).map { "X-H\($0): v\r\n" }.joined() + "\r\n")
+            #expect(many.hasPrefix("HTTP/1.1 431"), "\(many.prefix(200))")
+            let garbage = try await exchange("NOT HTTP AT ALL\r\n\r\n")
+            #expect(garbage.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "\(garbage.prefix(200))")
+            #expect(try await HTTPTestClient.send(cluster.url + "/", method: "POST", body: "small").status == 200)
+        }
+    }
+
     @Test("an overloaded object answers 503 with Retry-After and the platform's message; the rest still run")
     func overload() async throws {
         var runtime = RuntimeConfiguration()
