@@ -33,10 +33,12 @@ browser-deps:
 	fi
 
 ## Build and run every test (the browser test drives the chat page in headless Chromium; its screenshot lands in
-## test-output/); then build a user's app made by `durable init` against this checkout and run its
+## test-output/); then, alone, the tests that load the whole machine (the fault harness, the overload flood);
+## then build a user's app made by `durable init` against this checkout and run its
 ## test and its worker (it compiles every dependency again: several minutes; SKIP_APP_BUILD=1 leaves it out).
 test: deps browser-deps
 	DURABLE_BROWSER_PYTHON=$(CURDIR)/$(BROWSER_VENV)/bin/python swift test $(SWIFT_BUILD_FLAGS)
+	DURABLE_HEAVY_TESTS=1 swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter 'IntegrationTests.ChaosTests|IntegrationTests.OverloadMemoryTests'
 	@if [ "$(SKIP_APP_BUILD)" != 1 ]; then \
 		DURABLE_SCAFFOLD_BUILD=1 swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter ScaffoldBuildTests; fi
 

@@ -7,6 +7,7 @@ import Foundation
 /// - `/sleep?ms=N`: waits N ms (the object takes other events meanwhile), then answers `slept N`.
 /// - `/block?ms=N`: holds the input gate for N ms (`blockConcurrencyWhile`), so later requests queue.
 /// - `/record`: adds one to the stored run count and answers it.
+/// - `/sleep-record?ms=N`: waits N ms, then does what `/record` does (a write made long after the event began).
 /// - `/runs`: the stored run count.
 actor DiagnosticObject: DurableObject {
     nonisolated let state: DurableObjectState
@@ -22,6 +23,11 @@ actor DiagnosticObject: DurableObject {
         case "/block":
             try await state.blockConcurrencyWhile { try await Task.sleep(for: .milliseconds(millis)) }
             return Response("blocked \(millis)")
+        case "/sleep-record":
+            try await Task.sleep(for: .milliseconds(millis))
+            let runs = (try await state.storage.get("runs", as: Int.self) ?? 0) + 1
+            try state.storage.put("runs", runs)
+            return Response("\(runs)")
         case "/record":
             let runs = (try await state.storage.get("runs", as: Int.self) ?? 0) + 1
             try state.storage.put("runs", runs)

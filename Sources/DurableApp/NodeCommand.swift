@@ -32,6 +32,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Requests that may wait in one object's queue.")
     var maxQueuedRequests: Int = MailboxLimits().maxQueuedRequests
 
+    @Option(help: "Bytes of request bodies that may wait in one object's queue.")
+    var maxQueuedBytes: Int = MailboxLimits().maxQueuedBytes
+
     @Option(help: "The gateway to join (host:port); the node registers itself there once it listens.")
     var gateway: String?
 
@@ -54,6 +57,7 @@ struct NodeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard maxQueuedRequests > 0 else { throw ValidationError("--max-queued-requests must be at least 1") }
+        guard maxQueuedBytes > 0 else { throw ValidationError("--max-queued-bytes must be at least 1") }
         if let gateway, gateway.split(separator: ":").count != 2 || Int(gateway.split(separator: ":")[1]) == nil {
             throw ValidationError("--gateway must be host:port, not '\(gateway)'")
         }
@@ -68,6 +72,7 @@ struct NodeCommand: AsyncParsableCommand {
         let secret = try secrets.nodeSecret(logger: logger)
         var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
         runtime.mailbox.maxQueuedRequests = maxQueuedRequests
+        runtime.mailbox.maxQueuedBytes = maxQueuedBytes
         let nodeID = self.nodeID
         let host = self.host
         let advertise = self.advertise

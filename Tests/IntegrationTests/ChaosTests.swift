@@ -4,7 +4,7 @@ import WireTestSupport
 
 /// A short run of the fault harness: a gateway and three nodes (real processes) under load from eight clients,
 /// while a node is killed, the gateway is killed, and a node is paused. The longer run is `scripts/chaos.sh`.
-@Suite("Faults: kills and pauses under load (real processes)")
+@Suite("Faults: kills and pauses under load (real processes)", .enabled(if: HeavyTests.enabled))
 struct ChaosTests {
     struct Summary: Decodable {
         struct Round: Decodable {

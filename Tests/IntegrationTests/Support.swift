@@ -38,3 +38,10 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
         DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
 }
+
+/// Tests that load the whole machine (a cluster under faults, a 100 MiB flood). `make test` runs them in a pass of
+/// their own after the others (`DURABLE_HEAVY_TESTS=1`), so that they do not starve the timing of tests running
+/// beside them on a small machine.
+enum HeavyTests {
+    static let enabled = ProcessInfo.processInfo.environment["DURABLE_HEAVY_TESTS"] == "1"
+}
