@@ -47,6 +47,14 @@ private struct LoadReport: Decodable {
     var throughput: Double
     var errors: [String: Int]
     var latency_ms: [String: Double]
+    var bystanders: Side?
+
+    /// The `--bystander-rate` stream.
+    struct Side: Decodable {
+        var completed: Int
+        var errors: [String: Int]
+        var latency_ms: [String: Double]
+    }
 }
 
 /// A short smoke run of every workload of the load generator against a real `durable dev`, so that the
@@ -63,6 +71,7 @@ struct LoadGeneratorTests {
         let runs: [[String]] = [
             ["--rpc", rpc, "--workload", "increment", "--objects", "20", "--callers", "4"] + token,
             ["--rpc", rpc, "--workload", "hot", "--callers", "2"] + token,
+            ["--rpc", rpc, "--workload", "hot", "--rate", "100", "--bystander-rate", "50", "--objects", "5"] + token,
             ["--rpc", rpc, "--workload", "noop", "--rate", "200"] + token,
             ["--rpc", rpc, "--workload", "read", "--objects", "5", "--rate", "100"] + token,
             ["--http", http, "--workload", "increment", "--objects", "10", "--callers", "2"],
@@ -81,6 +90,11 @@ struct LoadGeneratorTests {
             #expect(report.throughput > 0)
             #expect((report.latency_ms["p99"] ?? 0) >= (report.latency_ms["p50"] ?? 0))
             #expect(result.output.contains("latency ms: p50"), "\(result.output)")
+            if run.contains("--bystander-rate") {
+                let side = try #require(report.bystanders, "\(result.output)")
+                #expect(side.completed > 0 && side.errors.isEmpty, "\(side)")
+                #expect(result.output.contains("bystanders (other objects, 50/s offered)"), "\(result.output)")
+            }
             #expect(result.errors.contains("measuring") || result.errors.contains("against"), "\(result.errors)")
         }
         _ = try await dev.interrupt()

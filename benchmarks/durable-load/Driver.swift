@@ -22,8 +22,9 @@ final class RunFlags: Sendable {
 
 /// Prints a progress line to standard error every second while a run goes on.
 func withProgress<T>(
-    _ recorder: Recorder, inFlight: @escaping @Sendable () -> Int, _ body: () async throws -> T
+    _ recorder: Recorder, quiet: Bool = false, inFlight: @escaping @Sendable () -> Int, _ body: () async throws -> T
 ) async rethrows -> T {
+    if quiet { return try await body() }
     let started = ContinuousClock.now
     let reporter = Task {
         var last = 0
@@ -104,9 +105,11 @@ func runClosedLoop(
 
 /// Open loop: calls start at a fixed rate whatever happens to earlier ones, and each call's latency counts from
 /// the moment it was meant to start, so queueing in the system (or in the load generator) is not hidden.
+///
+/// - Parameter quiet: no progress lines (for a side stream running beside the main one).
 func runOpenLoop(
     _ operation: any Operation, rate: Double, maxInFlight: Int, warmup: Duration, duration: Duration,
-    recorder: Recorder
+    recorder: Recorder, quiet: Bool = false
 ) async -> RunResult {
     let interval = Duration.nanoseconds(Int64(1e9 / rate))
     let flags = RunFlags()
@@ -114,7 +117,7 @@ func runOpenLoop(
     let start = ContinuousClock.now
     let measureStart = start + warmup
     let end = measureStart + duration
-    await withProgress(recorder, inFlight: { flags.inFlight.load(ordering: .relaxed) }) {
+    await withProgress(recorder, quiet: quiet, inFlight: { flags.inFlight.load(ordering: .relaxed) }) {
         await withDiscardingTaskGroup { group in
             var issued: Int64 = 0
             var recording = false

@@ -85,6 +85,13 @@ struct DurableLoad: AsyncParsableCommand {
     var connections = 4
 
     @Option(
+        name: .customLong("bystander-rate"),
+        help: ArgumentHelp(
+            "RPC only: meanwhile, this many increments a second (open loop) to --objects other objects, reported "
+                + "apart: what the main load (say, one hot object driven past its bounds) costs its neighbours."))
+    var bystanderRate: Double?
+
+    @Option(
         name: .customLong("token-file"),
         help: ArgumentHelp(
             "A file holding the key to prove over RPC: an API token for a gateway (`durable dev` writes one to "
@@ -117,6 +124,10 @@ struct DurableLoad: AsyncParsableCommand {
         }
         if workload == .broadcast, http == nil {
             throw ValidationError("The broadcast workload runs over WebSockets through the bridge: use --http.")
+        }
+        if let bystanderRate {
+            guard rpc != nil else { throw ValidationError("--bystander-rate works with --rpc only.") }
+            guard bystanderRate > 0 else { throw ValidationError("--bystander-rate must be positive.") }
         }
     }
 
@@ -155,11 +166,28 @@ struct DurableLoad: AsyncParsableCommand {
             progress("priming \(objects) objects…")
             try await operation.prime(callers: callers)
         }
+        var bystanders: RPCOperation?
+        if let bystanderRate, let rpc {
+            let (host, port) = try Self.hostAndPort(rpc)
+            bystanders = try await RPCOperation(
+                host: host, port: port, connections: 1, credentials: try loadCredentials(), workload: .increment,
+                objects: objects, prefix: objectPrefix + "-bystander", binding: binding,
+                timeout: .milliseconds(Int64(timeout * 1000)))
+            progress("meanwhile \(bystanderRate) increments/s to \(objects) other objects, reported apart")
+        }
         let mode = rate == nil ? "closed loop, \(callers) callers" : "open loop, \(rate!) calls/s"
         progress("\(workload.rawValue) against \(target), \(mode): \(warmup) s warm-up, \(seconds) s measured")
         let warmup = Duration.milliseconds(Int64(self.warmup * 1000))
         let duration = Duration.milliseconds(Int64(self.seconds * 1000))
         let statsBefore = await (operation as? RPCOperation)?.serverStats()
+        let sideRecorder = Recorder()
+        let maxInFlight = self.maxInFlight
+        async let side: RunResult? = {
+            guard let bystanders, let bystanderRate else { return nil }
+            return await runOpenLoop(
+                bystanders, rate: bystanderRate, maxInFlight: maxInFlight, warmup: warmup, duration: duration,
+                recorder: sideRecorder, quiet: true)
+        }()
         let result: RunResult
         if let rate {
             result = await runOpenLoop(
@@ -179,11 +207,14 @@ struct DurableLoad: AsyncParsableCommand {
                     + (syncs > 0
                         ? String(format: " (%.1f invocations per fsync)", Double(invocations) / Double(syncs)) : ""))
         }
+        let bystanderResult = await side
         await operation.close()
-        let report = Report(
+        await bystanders?.close()
+        var report = Report(
             target: target, workload: workload.rawValue, mode: rate == nil ? "closed" : "open",
             callers: rate == nil ? callers : nil, rate: rate, objects: workload == .hot ? 1 : objects,
             listeners: workload == .broadcast ? max(listeners, callers) : nil, result: result)
+        report.bystanders = bystanderResult.map { (bystanderRate ?? 0, $0) }
         print(report.text)
         if let json {
             try report.json.write(to: URL(fileURLWithPath: json))

@@ -11,21 +11,25 @@ struct Report {
     var objects: Int
     var listeners: Int?
     var result: RunResult
+    /// The side stream of `--bystander-rate`: its offered rate and what it saw.
+    var bystanders: (rate: Double, result: RunResult)?
 
     private var measuredSeconds: Double { seconds(result.measured) }
     private var throughput: Double { Double(result.completed) / max(measuredSeconds, 1e-9) }
 
-    private func percentile(_ value: Double) -> Double {
-        result.histogram.totalCount == 0 ? 0 : Double(result.histogram.valueAtPercentile(value)) / 1e6
-    }
-
-    private var latencies: [(String, Double)] {
-        [
+    private static func latencies(_ result: RunResult) -> [(String, Double)] {
+        let histogram = result.histogram
+        func percentile(_ value: Double) -> Double {
+            histogram.totalCount == 0 ? 0 : Double(histogram.valueAtPercentile(value)) / 1e6
+        }
+        return [
             ("p50", percentile(50)), ("p90", percentile(90)), ("p99", percentile(99)), ("p99_9", percentile(99.9)),
-            ("max", result.histogram.totalCount == 0 ? 0 : Double(result.histogram.max) / 1e6),
-            ("mean", result.histogram.totalCount == 0 ? 0 : result.histogram.mean / 1e6),
+            ("max", histogram.totalCount == 0 ? 0 : Double(histogram.max) / 1e6),
+            ("mean", histogram.totalCount == 0 ? 0 : histogram.mean / 1e6),
         ]
     }
+
+    private var latencies: [(String, Double)] { Self.latencies(result) }
 
     /// A few lines for people.
     var text: String {
@@ -42,6 +46,14 @@ struct Report {
         let failures = result.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
         lines.append("  errors: " + (failures.isEmpty ? "none" : failures.joined(separator: ", ")))
         if result.notSent > 0 { lines.append("  not sent (over --max-in-flight): \(result.notSent)") }
+        if let (rate, side) = bystanders {
+            lines.append(String(format: "bystanders (other objects, %.0f/s offered): %d calls", rate, side.completed))
+            lines.append(
+                "  latency ms: "
+                    + Self.latencies(side).map { String(format: "%@ %.3f", $0.0, $0.1) }.joined(separator: "  "))
+            let sideFailures = side.errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            lines.append("  errors: " + (sideFailures.isEmpty ? "none" : sideFailures.joined(separator: ", ")))
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -56,6 +68,13 @@ struct Report {
         object["callers"] = callers ?? NSNull()
         object["rate"] = rate ?? NSNull()
         if let listeners { object["listeners"] = listeners }
+        if let (rate, side) = bystanders {
+            object["bystanders"] = [
+                "rate": rate, "completed": side.completed, "errors": side.errors,
+                "latency_ms": Dictionary(
+                    uniqueKeysWithValues: Self.latencies(side).map { ($0.0, ($0.1 * 1000).rounded() / 1000) }),
+            ]
+        }
         return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
     }
 }
