@@ -6,27 +6,8 @@ import Testing
 import WireTestSupport
 
 /// Runs `durable` to completion with `arguments` and `environment`; returns its status, output and error output.
-func runDurable(_ arguments: [String], environment: [String: String]) async throws -> (
-    status: Int32, output: String, errors: String
-) {
-    try await offPool {
-        let process = Process()
-        process.executableURL = DurableExecutable.url
-        process.arguments = arguments
-        process.environment = environment
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let errorData = errors.fileHandleForReading.readDataToEndOfFile()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (
-            process.terminationStatus, String(decoding: outputData, as: UTF8.self),
-            String(decoding: errorData, as: UTF8.self)
-        )
-    }
+func runDurable(_ arguments: [String], environment: [String: String]) async throws -> ChildResult {
+    try await runChild(DurableExecutable.url, arguments, environment: environment)
 }
 
 @Suite("Authentication between real processes")

@@ -30,20 +30,9 @@ struct ChaosTests {
         let folder = TemporaryDirectory("chaos")
         let json = folder.child("summary.json")
         let chaos = DurableExecutable.url.deletingLastPathComponent().appendingPathComponent("durable-chaos")
-        let result = try await offPool {
-            let process = Process()
-            process.executableURL = chaos
-            process.arguments = [
-                "--rounds", "3", "--round-seconds", "2", "--data", folder.child("cluster"), "--json", json,
-            ]
-            let errors = Pipe()
-            process.standardError = errors
-            try process.run()
-            let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
-        }
-        #expect(result.0 == 0, "\(result.1)")
+        let result = try await runChild(
+            chaos, ["--rounds", "3", "--round-seconds", "2", "--data", folder.child("cluster"), "--json", json])
+        #expect(result.status == 0, "\(result.errors)")
         let summary = try JSONDecoder().decode(Summary.self, from: Data(contentsOf: URL(fileURLWithPath: json)))
         #expect(summary.rounds.map(\.fault) == ["kill-node", "kill-gateway", "pause-node"])
         #expect(summary.acknowledgedWrites > 100, "the clients got work done: \(summary.acknowledgedWrites)")

@@ -3,39 +3,9 @@ import Testing
 import WireTestSupport
 
 /// Runs `durable-load` (built beside the test binary) and returns its exit status, standard output and error.
-private func runLoadGenerator(_ arguments: [String]) async throws -> (status: Int32, output: String, errors: String) {
-    try await offPool {
-        let process = Process()
-        process.executableURL = DurableExecutable.url.deletingLastPathComponent().appendingPathComponent("durable-load")
-        process.arguments = arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        // Read both pipes to the end before waiting, so a full pipe cannot stall the child.
-        let errorData = Data.Buffer()
-        let reader = Thread { errorData.set(errors.fileHandleForReading.readDataToEndOfFile()) }
-        reader.start()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        while !errorData.isSet { Thread.sleep(forTimeInterval: 0.001) }
-        return (
-            process.terminationStatus, String(decoding: outputData, as: UTF8.self),
-            String(decoding: errorData.value, as: UTF8.self)
-        )
-    }
-}
-
-extension Data {
-    /// A box one thread fills and another reads once it is set.
-    final class Buffer: @unchecked Sendable {
-        private let lock = NSLock()
-        private var data: Data?
-        func set(_ value: Data) { lock.withLock { data = value } }
-        var isSet: Bool { lock.withLock { data != nil } }
-        var value: Data { lock.withLock { data ?? Data() } }
-    }
+private func runLoadGenerator(_ arguments: [String]) async throws -> ChildResult {
+    try await runChild(
+        DurableExecutable.url.deletingLastPathComponent().appendingPathComponent("durable-load"), arguments)
 }
 
 /// The JSON report of one run.

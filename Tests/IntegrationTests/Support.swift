@@ -45,3 +45,60 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
 enum HeavyTests {
     static let enabled = ProcessInfo.processInfo.environment["DURABLE_HEAVY_TESTS"] == "1"
 }
+
+/// What a child process left when it ended.
+struct ChildResult: Sendable {
+    var status: Int32
+    var output: String
+    var errors: String
+}
+
+/// Runs `executable` to its end with `arguments` (and `environment`, else this process's), reading its standard
+/// output and standard error at the same time so that neither pipe can fill up and stall it; off the cooperative
+/// pool.
+func runChild(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil) async throws
+    -> ChildResult
+{
+    try await offPool {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let errorData = Data.Buffer()
+        let reader = Thread { errorData.set(errors.fileHandleForReading.readDataToEndOfFile()) }
+        reader.start()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        errorData.wait()
+        return ChildResult(
+            status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+            errors: String(decoding: errorData.value, as: UTF8.self))
+    }
+}
+
+extension Data {
+    /// A box one thread fills and another reads once it is set.
+    final class Buffer: @unchecked Sendable {
+        private let condition = NSCondition()
+        private var data: Data?
+
+        func set(_ value: Data) {
+            condition.withLock {
+                data = value
+                condition.broadcast()
+            }
+        }
+
+        /// Blocks until the box is filled.
+        func wait() {
+            condition.withLock { while data == nil { condition.wait() } }
+        }
+
+        var value: Data { condition.withLock { data ?? Data() } }
+    }
+}
