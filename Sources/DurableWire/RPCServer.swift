@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SwiftProtobuf
 import Synchronization
 
 /// A call as the server receives it.
@@ -388,11 +389,11 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             let fresh = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
             nonce = fresh
             let response = Durable_V1_ChallengeResponse.with { $0.nonce = Data(fresh) }
-            reply(id, Result { try response.serializedBytes() }.mapError { RPCError(.internal, "\($0)") }, context)
+            reply(id, message: response, context)
         case AuthMethods.authenticate:
             guard let access else {
                 let response = Durable_V1_AuthenticateResponse.with { $0.role = "none" }
-                reply(id, Result { try response.serializedBytes() }.mapError { RPCError(.internal, "\($0)") }, context)
+                reply(id, message: response, context)
                 return
             }
             guard let request = try? Durable_V1_AuthenticateRequest(serializedBytes: Array(call.payload)) else {
@@ -427,10 +428,15 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             allowedMethods.removeAll()
             logger.debug("connection authenticated", metadata: ["peer": "\(peer)", "role": "\(proven)"])
             let response = Durable_V1_AuthenticateResponse.with { $0.role = proven.rawValue }
-            reply(id, Result { try response.serializedBytes() }.mapError { RPCError(.internal, "\($0)") }, context)
+            reply(id, message: response, context)
         default:
             reply(id, .failure(RPCError(.unimplemented, "No method \(call.method).")), context)
         }
+    }
+
+    /// Replies with a protobuf message (an internal error if it cannot be serialized).
+    private func reply(_ id: UInt64, message: some SwiftProtobuf.Message, _ context: ChannelHandlerContext) {
+        reply(id, Result { try message.serializedBytes() }.mapError { RPCError(.internal, "\($0)") }, context)
     }
 
     private func register(_ id: UInt64, _ running: Running, context: ChannelHandlerContext) {
