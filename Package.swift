@@ -187,7 +187,7 @@ let package = Package(
         .testTarget(name: "DurableChaosTests", dependencies: ["DurableChaos"], swiftSettings: strictSettings),
         .testTarget(
             name: "DurableObjectsTests",
-            dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableStorage"],
+            dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableStorage", "WireTestSupport"],
             swiftSettings: strictSettings
         ),
         .target(

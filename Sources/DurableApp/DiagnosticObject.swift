@@ -9,7 +9,9 @@ import Foundation
 /// - `/record`: adds one to the stored run count and answers it.
 /// - `/sleep-record?ms=N`: waits N ms, then does what `/record` does (a write made long after the event began).
 /// - `/runs`: the stored run count.
-actor DiagnosticObject: DurableObject {
+/// - `/alarm?in=N`: sets the object's alarm N ms from now; `/alarm-time`: the alarm in epoch ms, or `none`;
+///   `/alarms`: how many times the alarm ran (each run adds one, and logs at notice level).
+actor DiagnosticObject: DurableObject, AlarmHandling {
     nonisolated let state: DurableObjectState
 
     init(state: DurableObjectState, env: Environment) { self.state = state }
@@ -34,8 +36,22 @@ actor DiagnosticObject: DurableObject {
             return Response("\(runs)")
         case "/runs":
             return Response("\(try await state.storage.get("runs", as: Int.self) ?? 0)")
+        case "/alarm":
+            try await state.storage.setAlarm(Date().addingTimeInterval(Double(millis) / 1_000))
+            return Response("set")
+        case "/alarm-time":
+            guard let date = try await state.storage.getAlarm() else { return Response("none") }
+            return Response("\(Int64((date.timeIntervalSince1970 * 1_000).rounded()))")
+        case "/alarms":
+            return Response("\(try await state.storage.get("alarms", as: Int.self) ?? 0)")
         default:
             return Response("Not found", status: .notFound)
         }
+    }
+
+    func alarm(_ info: AlarmInfo) async throws {
+        let runs = (try await state.storage.get("alarms", as: Int.self) ?? 0) + 1
+        try state.storage.put("alarms", runs)
+        state.logger.notice("alarm ran", metadata: ["runs": "\(runs)", "retry": "\(info.retryCount)"])
     }
 }

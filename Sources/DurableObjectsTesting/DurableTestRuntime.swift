@@ -117,6 +117,13 @@ public final class DurableTestRuntime: ObjectTransport, Sendable {
         }
     }
 
+    /// Runs the alarm of the object behind `stub` now, if one is set, instead of waiting for its time. Returns
+    /// whether an alarm ran; a handler that throws rethrows here, and the alarm stays set.
+    @discardableResult
+    public func runDurableObjectAlarm(_ stub: DurableObjectStub) async throws -> Bool {
+        try await runtime.runAlarmNow(namespaceID: stub.namespace.namespaceID, id: stub.id)
+    }
+
     /// The ids of the namespace's objects that have stored data.
     public func listDurableObjectIds(_ namespace: DurableObjectNamespace) throws -> [DurableObjectId] {
         try runtime.objectIDs(inNamespace: namespace.namespaceID)

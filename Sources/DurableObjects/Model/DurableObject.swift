@@ -71,6 +71,8 @@ extension DurableObject {
                 result = .success(.value(try await body(self)))
             case .webSocket(let socketID, let event):
                 result = .success(.value(try await receive(event, on: socketID)))
+            case .alarm(let info):
+                result = .success(.value(try await runAlarm(info)))
             }
         } catch {
             result = .failure(error)
@@ -97,11 +99,30 @@ extension DurableObject {
     }
 }
 
+extension DurableObject {
+    /// Runs the alarm handler; returns `false` when the class has none (the alarm is then dropped).
+    func runAlarm(_ info: AlarmInfo) async throws -> Bool {
+        guard let handler = self as? any AlarmHandling else { return false }
+        let engine = state.storage.engine
+        engine.alarmHandlerWillRun()
+        do {
+            try await handler.alarm(info)
+        } catch {
+            try? engine.alarmHandlerDidRun(succeeded: false)
+            throw error
+        }
+        try engine.alarmHandlerDidRun(succeeded: true)
+        return true
+    }
+}
+
 /// Something delivered to an object.
 enum ObjectEvent: Sendable {
     case fetch(Request)
     /// Something happened on one of the object's sockets.
     case webSocket(socketID: String, WebSocketEvent)
+    /// The object's alarm is due.
+    case alarm(AlarmInfo)
     /// A closure run inside the object (the testing module's `runInDurableObject`).
     case run(@Sendable (isolated any DurableObject) async throws -> any Sendable)
 

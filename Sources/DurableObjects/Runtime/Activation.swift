@@ -70,7 +70,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         family: ColumnFamily,
         configuration: RuntimeConfiguration,
         make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
-        environment: Environment, logger: Logger
+        handlesAlarms: Bool, environment: Environment, logger: Logger
     ) {
         self.make = make
         self.environment = environment
@@ -95,7 +95,12 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 },
                 beforeDatabaseRead: runtime.faults.readHook,
                 flushFailed: { error in box.value?.flushFailed(error) },
-                cacheCapacity: configuration.cacheEntriesPerObject))
+                cacheCapacity: configuration.cacheEntriesPerObject,
+                alarmRecordKey: AlarmRecord.key(namespaceID: namespace.id, objectIDHex: id.hexString),
+                handlesAlarms: handlesAlarms,
+                alarmChanged: { [weak runtime, namespace, id] time in
+                    runtime?.alarmChanged(namespaceID: namespace.id, id: id, to: time)
+                }))
         box.value = self
         let storage = DurableObjectStorage(engine: engine, control: self)
         let sockets = ObjectSockets(

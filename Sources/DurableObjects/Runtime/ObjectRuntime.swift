@@ -41,7 +41,9 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     }
 
     private let state = Mutex(State())
-    private let logger: Logger
+    let logger: Logger
+    /// The alarms waiting for their time.
+    let alarms: AlarmScheduler
 
     /// Column families of namespaces are named with this prefix.
     public static let namespaceFamilyPrefix = "ns:"
@@ -56,6 +58,9 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         self.committer = committer ?? GroupCommitter(database: database)
         self.configuration = configuration
         self.logger = logger
+        let box = WeakRuntime()
+        self.alarms = AlarmScheduler { delivery in await box.value?.deliverAlarm(delivery) }
+        box.value = self
     }
 
     // MARK: Classes, namespaces, environment
@@ -89,6 +94,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         }
         // The class behind the namespace changed (a rename or transfer): live instances run old code.
         for activation in replaced { activation.reset(.codeUpdated) }
+        loadAlarms(ofNamespace: definition.id)
     }
 
     /// Stops serving the namespace `id` and deletes its objects: live instances are reset and the column family,
@@ -99,6 +105,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             return state.activations.values.filter { $0.namespace.id == id }
         }
         for activation in activations { activation.reset(.instanceInactive) }
+        alarms.cancelNamespace(id)
+        try deleteAlarmRecords(ofNamespace: id)
         if database.columnFamilyNames.contains(Self.namespaceFamilyPrefix + id) {
             try database.dropColumnFamily(named: Self.namespaceFamilyPrefix + id)
         }
@@ -241,7 +249,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         return typed
     }
 
-    private func deliver(
+    func deliver(
         _ event: ObjectEvent, namespaceID: String, id: DurableObjectId, deadline: ContinuousClock.Instant? = nil
     ) async throws -> EventResult {
         while true {
@@ -278,7 +286,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             let activation = Activation(
                 runtime: self, namespace: namespace.definition, id: id, epoch: placement.epoch(of: id),
                 family: namespace.family,
-                configuration: configuration, make: namespace.objectClass.make, environment: state.environment,
+                configuration: configuration, make: namespace.objectClass.make,
+                handlesAlarms: namespace.objectClass.handlesAlarms, environment: state.environment,
                 logger: logger)
             state.activations[key] = activation
             if state.sweeper == nil { state.sweeper = startSweeper() }
@@ -287,6 +296,9 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         if created { logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"]) }
         return activation
     }
+
+    /// Whether ``shutdown()`` began.
+    var isStopped: Bool { state.withLock { $0.stopped } }
 
     /// Called by an activation that retired itself (reset or evicted).
     func forget(_ activation: Activation) {
@@ -367,9 +379,15 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             return (Array(state.activations.values), state.sweeper)
         }
         sweeper?.cancel()
+        alarms.stop()
         for activation in activations {
             try? await activation.engine.waitUntilDurable(activation.engine.writeSequence)
             activation.reset(.instanceInactive)
         }
     }
+}
+
+/// Lets the alarm scheduler reach its runtime without keeping it alive.
+private final class WeakRuntime: @unchecked Sendable {
+    weak var value: ObjectRuntime?
 }

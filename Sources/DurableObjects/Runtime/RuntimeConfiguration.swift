@@ -27,6 +27,8 @@ public struct RuntimeConfiguration: Sendable {
     public var blockConcurrencyTimeout: Duration
     /// Clean values kept in memory per object.
     public var cacheEntriesPerObject: Int
+    /// How failed alarm handlers are retried.
+    public var alarmRetry: AlarmRetryPolicy
 
     /// Creates a configuration; the defaults are the production ones (70 s idle eviction, 30 s limit for
     /// `blockConcurrencyWhile`).
@@ -34,12 +36,14 @@ public struct RuntimeConfiguration: Sendable {
         mailbox: MailboxLimits = MailboxLimits(),
         idleTimeout: Duration = .seconds(70),
         blockConcurrencyTimeout: Duration = .seconds(30),
-        cacheEntriesPerObject: Int = 1_000
+        cacheEntriesPerObject: Int = 1_000,
+        alarmRetry: AlarmRetryPolicy = AlarmRetryPolicy()
     ) {
         self.mailbox = mailbox
         self.idleTimeout = idleTimeout
         self.blockConcurrencyTimeout = blockConcurrencyTimeout
         self.cacheEntriesPerObject = cacheEntriesPerObject
+        self.alarmRetry = alarmRetry
     }
 }
 
@@ -48,11 +52,14 @@ public struct DurableObjectClass: Sendable {
     /// The class name used in configuration (`class_name`).
     public let name: String
     let make: @Sendable (DurableObjectState, Environment) -> any DurableObject
+    /// Whether the class conforms to ``AlarmHandling`` (only such classes may set alarms).
+    public let handlesAlarms: Bool
 
     /// Describes `type` under `name` (by default the type's own name).
     public init<Object: DurableObject>(_ type: Object.Type, name: String? = nil) {
         self.name = name ?? String(describing: Object.self)
         self.make = { state, env in Object(state: state, env: env) }
+        self.handlesAlarms = Object.self is any AlarmHandling.Type
     }
 }
 

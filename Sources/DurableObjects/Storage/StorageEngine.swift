@@ -13,6 +13,12 @@ struct StorageHooks: Sendable {
     var flushFailed: @Sendable (any Error) -> Void
     /// Entries of clean values kept in memory for this object.
     var cacheCapacity: Int
+    /// Where the object's alarm is kept in the default column family.
+    var alarmRecordKey: [UInt8]
+    /// Whether the object's class handles alarms (others may not set one).
+    var handlesAlarms: Bool
+    /// Called (off any lock) after a flush that set (milliseconds since the epoch) or removed (`nil`) the alarm.
+    var alarmChanged: @Sendable (Int64?) -> Void
 }
 
 /// One entry of an overlay: a value written, or a deletion.
@@ -72,7 +78,15 @@ final class StorageEngine: Sendable {
         var turnActive = false
         var failure: DurableObjectError?
         var waiters: [Waiter] = []
+        /// An alarm handler is running: `getAlarm()` answers `nil` unless the alarm is set again meanwhile.
+        var alarmRunning = false
+        /// The alarm was set, deleted or cleared while the handler ran.
+        var alarmTouchedWhileRunning = false
     }
+
+    /// The overlay key that stands for the alarm. No user key is this: UTF-8 never contains the byte 0xFF. Flushes
+    /// write it to ``StorageHooks/alarmRecordKey`` in the default column family instead of the object's range.
+    static let alarmOverlayKey: [UInt8] = [0xFF]
 
     private let state = Mutex(State())
 
@@ -169,7 +183,8 @@ final class StorageEngine: Sendable {
         }
         let before: ([UInt8], [UInt8]) -> Bool =
             reverse ? { $1.lexicographicallyPrecedes($0) } : { $0.lexicographicallyPrecedes($1) }
-        let pending = overlay.filter { inRange($0.key) }.sorted { before($0.key, $1.key) }
+        let pending = overlay.filter { $0.key != Self.alarmOverlayKey && inRange($0.key) }
+            .sorted { before($0.key, $1.key) }
         var result: [(key: [UInt8], value: [UInt8])] = []
         var next = 0
         let full = { limit.map { result.count >= $0 } ?? false }
@@ -234,6 +249,7 @@ final class StorageEngine: Sendable {
             if let failure = state.failure { throw failure }
             state.writeSequence += 1
             state.dirty = OverlayLayer(entries: [:], clearsBelow: true, maxSequence: state.writeSequence)
+            if state.alarmRunning { state.alarmTouchedWhileRunning = true }
             state.cache.removeAll()
             state.cacheOrder.removeAll()
             Self.noteWrite(&state, unconfirmed: unconfirmed)
@@ -309,8 +325,21 @@ final class StorageEngine: Sendable {
         if layer.clearsBelow {
             // No UTF-8 key contains the byte 0xFF, so `id ‖ 0xFF` is above every key of the object.
             batch.deleteRange(from: objectID, to: objectID + [0xFF], in: family)
+            // deleteAll() removes the alarm too.
+            if layer.entries[Self.alarmOverlayKey] == nil, let metadata = try? database.defaultColumnFamily {
+                batch.delete(hooks.alarmRecordKey, in: metadata)
+            }
         }
         for (key, slot) in layer.entries {
+            if key == Self.alarmOverlayKey {
+                // The default column family always exists.
+                guard let metadata = try? database.defaultColumnFamily else { continue }
+                switch slot {
+                case .value(let value): batch.put(value, forKey: hooks.alarmRecordKey, in: metadata)
+                case .deleted: batch.delete(hooks.alarmRecordKey, in: metadata)
+                }
+                continue
+            }
             let storageKey = ObjectKeySpace.storageKey(objectID: objectID, userKeyBytes: key)
             switch slot {
             case .value(let value): batch.put(value, forKey: storageKey, in: family)
@@ -330,6 +359,7 @@ final class StorageEngine: Sendable {
         var resumed: [CheckedContinuation<Void, any Error>] = []
         var failed: [CheckedContinuation<Void, any Error>] = []
         var failure: (any Error)?
+        var alarmChange: Int64??
         let next = state.withLock { state -> PreparedFlush? in
             guard let layer = state.flushing else { return nil }
             state.flushing = nil
@@ -342,6 +372,11 @@ final class StorageEngine: Sendable {
                     state.cacheOrder.removeAll()
                 }
                 for (key, slot) in layer.entries { Self.remember(&state, key, slot, capacity: hooks.cacheCapacity) }
+                if let slot = layer.entries[Self.alarmOverlayKey] {
+                    alarmChange = .some(slot.value.flatMap(AlarmRecord.decode))
+                } else if layer.clearsBelow {
+                    alarmChange = .some(nil)
+                }
                 let durable = state.durableSequence
                 state.waiters.removeAll { waiter in
                     guard waiter.target <= durable else { return false }
@@ -360,7 +395,66 @@ final class StorageEngine: Sendable {
         for continuation in resumed { continuation.resume() }
         for continuation in failed { continuation.resume(throwing: DurableObjectError.storageWriteFailed) }
         if let failure { hooks.flushFailed(failure) }
+        if let alarmChange { hooks.alarmChanged(alarmChange) }
         next.map(start)
+    }
+
+    // MARK: Alarm
+
+    /// The object's alarm (milliseconds since the epoch) as its handlers see it: the overlays first, then the
+    /// node's metadata; `nil` inside a running alarm handler unless the alarm was set again meanwhile.
+    func readAlarm(inTransaction: Bool) throws -> Int64? {
+        let found = try lookup(Self.alarmOverlayKey, inTransaction: inTransaction)
+        if state.withLock({ $0.alarmRunning && !$0.alarmTouchedWhileRunning }) { return nil }
+        if let slot = found.slot { return slot.value.flatMap(AlarmRecord.decode) }
+        let stored: [UInt8]?
+        do {
+            stored = try database.get(hooks.alarmRecordKey, in: database.defaultColumnFamily)
+        } catch {
+            throw DurableObjectError(.internal, "Durable Object storage read failed: \(error)")
+        }
+        state.withLock { state in
+            if state.generation == found.generation {
+                Self.remember(
+                    &state, Self.alarmOverlayKey, stored.map(OverlaySlot.value) ?? .deleted,
+                    capacity: max(hooks.cacheCapacity, 1))
+            }
+        }
+        return stored.flatMap(AlarmRecord.decode)
+    }
+
+    /// Sets (`milliseconds`) or deletes (`nil`) the alarm, as a write of the current turn.
+    func writeAlarm(_ milliseconds: Int64?, unconfirmed: Bool, inTransaction: Bool) throws {
+        if milliseconds != nil, !hooks.handlesAlarms { throw DurableObjectError.noAlarmHandler }
+        try write(
+            [(Self.alarmOverlayKey, milliseconds.map { .value(AlarmRecord.encode($0)) } ?? .deleted)],
+            unconfirmed: unconfirmed, inTransaction: inTransaction)
+        state.withLock { state in
+            if state.alarmRunning { state.alarmTouchedWhileRunning = true }
+        }
+    }
+
+    /// An alarm handler starts: from now on `getAlarm()` answers `nil` until the alarm is set again.
+    func alarmHandlerWillRun() {
+        state.withLock { state in
+            state.alarmRunning = true
+            state.alarmTouchedWhileRunning = false
+        }
+    }
+
+    /// The alarm handler finished. When it succeeded and nobody set or deleted the alarm meanwhile, the alarm that
+    /// fired is removed, in the handler's last flush.
+    func alarmHandlerDidRun(succeeded: Bool) throws {
+        let touched = state.withLock { state -> Bool in
+            defer {
+                state.alarmRunning = false
+                state.alarmTouchedWhileRunning = false
+            }
+            return state.alarmTouchedWhileRunning
+        }
+        if succeeded, !touched {
+            try write([(Self.alarmOverlayKey, .deleted)], unconfirmed: false, inTransaction: false)
+        }
     }
 
     // MARK: Output gate
