@@ -8,7 +8,7 @@ struct DurableCommand: AsyncParsableCommand {
         abstract: "Durable objects: single-instance actors with private, transactional storage.",
         subcommands: [
             DevCommand.self, GatewayCommand.self, NodeCommand.self, PublishCommand.self, InitCommand.self,
-            StorageCheckCommand.self, CrashWriterCommand.self,
+            TailCommand.self, StorageCheckCommand.self, CrashWriterCommand.self,
         ]
     )
 }

@@ -134,6 +134,24 @@ public final class DurableClient: ObjectTransport, Sendable {
         }
     }
 
+    /// Calls a streaming `method` (such as `durable.v1.Admin/Tail`): `onMessage` gets each streamed message, in
+    /// order, on the connection's event loop (keep it quick); the call returns the serialized final reply when the
+    /// server ends the stream. Cancel the task to end it early. No deadline unless `timeout` is given.
+    ///
+    /// - Throws: ``DurableObjects/DurableObjectError`` carrying the server's status.
+    public func callStreaming(
+        _ method: String, payload: [UInt8], timeout: Duration? = nil, metadata: [String: String] = [:],
+        onMessage: @escaping @Sendable ([UInt8]) -> Void
+    ) async throws -> [UInt8] {
+        do {
+            let connection = try await connection()
+            return try await connection.callStreaming(
+                method, payload: payload, metadata: metadata, timeout: timeout, onMessage: onMessage)
+        } catch let error as RPCError {
+            throw DurableObjectError(error)
+        }
+    }
+
     // MARK: Connections
 
     /// An open, usable connection of the pool, without waiting: `nil` when the one whose turn it is must first be

@@ -146,6 +146,10 @@ public enum Methods {
     public static let webSocketSend = "durable.v1.Gateway/WebSocketSend"
     /// The gateway hands a socket event to the object's node.
     public static let webSocketEvent = "durable.v1.Objects/WebSocketEvent"
+    /// Stream the log lines and uncaught errors of a node's objects (streaming).
+    public static let nodeTail = "durable.v1.Node/Tail"
+    /// Stream the log lines and uncaught errors of the cluster's objects (gateway; admin token; streaming).
+    public static let tail = "durable.v1.Admin/Tail"
 }
 
 extension WebSocketEvent {

@@ -18,9 +18,11 @@ public actor Counter: DurableObject {
         case "/increment":
             value += 1
             try state.storage.put("value", value)
+            state.logger.debug("counter changed", metadata: ["value": "\(value)"])
         case "/decrement":
             value -= 1
             try state.storage.put("value", value)
+            state.logger.debug("counter changed", metadata: ["value": "\(value)"])
         case "/":
             break
         default:

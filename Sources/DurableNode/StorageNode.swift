@@ -281,6 +281,8 @@ final class ObjectService: RPCHandler {
         case Methods.defineNamespaces:
             try define(Durable_V1_DefineNamespacesRequest(serializedBytes: call.payload))
             return try Durable_V1_DefineNamespacesResponse().serializedBytes()
+        case Methods.nodeTail:
+            return try await NodeTail.serve(call, runtime: runtime, nodeID: nodeID, logger: logger)
         case Methods.dropNamespaces:
             try drop(Durable_V1_DropNamespacesRequest(serializedBytes: call.payload))
             return try Durable_V1_DropNamespacesResponse().serializedBytes()

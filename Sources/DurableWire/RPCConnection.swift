@@ -15,6 +15,8 @@ public final class RPCConnection: Sendable {
         /// Hands the outcome to the caller (a continuation, or a callback); called exactly once.
         var complete: @Sendable (Result<[UInt8], RPCError>) -> Void
         var deadline: NIODeadline?
+        /// Receives the call's `StreamData` messages (streaming calls only).
+        var onStream: (@Sendable ([UInt8]) -> Void)? = nil
     }
 
     private struct State {
@@ -147,6 +149,28 @@ public final class RPCConnection: Sendable {
         return { [weak self] in self?.fail(id, with: .cancelled, sendCancel: true) }
     }
 
+    /// Calls a streaming `method`: `onMessage` gets each message the server streams (in order, on the connection's
+    /// event loop: it must be quick), and the call returns the serialized final reply once the server ends it.
+    /// Cancelling the task ends the call (the server is told to stop).
+    ///
+    /// - Throws: like ``call(_:payload:metadata:timeout:)``.
+    public func callStreaming(
+        _ method: String, payload: [UInt8], metadata: [String: String] = [:], timeout: Duration? = nil,
+        onMessage: @escaping @Sendable ([UInt8]) -> Void
+    ) async throws -> [UInt8] {
+        let id = nextCallID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+                start(id, method, payload: payload, metadata: metadata, timeout: timeout, onStream: onMessage) {
+                    result in
+                    continuation.resume(with: result.mapError { $0 })
+                }
+            }
+        } onCancel: {
+            fail(id, with: .cancelled, sendCancel: true)
+        }
+    }
+
     private func nextCallID() -> UInt64 {
         state.withLock { state -> UInt64 in
             defer { state.nextID += 1 }
@@ -157,6 +181,7 @@ public final class RPCConnection: Sendable {
     /// Registers call `id` and queues its frame; `complete` settles it.
     private func start(
         _ id: UInt64, _ method: String, payload: [UInt8], metadata: [String: String], timeout: Duration?,
+        onStream: (@Sendable ([UInt8]) -> Void)? = nil,
         complete: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void
     ) {
         var call = Durable_V1_Call()
@@ -177,7 +202,7 @@ public final class RPCConnection: Sendable {
             if state.draining {
                 return .unavailable("The connection to \(address) is shutting down (go-away).")
             }
-            state.pending[id] = Pending(complete: complete, deadline: deadline)
+            state.pending[id] = Pending(complete: complete, deadline: deadline, onStream: onStream)
             if let deadline, state.timerDeadline.map({ deadline < $0 }) ?? true {
                 state.timerDeadline = deadline
                 arm = deadline
@@ -254,6 +279,8 @@ public final class RPCConnection: Sendable {
             } else {
                 pending.complete(.failure(RPCError(status: reply.status)))
             }
+        case .streamData(let data):
+            state.withLock { $0.pending[frame.callID]?.onStream }?(Array(data.payload))
         case .pong:
             state.withLock { $0.lastPong = .now }
         case .ping(let ping):
@@ -273,7 +300,7 @@ public final class RPCConnection: Sendable {
                     .failure(RPCError.unavailable("\(address) is going away (\(goAway.reason)); call again elsewhere."))
                 )
             }
-        case .call, .cancel, .streamData, .none:
+        case .call, .cancel, .none:
             break
         }
     }

@@ -17,6 +17,31 @@ public struct IncomingCall: Sendable {
     public var deadline: ContinuousClock.Instant?
     /// The peer's address, e.g. `127.0.0.1:53412`.
     public var peer: String
+    /// Sends `StreamData` frames of this call to the caller before its reply (streaming methods use it).
+    public var stream: CallStream
+}
+
+/// The stream of one call: messages the server sends to the caller before the call's reply, as `StreamData`
+/// frames carrying the call's id, in order.
+public final class CallStream: Sendable {
+    private let channel: any Channel
+    private let callID: UInt64
+
+    init(channel: any Channel, callID: UInt64) {
+        self.channel = channel
+        self.callID = callID
+    }
+
+    /// Sends one message and returns once it was written to the socket, so a caller that reads slowly slows the
+    /// sender (which should then drop rather than queue without bound).
+    ///
+    /// - Throws: when the connection is closed.
+    public func send(_ payload: [UInt8]) async throws {
+        var frame = Durable_V1_Frame()
+        frame.callID = callID
+        frame.streamData = Durable_V1_StreamData.with { $0.payload = Data(payload) }
+        try await channel.writeAndFlush(frame).get()
+    }
 }
 
 /// Serves calls: returns the serialized response message, or throws an ``RPCError`` (any other error becomes
@@ -286,6 +311,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         case .cancel:
             if let running = calls.removeValue(forKey: frame.callID) {
                 running.cancel()
+                // The call is over for the server too: a graceful shutdown must not wait for it.
+                connection.callEnded()
             }
         case .ping(let ping):
             var pong = Durable_V1_Frame()
@@ -340,7 +367,8 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         let deadline: ContinuousClock.Instant? =
             call.timeoutMicros > 0 ? .now + .microseconds(Int64(clamping: call.timeoutMicros)) : nil
         let incoming = IncomingCall(
-            method: call.method, metadata: call.metadata, payload: Array(call.payload), deadline: deadline, peer: peer)
+            method: call.method, metadata: call.metadata, payload: Array(call.payload), deadline: deadline, peer: peer,
+            stream: CallStream(channel: context.channel, callID: id))
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let handler = self.handler

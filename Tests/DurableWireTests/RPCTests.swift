@@ -33,6 +33,12 @@ final class TestHandler: RPCHandler {
             throw RPCError(.resourceExhausted, "too busy", retryable: true, overloaded: true)
         case "test/metadata":
             return Array((call.metadata["x-test"] ?? "").utf8)
+        case "test/stream":
+            // Streams the numbers 1...N (N in the payload), then answers "done".
+            for number in 1...(Int(String(decoding: call.payload, as: UTF8.self)) ?? 0) {
+                try await call.stream.send(Array("\(number)".utf8))
+            }
+            return Array("done".utf8)
         default:
             throw RPCError(.unimplemented, "no method \(call.method)")
         }
@@ -139,6 +145,38 @@ struct RPCTests {
             let result = await call.result
             #expect(throws: RPCError.cancelled) { try result.get() }
             #expect(await eventually { handler.cancelled.load(ordering: .relaxed) == 1 })
+            await connection.close()
+        }
+    }
+
+    @Test("a cancelled call no longer counts as running: a graceful shutdown does not wait for it")
+    func cancelledCallEndsForShutdown() async throws {
+        let handler = TestHandler()
+        let server = RPCServer(host: "127.0.0.1", port: 0, handler: handler)
+        let port = try await server.start()
+        let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+        let call = Task { try await connection.call("test/wait", payload: []) }
+        #expect(await eventually { handler.started.load(ordering: .relaxed) == 1 })
+        call.cancel()
+        #expect(await eventually { handler.cancelled.load(ordering: .relaxed) == 1 })
+        let started = ContinuousClock.now
+        await server.shutdown(gracePeriod: .seconds(30))
+        #expect(ContinuousClock.now - started < .seconds(15), "shutdown waited for a call that was cancelled")
+        await connection.close()
+    }
+
+    @Test("a streaming call delivers its messages in order, then its reply")
+    func streaming() async throws {
+        try await withServer { _, port, _ in
+            let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            let received = Mutex<[String]>([])
+            let reply = try await connection.callStreaming("test/stream", payload: Array("50".utf8)) { message in
+                received.withLock { $0.append(String(decoding: message, as: UTF8.self)) }
+            }
+            #expect(String(decoding: reply, as: UTF8.self) == "done")
+            #expect(received.withLock { $0 } == (1...50).map(String.init))
+            // An ordinary call on the same connection is unaffected.
+            #expect(try await connection.call("test/echo", payload: [7]) == [7])
             await connection.close()
         }
     }

@@ -77,7 +77,7 @@ public final class Gateway: Service, Sendable {
     /// cluster secret, and calls to objects take any key.
     public static func roles(allowedToCall method: String) -> Set<RPCRole> {
         switch method {
-        case Methods.publish: [.admin]
+        case Methods.publish, Methods.tail: [.admin]
         case Methods.registerNode, Methods.webSocketSend: [.cluster]
         default: [.client, .admin, .cluster]
         }
@@ -214,6 +214,8 @@ final class Router: RPCHandler {
             let request = try Durable_V1_WebSocketSendRequest(serializedBytes: call.payload)
             try await sockets.deliver(request.frames.compactMap(WebSocketFrame.init(wire:)))
             return try Durable_V1_WebSocketSendResponse().serializedBytes()
+        case Methods.tail:
+            return try await GatewayTail.serve(call, router: self)
         case Methods.registerNode:
             let request = try Durable_V1_RegisterNodeRequest(serializedBytes: call.payload)
             try await register(nodeID: request.nodeID, address: request.address)
@@ -412,7 +414,7 @@ final class Router: RPCHandler {
         }
     }
 
-    private func client(for nodeID: String) throws -> DurableClient {
+    func client(for nodeID: String) throws -> DurableClient {
         guard let address = placement.nodes[nodeID] else {
             throw RPCError.unavailable("Node \(nodeID) is not registered.")
         }
@@ -427,7 +429,7 @@ final class Router: RPCHandler {
         }
     }
 
-    private func resolve(_ request: Durable_V1_ResolveBindingRequest) throws -> Durable_V1_ResolveBindingResponse {
+    func resolve(_ request: Durable_V1_ResolveBindingRequest) throws -> Durable_V1_ResolveBindingResponse {
         let state = registry.state
         let script = self.script.withLock { $0 } ?? (state.bindings.count == 1 ? state.bindings.keys.first : nil)
         let bindings = script.flatMap { state.bindings[$0] } ?? []

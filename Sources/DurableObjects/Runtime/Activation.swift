@@ -1,5 +1,6 @@
 import DequeModule
 import DurableStorage
+import Foundation
 import Logging
 import Synchronization
 
@@ -64,6 +65,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     /// The placement epoch of the object's slot when the activation was made.
     let epoch: UInt64
+    /// Where the object's log lines and uncaught errors go while someone tails.
+    private let tap: ObjectLogTap
 
     init(
         runtime: ObjectRuntime, namespace: NamespaceDefinition, id: DurableObjectId, epoch: UInt64,
@@ -75,6 +78,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         self.make = make
         self.environment = environment
         self.epoch = epoch
+        self.tap = runtime.logTap
         self.runtime = runtime
         self.namespace = namespace
         self.id = id
@@ -106,8 +110,13 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         let sockets = ObjectSockets(
             namespaceID: namespace.id, id: id, database: runtime.database, engine: engine,
             hub: { [weak runtime] in runtime?.webSocketHub }, logger: logger)
+        // The object's own logger also feeds live tails (`durable tail`).
+        var objectLogger = logger
+        objectLogger.handler = TailingLogHandler(
+            wrapped: logger.handler, tap: runtime.logTap, namespaceID: namespace.id, className: namespace.className,
+            objectID: id)
         self.state = DurableObjectState(
-            id: id, storage: storage, logger: logger, executor: executor, control: self, sockets: sockets)
+            id: id, storage: storage, logger: objectLogger, executor: executor, control: self, sockets: sockets)
         executor.setObserver(self)
     }
 
@@ -252,8 +261,18 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     /// Runs a delivered event in `object`. Its outcome must then go through ``release(_:)``, which waits for the
     /// output gate.
     func run(_ event: ObjectEvent, in object: any DurableObject) async -> Outcome {
+        let trigger = tap.isActive ? ObjectTrigger.of(event) : nil
         let (result, gate) = await ObjectContext.$current.withValue(engine) {
-            await object.receive(event, activation: self)
+            await ObjectTrigger.$current.withValue(trigger) {
+                await object.receive(event, activation: self)
+            }
+        }
+        if case .failure(let error) = result {
+            tap.publish(
+                ObjectLogEvent(
+                    time: Date(), namespaceID: namespace.id, className: namespace.className, objectID: id,
+                    kind: .exception, level: .error, message: "\(error)", metadata: [:],
+                    trigger: trigger ?? ObjectTrigger.of(event)))
         }
         return Outcome(result: result, gate: gate)
     }

@@ -18,6 +18,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     public let faults = FaultInjector()
     /// The placement epochs of the slots this runtime serves.
     public let placement = PlacementEpochs()
+    /// Objects' log lines and uncaught errors, for live tails.
+    public let logTap = ObjectLogTap()
 
     private struct ActivationKey: Hashable {
         var namespaceID: String
