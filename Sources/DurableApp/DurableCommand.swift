@@ -8,7 +8,8 @@ struct DurableCommand: AsyncParsableCommand {
         abstract: "Durable objects: single-instance actors with private, transactional storage.",
         subcommands: [
             DevCommand.self, GatewayCommand.self, NodeCommand.self, PublishCommand.self, InitCommand.self,
-            TailCommand.self, StorageCheckCommand.self, CrashWriterCommand.self,
+            TailCommand.self, ObjectsCommand.self, StorageCommand.self, BackupCommand.self, StorageCheckCommand.self,
+            CrashWriterCommand.self,
         ]
     )
 }

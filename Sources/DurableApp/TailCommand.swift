@@ -35,7 +35,7 @@ struct TailCommand: AsyncParsableCommand {
     var maxEvents: Int?
 
     @OptionGroup(title: "Gateway")
-    var admin: AdminConnectionOptions
+    var admin: AdminOptions
 
     func validate() throws {
         if id != nil, binding == nil { throw ValidationError("--id needs --binding (ids belong to a binding).") }
@@ -170,37 +170,4 @@ final class TailPrinter: Sendable {
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return formatter
     }()
-}
-
-/// How an operator's command reaches the gateway: its RPC address and the admin token.
-struct AdminConnectionOptions: ParsableArguments {
-    @Option(help: "The gateway's RPC address (host:port).")
-    var gateway: String = "127.0.0.1:7070"
-
-    @Option(
-        name: .customLong("admin-token-file"),
-        help: ArgumentHelp(
-            "A file holding the gateway's admin token (default: $DURABLE_ADMIN_TOKEN, else "
-                + ".durable/secrets/admin-token when `durable dev` made one here)."))
-    var adminTokenFile: String?
-
-    /// A client of the gateway that proves the admin token.
-    ///
-    /// - Throws: ``CommandError`` for a malformed address or an unreadable or missing token.
-    func client() throws -> DurableClient {
-        let parts = gateway.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]), (1...65_535).contains(port) else {
-            throw CommandError("--gateway must be host:port, e.g. 127.0.0.1:7070 (got '\(gateway)').")
-        }
-        var token = try SecretSource.keys(file: adminTokenFile, variable: "DURABLE_ADMIN_TOKEN", role: .admin).first
-        let devToken = ".durable/secrets/admin-token"
-        if token == nil, FileManager.default.fileExists(atPath: devToken) {
-            token = try SecretSource.keys(file: devToken, variable: "DURABLE_ADMIN_TOKEN", role: .admin).first
-        }
-        guard let token else {
-            throw CommandError(
-                "this command needs the gateway's admin token: set DURABLE_ADMIN_TOKEN or pass --admin-token-file")
-        }
-        return DurableClient(host: String(parts[0]), port: port, connections: 1, credentials: token)
-    }
 }

@@ -286,6 +286,8 @@ final class ObjectService: RPCHandler {
         case Methods.dropNamespaces:
             try drop(Durable_V1_DropNamespacesRequest(serializedBytes: call.payload))
             return try Durable_V1_DropNamespacesResponse().serializedBytes()
+        case let method where Self.inspectionMethods.contains(method):
+            return try await inspect(call)
         default:
             throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
         }

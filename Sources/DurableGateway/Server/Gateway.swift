@@ -45,7 +45,7 @@ public final class Gateway: Service, Sendable {
     /// The placement table.
     public let placement: PlacementTable
     private let exportedClasses: Set<String>
-    private let database: Database
+    let database: Database
     private let server: RPCServer
     private let router: Router
     private let logger: Logger
@@ -73,11 +73,12 @@ public final class Gateway: Service, Sendable {
             logger: logger)
     }
 
-    /// Who may call each of the gateway's methods: publishing takes an admin token, what nodes send takes the
-    /// cluster secret, and calls to objects take any key.
+    /// Who may call each of the gateway's methods: publishing and the operator methods (`durable.v1.Admin/…`) take
+    /// an admin token, what nodes send takes the cluster secret, and calls to objects take any key.
     public static func roles(allowedToCall method: String) -> Set<RPCRole> {
         switch method {
-        case Methods.publish, Methods.tail: [.admin]
+        case Methods.publish: [.admin]
+        case let admin where admin.hasPrefix(Methods.adminPrefix): [.admin]
         case Methods.registerNode, Methods.webSocketSend: [.cluster]
         default: [.client, .admin, .cluster]
         }
@@ -249,6 +250,8 @@ final class Router: RPCHandler {
             } catch let error as ConfigurationError {
                 throw RPCError(.invalidArgument, error.description)
             }
+        case let method where method.hasPrefix(Methods.adminPrefix):
+            return try await handleAdmin(call)
         default:
             throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
         }

@@ -112,6 +112,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         if database.columnFamilyNames.contains(Self.namespaceFamilyPrefix + id) {
             try database.dropColumnFamily(named: Self.namespaceFamilyPrefix + id)
         }
+        try ObjectNames.removeAll(namespaceID: id, database: database)
     }
 
     /// The ids of the namespaces served, sorted.
@@ -295,7 +296,10 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             if state.sweeper == nil { state.sweeper = startSweeper() }
             return (activation, true)
         }
-        if created { logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"]) }
+        if created {
+            logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"])
+            ObjectNames.record(id, namespace: activation.namespace, database: database, logger: logger)
+        }
         return activation
     }
 
@@ -351,14 +355,18 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
 
     // MARK: Listing
 
-    /// The ids of the objects of a namespace that have stored data, in byte order.
-    public func objectIDs(inNamespace namespaceID: String) throws -> [DurableObjectId] {
+    /// The ids of the objects of a namespace that have stored data, in byte order: those after `after` (all when
+    /// `nil`), at most `limit` of them (all when `nil`). Reads the database only: no object is activated.
+    public func objectIDs(
+        inNamespace namespaceID: String, after: [UInt8]? = nil, limit: Int? = nil
+    ) throws -> [DurableObjectId] {
         guard let family = state.withLock({ $0.namespaces[namespaceID]?.family }) else {
             throw DurableObjectError(.notFound, "No Durable Object namespace '\(namespaceID)' is served here.")
         }
         var ids: [DurableObjectId] = []
-        var lower: [UInt8]? = nil
-        while true {
+        var lower: [UInt8]? = after.map { KeyBytes.successor(ofPrefix: $0) ?? [] }
+        if after != nil, lower == [] { return ids }
+        while limit.map({ ids.count < $0 }) ?? true {
             var found: [UInt8]?
             try database.forEach(in: family, ScanOptions(lowerBound: lower, limit: 1)) { key, _ in
                 found = ObjectKeySpace.objectID(ofStorageKey: key)
@@ -369,6 +377,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             guard let next = KeyBytes.successor(ofPrefix: id) else { return ids }
             lower = next
         }
+        return ids
     }
 
     // MARK: Shutdown

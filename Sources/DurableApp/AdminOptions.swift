@@ -1,0 +1,110 @@
+import ArgumentParser
+import DurableClient
+import DurableWire
+import Foundation
+
+/// How the operator commands (`objects`, `storage`, `backup`, `tail`) reach the gateway: its RPC address and the admin
+/// token, taken like `durable publish` takes them.
+struct AdminOptions: ParsableArguments {
+    @Option(help: "The gateway's RPC address (host:port).")
+    var gateway: String = "127.0.0.1:7070"
+
+    @Option(
+        name: .customLong("admin-token-file"),
+        help: ArgumentHelp(
+            "A file holding the gateway's admin token (default: $DURABLE_ADMIN_TOKEN, else "
+                + ".durable/secrets/admin-token when `durable dev` made one in this folder)."))
+    var adminTokenFile: String?
+
+    func validate() throws {
+        let parts = gateway.split(separator: ":")
+        guard parts.count == 2, Int(parts[1]) != nil else {
+            throw ValidationError("--gateway must be host:port, not '\(gateway)'")
+        }
+    }
+
+    /// Connects to the gateway and proves the admin token (when one is set; without one the gateway answers
+    /// `UNAUTHENTICATED`).
+    ///
+    /// - Throws: ``CommandError`` with the status when the gateway cannot be reached or refuses the token.
+    func connect() async throws -> AdminConnection {
+        let parts = gateway.split(separator: ":")
+        let token = try adminToken()
+        do {
+            return AdminConnection(
+                connection: try await RPCConnection.connect(
+                    host: String(parts[0]), port: Int(parts[1])!, credentials: token))
+        } catch let error as RPCError {
+            throw CommandError("\(error)")
+        }
+    }
+}
+
+extension AdminOptions {
+    /// The admin token: `--admin-token-file`, else `$DURABLE_ADMIN_TOKEN`, else the one `durable dev` keeps in
+    /// `.durable/secrets/admin-token` under the working directory; `nil` when there is none.
+    func adminToken() throws -> RPCKey? {
+        if let token = try SecretSource.keys(file: adminTokenFile, variable: "DURABLE_ADMIN_TOKEN", role: .admin).first
+        {
+            return token
+        }
+        let devToken = ".durable/secrets/admin-token"
+        guard FileManager.default.fileExists(atPath: devToken) else { return nil }
+        return try SecretSource.keys(file: devToken, variable: "DURABLE_ADMIN_TOKEN", role: .admin).first
+    }
+
+    /// A client of the gateway that proves the admin token (for streaming calls).
+    func client() throws -> DurableClient {
+        let parts = gateway.split(separator: ":")
+        return DurableClient(
+            host: String(parts[0]), port: Int(parts[1])!, connections: 1, credentials: try adminToken())
+    }
+}
+
+/// One RPC connection to the gateway whose failures become command errors reading `CODE: message` (for example
+/// `PERMISSION_DENIED: durable.v1.Admin/ListObjects needs the admin token; …`).
+struct AdminConnection: Sendable {
+    let connection: RPCConnection
+
+    /// Calls `method` with a serialized request; returns the serialized answer.
+    func call(_ method: String, _ payload: [UInt8], timeout: Duration = .seconds(120)) async throws -> [UInt8] {
+        do {
+            return try await connection.call(method, payload: payload, timeout: timeout)
+        } catch let error as RPCError {
+            throw CommandError("\(error)")
+        }
+    }
+
+    /// Closes the connection.
+    func close() async {
+        await connection.close()
+    }
+}
+
+/// How the operator commands print what they read.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    /// Aligned columns for people.
+    case table
+    /// One JSON document for programs.
+    case json
+}
+
+/// Prints `value` (dictionaries, arrays, strings, numbers) as indented JSON with sorted keys.
+func printJSON(_ value: Any) throws {
+    let data = try JSONSerialization.data(
+        withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+/// Runs `body` with a connection to the gateway, closing it afterwards whatever happens.
+func withAdminConnection<T>(_ options: AdminOptions, _ body: (AdminConnection) async throws -> T) async throws -> T {
+    let connection = try await options.connect()
+    do {
+        let result = try await body(connection)
+        await connection.close()
+        return result
+    } catch {
+        await connection.close()
+        throw error
+    }
+}

@@ -1,0 +1,21 @@
+extension Methods {
+    /// The objects of a binding's namespace, from every node (gateway, admin token).
+    public static let adminListObjects = "durable.v1.Admin/ListObjects"
+    /// One object's keys and values (gateway, admin token).
+    public static let adminListStorage = "durable.v1.Admin/ListStorage"
+    /// One value of one object (gateway, admin token).
+    public static let adminGetStorage = "durable.v1.Admin/GetStorage"
+    /// One step of a backup: plan, a node's checkpoint, the gateway's (gateway, admin token).
+    public static let adminBackup = "durable.v1.Admin/Backup"
+    /// The objects of a namespace this node holds data of.
+    public static let nodeListObjects = "durable.v1.Node/ListObjects"
+    /// One object's keys and values, read from the node's database.
+    public static let nodeListStorage = "durable.v1.Node/ListStorage"
+    /// One value of one object, read from the node's database.
+    public static let nodeGetStorage = "durable.v1.Node/GetStorage"
+    /// Write a checkpoint of the node's database.
+    public static let nodeCheckpoint = "durable.v1.Node/Checkpoint"
+
+    /// The prefix of the gateway's operator methods, which take the admin token.
+    public static let adminPrefix = "durable.v1.Admin/"
+}

@@ -1,0 +1,227 @@
+import DurableClient
+import DurableObjects
+import DurableStorage
+import DurableWire
+import Foundation
+
+/// The gateway's operator methods (`durable.v1.Admin/…`, admin token only): read-only listings of a binding's
+/// objects and of one object's storage, answered by the nodes from their databases, and backups.
+extension Router {
+    /// How long a node may take for one inspection call.
+    static let inspectionTimeout: Duration = .seconds(60)
+    /// How long a node may take to write its checkpoint.
+    static let checkpointTimeout: Duration = .seconds(600)
+
+    func handleAdmin(_ call: IncomingCall) async throws -> [UInt8] {
+        switch call.method {
+        case Methods.adminListObjects:
+            return try await listObjects(Durable_V1_ListObjectsRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.adminListStorage:
+            return try await listStorage(Durable_V1_ListStorageRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.adminGetStorage:
+            return try await getStorage(Durable_V1_GetStorageRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.adminBackup:
+            return try await backup(Durable_V1_BackupRequest(serializedBytes: call.payload)).serializedBytes()
+        default:
+            throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
+        }
+    }
+
+    // MARK: Inspection
+
+    private func listObjects(_ request: Durable_V1_ListObjectsRequest) async throws -> Durable_V1_ListObjectsResponse {
+        let namespace = try namespace(binding: request.binding, environment: request.environment)
+        var response = Durable_V1_ListObjectsResponse()
+        response.namespaceID = namespace.id
+        for nodeID in placement.nodes.keys.sorted() {
+            do {
+                let client = try client(for: nodeID)
+                let answer: Durable_V1_NodeListObjectsResponse = try await client.call(
+                    Methods.nodeListObjects,
+                    Durable_V1_NodeListObjectsRequest.with {
+                        $0.namespaceID = namespace.id
+                        $0.limit = request.limit
+                    }, timeout: Self.inspectionTimeout)
+                response.objects += answer.objects
+                response.truncated = response.truncated || answer.truncated
+            } catch {
+                let message = (error as? DurableObjectError)?.message ?? (error as? RPCError)?.message ?? "\(error)"
+                logger.notice(
+                    "a node could not list its objects", metadata: ["node": "\(nodeID)", "error": "\(message)"])
+                response.failures.append(
+                    .with {
+                        $0.nodeID = nodeID
+                        $0.message = message
+                    })
+            }
+        }
+        return response
+    }
+
+    private func listStorage(_ request: Durable_V1_ListStorageRequest) async throws -> Durable_V1_ListStorageResponse {
+        let (namespace, id, owner) = try target(request.address)
+        guard let owner else {
+            return .with {
+                $0.namespaceID = namespace.id
+                $0.objectID = Data(id.bytes)
+            }
+        }
+        let client = try client(for: owner)
+        let message = Durable_V1_NodeListStorageRequest.with {
+            $0.namespaceID = namespace.id
+            $0.objectID = Data(id.bytes)
+            $0.prefix = request.prefix
+            $0.startAfter = request.startAfter
+            $0.limit = request.limit
+        }
+        return try await nodeCall {
+            try await client.call(Methods.nodeListStorage, message, timeout: Self.inspectionTimeout)
+        }
+    }
+
+    private func getStorage(_ request: Durable_V1_GetStorageRequest) async throws -> Durable_V1_GetStorageResponse {
+        let (namespace, id, owner) = try target(request.address)
+        guard let owner else {
+            throw RPCError(
+                .notFound,
+                "No value is stored under key '\(request.key)' in object \(id.hexString): the object has no stored data."
+            )
+        }
+        let client = try client(for: owner)
+        let message = Durable_V1_NodeGetStorageRequest.with {
+            $0.namespaceID = namespace.id
+            $0.objectID = Data(id.bytes)
+            $0.key = request.key
+        }
+        return try await nodeCall {
+            try await client.call(Methods.nodeGetStorage, message, timeout: Self.inspectionTimeout)
+        }
+    }
+
+    /// The namespace, id and owning node (`nil` when its slot was never assigned, so it has no data) of an object.
+    private func target(_ address: Durable_V1_ObjectAddress) throws -> (
+        RegistryState.Namespace, DurableObjectId, String?
+    ) {
+        let namespace = try namespace(binding: address.binding, environment: address.environment)
+        let id = try objectID(address, in: namespace)
+        return (namespace, id, placement.assignment(of: PlacementEpochs.slot(of: id))?.nodeID)
+    }
+
+    /// Runs a call to a node, passing its status through with its message.
+    private func nodeCall<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as DurableObjectError {
+            throw RPCError(error)
+        }
+    }
+
+    /// The namespace a binding reaches in an environment ("" or the gateway's own: the bindings `ResolveBinding`
+    /// answers with).
+    func namespace(binding: String, environment: String) throws -> RegistryState.Namespace {
+        let state = registry.state
+        let served = script.withLock { $0 } ?? (state.bindings.count == 1 ? state.bindings.keys.first : nil)
+        var scriptName = served
+        if !environment.isEmpty, environment != self.environment, let served {
+            let base = self.environment.map { String(served.dropLast($0.count + 1)) } ?? served
+            scriptName = "\(base)-\(environment)"
+        }
+        guard let scriptName, let bindings = state.bindings[scriptName] else {
+            let which = environment.isEmpty ? "the served environment" : "environment '\(environment)'"
+            throw RPCError(.notFound, "No bindings are published for \(which).")
+        }
+        guard let found = bindings.first(where: { $0.name == binding }),
+            let namespace = state.namespace(for: found, script: scriptName)
+        else {
+            let known = bindings.map(\.name).sorted().joined(separator: ", ")
+            throw RPCError(.notFound, "No Durable Object binding named '\(binding)' (bindings: \(known)).")
+        }
+        return namespace
+    }
+
+    /// The id an address names: 64 hex digits that are an id of the namespace, else (or with `as_name`) the id of
+    /// the name.
+    private func objectID(_ address: Durable_V1_ObjectAddress, in namespace: RegistryState.Namespace) throws
+        -> DurableObjectId
+    {
+        let text = address.object
+        guard !text.isEmpty else { throw RPCError(.invalidArgument, "Name an object: an id or a name.") }
+        let key = NamespaceKey(secret: namespace.secret)
+        let isHex = text.utf8.count == 64 && text.allSatisfy(\.isHexDigit)
+        guard isHex, !address.asName else { return key.id(forName: text) }
+        do {
+            return try key.id(fromString: text)
+        } catch {
+            throw RPCError(
+                .invalidArgument,
+                "'\(text)' is not an id of binding \(address.binding) (namespace \(namespace.id)): \(error.message) "
+                    + "To use it as a name, pass --name.")
+        }
+    }
+
+    // MARK: Backup
+
+    private func backup(_ request: Durable_V1_BackupRequest) async throws -> Durable_V1_BackupResponse {
+        let directory = request.directory
+        guard directory.hasPrefix("/") else {
+            throw RPCError(.invalidArgument, "A backup directory must be an absolute path, not '\(directory)'.")
+        }
+        switch request.step {
+        case .plan:
+            let nodes = placement.nodes.keys.sorted()
+            for nodeID in nodes where nodeID.isEmpty || nodeID.contains("/") || nodeID == "." || nodeID == ".." {
+                throw RPCError(.failedPrecondition, "Node id '\(nodeID)' cannot name a folder of the backup.")
+            }
+            let targets = [Self.gatewayFolder(directory)] + nodes.map { Self.nodeFolder(directory, $0) }
+            if let existing = targets.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+                throw RPCError(
+                    .failedPrecondition,
+                    "\(existing) exists already: back up into a directory that holds no gateway/ or nodes/ folders.")
+            }
+            logger.info("backup planned", metadata: ["directory": "\(directory)", "nodes": "\(nodes)"])
+            return .with { $0.nodeIds = nodes }
+        case .node:
+            guard placement.nodes[request.nodeID] != nil else {
+                throw RPCError(.notFound, "Node '\(request.nodeID)' is not registered.")
+            }
+            let client = try client(for: request.nodeID)
+            let message = Durable_V1_CheckpointRequest.with {
+                $0.directory = Self.nodeFolder(directory, request.nodeID)
+            }
+            let summary: Durable_V1_CheckpointSummary = try await nodeCall {
+                try await client.call(Methods.nodeCheckpoint, message, timeout: Self.checkpointTimeout)
+            }
+            logger.info(
+                "node checkpoint written",
+                metadata: ["node": "\(request.nodeID)", "directory": "\(summary.path)", "bytes": "\(summary.bytes)"])
+            return .with { $0.checkpoint = summary }
+        case .gateway:
+            guard let gateway = gateway.withLock({ $0 }) else { throw RPCError.unavailable("The gateway is starting.") }
+            let report: CheckpointReport
+            do {
+                report = try await gateway.database.writeCheckpoint(into: Self.gatewayFolder(directory))
+            } catch let error as StorageError {
+                throw RPCError(.failedPrecondition, "The gateway cannot write its checkpoint: \(error.message)")
+            }
+            logger.info(
+                "gateway checkpoint written", metadata: ["directory": "\(report.path)", "bytes": "\(report.bytes)"])
+            return .with {
+                $0.checkpoint = .with {
+                    $0.path = report.path
+                    $0.files = UInt32(clamping: report.files)
+                    $0.bytes = report.bytes
+                }
+            }
+        case .UNRECOGNIZED(let value):
+            throw RPCError(.invalidArgument, "Unknown backup step \(value).")
+        }
+    }
+
+    static func gatewayFolder(_ directory: String) -> String {
+        (directory as NSString).appendingPathComponent("gateway")
+    }
+
+    static func nodeFolder(_ directory: String, _ nodeID: String) -> String {
+        ((directory as NSString).appendingPathComponent("nodes") as NSString).appendingPathComponent(nodeID)
+    }
+}
