@@ -70,7 +70,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         family: ColumnFamily,
         configuration: RuntimeConfiguration,
         make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
-        environment: Environment, logger: Logger
+        environment: Environment, storageMetrics: StorageMetrics, logger: Logger
     ) {
         self.make = make
         self.environment = environment
@@ -95,7 +95,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 },
                 beforeDatabaseRead: runtime.faults.readHook,
                 flushFailed: { error in box.value?.flushFailed(error) },
-                cacheCapacity: configuration.cacheEntriesPerObject))
+                cacheCapacity: configuration.cacheEntriesPerObject, metrics: storageMetrics))
         box.value = self
         let storage = DurableObjectStorage(engine: engine, control: self)
         let sockets = ObjectSockets(

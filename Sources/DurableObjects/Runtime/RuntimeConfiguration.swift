@@ -1,3 +1,5 @@
+import CoreMetrics
+
 /// The bounds of each object's inbound queue (SEMANTICS.md §5). A request that would exceed one is refused at
 /// once with an overloaded, retryable error and never runs.
 public struct MailboxLimits: Sendable {
@@ -27,6 +29,9 @@ public struct RuntimeConfiguration: Sendable {
     public var blockConcurrencyTimeout: Duration
     /// Clean values kept in memory per object.
     public var cacheEntriesPerObject: Int
+    /// Where the runtime reports its metrics (invocations, storage, queues, group commits); by default the
+    /// process's bootstrapped swift-metrics factory. Give each runtime its own factory to read its figures apart.
+    public var metricsFactory: any MetricsFactory
 
     /// Creates a configuration; the defaults are the production ones (70 s idle eviction, 30 s limit for
     /// `blockConcurrencyWhile`).
@@ -34,8 +39,10 @@ public struct RuntimeConfiguration: Sendable {
         mailbox: MailboxLimits = MailboxLimits(),
         idleTimeout: Duration = .seconds(70),
         blockConcurrencyTimeout: Duration = .seconds(30),
-        cacheEntriesPerObject: Int = 1_000
+        cacheEntriesPerObject: Int = 1_000,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
+        self.metricsFactory = metricsFactory
         self.mailbox = mailbox
         self.idleTimeout = idleTimeout
         self.blockConcurrencyTimeout = blockConcurrencyTimeout

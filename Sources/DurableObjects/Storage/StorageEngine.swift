@@ -13,6 +13,8 @@ struct StorageHooks: Sendable {
     var flushFailed: @Sendable (any Error) -> Void
     /// Entries of clean values kept in memory for this object.
     var cacheCapacity: Int
+    /// Where the object's reads and writes are counted.
+    var metrics: StorageMetrics = .disabled
 }
 
 /// One entry of an overlay: a value written, or a deletion.
