@@ -74,4 +74,23 @@ struct MetricsProcessTests {
         #expect(await node.shutDown() == 0)
         #expect(await gateway.shutDown() == 0)
     }
+
+    @Test("durable dev serves the gateway's and every node's figures on one port, nodes apart by label")
+    func devServesAll() async throws {
+        let folder = TemporaryDirectory("metrics-dev")
+        let dev = try await DevProcess.launch(["--data", folder.child("data"), "--nodes", "2", "--metrics-port", "0"])
+        let web = "http://127.0.0.1:\(dev.httpPort)"
+        for expected in 1...3 {
+            #expect(
+                try await HTTPTestClient.send(web + "/counter/increment").text
+                    == "Durable Object 'A' count: \(expected)")
+        }
+        let scrape = try await scrape(dev.metricsPort)
+        #expect(scrape.sum("durable_gateway_forwarded_calls_total", ["outcome": "ok"]) == 3)
+        #expect(scrape.sum("durable_object_invocations_total", ["class": "Counter", "outcome": "ok"]) == 3)
+        #expect(
+            Set(scrape.matching("durable_active_objects").compactMap { $0.labels["node"] }) == ["node-1", "node-2"])
+        #expect(scrape.sum("durable_active_objects") == 1)
+        #expect(try await dev.interrupt().status == 0)
+    }
 }
