@@ -36,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -45,7 +47,7 @@ let package = Package(
         ),
         .target(
             name: "DurableStorage",
-            dependencies: ["CRocksDB"],
+            dependencies: ["CRocksDB", .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strictSettings
         ),
         .target(
@@ -68,6 +70,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strictSettings
         ),
@@ -81,6 +84,7 @@ let package = Package(
             dependencies: [
                 "DurableObjects", "DurableWire", "DurableStorage", "DurableClient",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
@@ -91,6 +95,7 @@ let package = Package(
                 "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableHTTP",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
@@ -125,8 +130,20 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "DurableMetrics",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "DurableApp",
             dependencies: [
+                "DurableMetrics",
                 "DurableStorage",
                 "DurableNode",
                 "DurableClient",
@@ -185,9 +202,18 @@ let package = Package(
         ),
         .testTarget(name: "DurableStorageTests", dependencies: ["DurableStorage"], swiftSettings: strictSettings),
         .testTarget(name: "DurableChaosTests", dependencies: ["DurableChaos"], swiftSettings: strictSettings),
+        .target(
+            name: "MetricsTestSupport",
+            path: "Tests/MetricsTestSupport",
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "DurableObjectsTests",
-            dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableStorage", "WireTestSupport"],
+            dependencies: [
+                "DurableObjects", "DurableObjectsTesting", "DurableStorage", "DurableMetrics", "MetricsTestSupport",
+                "WireTestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
             swiftSettings: strictSettings
         ),
         .target(
@@ -232,6 +258,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "WireTestSupport", "durable",
+                "MetricsTestSupport",
                 "durable-load", "durable-chaos",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DurableGateway
 import DurableHTTP
+import DurableMetrics
 import DurableNode
 import DurableObjects
 import DurableWire
@@ -28,6 +29,13 @@ struct DevCommand: AsyncParsableCommand {
     @Option(help: "The folder that keeps the registry and every node's objects across restarts.")
     var data: String = ".durable"
 
+    @Option(
+        name: .customLong("metrics-port"),
+        help:
+            "The port of the Prometheus endpoint (GET /metrics, the gateway's and every node's figures) on --host (0 picks a free one; the chosen port is printed). Without it no metrics port is opened."
+    )
+    var metricsPort: Int?
+
     @Option(help: "How many storage nodes to run.")
     var nodes: Int = 1
 
@@ -48,6 +56,9 @@ struct DevCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be between 0 and 65535")
+        }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard (1...(64 * 1024 * 1024)).contains(maxWebsocketMessageSize) else {
             throw ValidationError("--max-websocket-message-size must be between 1 and 67108864 bytes")
@@ -65,11 +76,13 @@ struct DevCommand: AsyncParsableCommand {
         let root = URL(fileURLWithPath: data)
         let keys = try Self.localKeys(in: root.appendingPathComponent("secrets"))
 
+        let metrics = metricsPort.map { _ in MetricsRegistry() }
+        var gatewayConfiguration = GatewayConfiguration(
+            host: host, rpcPort: rpcPort, dataDirectory: root.appendingPathComponent("gateway").path,
+            environment: env, keys: keys)
+        if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
         let gateway = try Gateway(
-            configuration: GatewayConfiguration(
-                host: host, rpcPort: rpcPort, dataDirectory: root.appendingPathComponent("gateway").path,
-                environment: env, keys: keys),
-            exportedClasses: app.classNames, logger: logger)
+            configuration: gatewayConfiguration, exportedClasses: app.classNames, logger: logger)
         var storageNodes: [StorageNode] = []
         let rpcPort: Int
         do {
@@ -77,11 +90,12 @@ struct DevCommand: AsyncParsableCommand {
             rpcPort = try await gateway.start()
             for number in 1...nodes {
                 let nodeID = "node-\(number)"
+                var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
+                if let metrics { runtime.metricsFactory = metrics.factory(labels: [("node", nodeID)]) }
                 let node = try StorageNode(
                     configuration: NodeConfiguration(
                         host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
-                        runtime: RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000))),
-                        clusterSecret: keys.clusterSecret),
+                        runtime: runtime, clusterSecret: keys.clusterSecret),
                     classes: app.classes, bindings: [:], logger: logger)
                 try node.routeObjectCalls(through: gateway.objectTransport)
                 node.sendWebSocketFrames(through: gateway.webSockets)
@@ -118,9 +132,23 @@ struct DevCommand: AsyncParsableCommand {
                     """)
                 fflush(nil)
             })
-        // Graceful shutdown runs in reverse: the HTTP bridge, then the gateway, then the nodes.
+        // Graceful shutdown runs in reverse: the HTTP bridge, then the gateway, then the nodes (then metrics).
+        var services: [any Service] = storageNodes + [gateway, bridge]
+        if let metrics, let metricsPort {
+            metrics.updateBeforeScrape { [storageNodes] in
+                gateway.updateGauges()
+                for node in storageNodes { node.runtime.updateGauges() }
+            }
+            services.insert(
+                MetricsServer(
+                    host: host, port: metricsPort, metrics: metrics, logger: logger,
+                    onStarted: { port in
+                        print("durable dev metrics on http://\(host):\(port)/metrics")
+                        fflush(nil)
+                    }), at: 0)
+        }
         let group = ServiceGroup(
-            services: storageNodes + [gateway, bridge] as [any Service],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await group.run()
         print("durable dev stopped; data kept in \(dataPath)")

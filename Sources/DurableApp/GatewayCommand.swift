@@ -1,6 +1,7 @@
 import ArgumentParser
 import DurableGateway
 import DurableHTTP
+import DurableMetrics
 import DurableObjects
 import Foundation
 import Logging
@@ -24,6 +25,13 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(name: .customLong("rpc-port"), help: "The RPC port (0 picks a free one; the chosen port is printed).")
     var rpcPort: Int = 7070
 
+    @Option(
+        name: .customLong("metrics-port"),
+        help:
+            "The port of the Prometheus endpoint (GET /metrics) on --host (0 picks a free one; the chosen port is printed). Without it no metrics port is opened."
+    )
+    var metricsPort: Int?
+
     @Option(help: "The folder of the gateway's database (registry and placement).")
     var data: String
 
@@ -44,6 +52,9 @@ struct GatewayCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be between 0 and 65535")
+        }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard (1...(64 * 1024 * 1024)).contains(maxWebsocketMessageSize) else {
             throw ValidationError("--max-websocket-message-size must be between 1 and 67108864 bytes")
@@ -56,11 +67,13 @@ struct GatewayCommand: AsyncParsableCommand {
         let app = CurrentApplication.value
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration
+        let metrics = metricsPort.map { _ in MetricsRegistry() }
+        var gatewayConfiguration = GatewayConfiguration(
+            host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
+            keys: try secrets.gatewayKeys(logger: logger))
+        if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
         let gateway = try Gateway(
-            configuration: GatewayConfiguration(
-                host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
-                keys: try secrets.gatewayKeys(logger: logger)),
-            exportedClasses: app.classNames, logger: logger)
+            configuration: gatewayConfiguration, exportedClasses: app.classNames, logger: logger)
         do {
             try await gateway.publish(configuration, environment: env)
         } catch {
@@ -78,8 +91,19 @@ struct GatewayCommand: AsyncParsableCommand {
                 print("durable gateway listening on \(host):\(rpcPort) (RPC), worker on http://\(host):\(httpPort)")
                 fflush(nil)
             })
+        var services: [any Service] = [gateway, bridge]
+        if let metrics, let metricsPort {
+            metrics.updateBeforeScrape { gateway.updateGauges() }
+            services.insert(
+                MetricsServer(
+                    host: host, port: metricsPort, metrics: metrics, logger: logger,
+                    onStarted: { port in
+                        print("durable gateway metrics on http://\(host):\(port)/metrics")
+                        fflush(nil)
+                    }), at: 0)
+        }
         let group = ServiceGroup(
-            services: [gateway, bridge], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
             logger: logger)
         try await group.run()
     }

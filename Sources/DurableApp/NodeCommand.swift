@@ -1,5 +1,6 @@
 import ArgumentParser
 import DurableClient
+import DurableMetrics
 import DurableNode
 import DurableObjects
 import DurableWire
@@ -35,6 +36,13 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Bytes of request bodies that may wait in one object's queue.")
     var maxQueuedBytes: Int = MailboxLimits().maxQueuedBytes
 
+    @Option(
+        name: .customLong("metrics-port"),
+        help:
+            "The port of the Prometheus endpoint (GET /metrics) on --host (0 picks a free one; the chosen port is printed). Without it no metrics port is opened."
+    )
+    var metricsPort: Int?
+
     @Option(help: "The gateway to join (host:port); the node registers itself there once it listens.")
     var gateway: String?
 
@@ -55,6 +63,9 @@ struct NodeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        if let metricsPort, !(0...65535).contains(metricsPort) {
+            throw ValidationError("--metrics-port must be between 0 and 65535")
+        }
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard maxQueuedRequests > 0 else { throw ValidationError("--max-queued-requests must be at least 1") }
         guard maxQueuedBytes > 0 else { throw ValidationError("--max-queued-bytes must be at least 1") }
@@ -73,6 +84,8 @@ struct NodeCommand: AsyncParsableCommand {
         var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
         runtime.mailbox.maxQueuedRequests = maxQueuedRequests
         runtime.mailbox.maxQueuedBytes = maxQueuedBytes
+        let metrics = metricsPort.map { _ in MetricsRegistry() }
+        if let metrics { runtime.metricsFactory = metrics.factory(labels: [("node", nodeID)]) }
         let nodeID = self.nodeID
         let host = self.host
         let advertise = self.advertise
@@ -107,8 +120,19 @@ struct NodeCommand: AsyncParsableCommand {
             node.sendWebSocketFrames(through: RemoteWebSocketHub(client: client))
             gatewayClient = client
         }
+        var services: [any Service] = [node]
+        if let metrics, let metricsPort {
+            metrics.updateBeforeScrape { node.runtime.updateGauges() }
+            services.insert(
+                MetricsServer(
+                    host: host, port: metricsPort, metrics: metrics, logger: logger,
+                    onStarted: { [host] port in
+                        print("durable node \(nodeID) metrics on http://\(host):\(port)/metrics")
+                        fflush(nil)
+                    }), at: 0)
+        }
         let group = ServiceGroup(
-            services: [node], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await group.run()
         await gatewayClient?.close()
     }

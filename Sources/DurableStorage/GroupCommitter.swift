@@ -48,14 +48,19 @@ public final class GroupCommitter: Sendable {
     private let state = Mutex(State())
     private let thread: DispatchQueue
     private let maximumGroupBytes: Int
+    private let metrics: GroupCommitMetrics
 
     /// Creates a committer for `database`.
     ///
     /// - Parameter maximumGroupBytes: a group stops taking batches once it carries this many bytes (one batch is
     ///   always taken), so that one huge group does not delay everybody.
-    public init(database: Database, maximumGroupBytes: Int = 32 << 20) {
+    /// - Parameter metrics: where batch sizes and sync latencies are reported.
+    public init(
+        database: Database, maximumGroupBytes: Int = 32 << 20, metrics: GroupCommitMetrics = GroupCommitMetrics()
+    ) {
         self.database = database
         self.maximumGroupBytes = maximumGroupBytes
+        self.metrics = metrics
         self.thread = DispatchQueue(label: "durable.group-commit", qos: .userInitiated)
     }
 
@@ -141,6 +146,11 @@ public final class GroupCommitter: Sendable {
                 state.statistics.largestGroup = max(state.statistics.largestGroup, accepted.count)
                 state.statistics.syncNanoseconds += elapsed
             }
+        }
+        if !accepted.isEmpty {
+            metrics.recordSync(
+                batches: accepted.count, bytes: accepted.reduce(0) { $0 + $1.batch.byteCount }, nanoseconds: elapsed,
+                failed: failure != nil)
         }
         for pending in accepted {
             if let failure {

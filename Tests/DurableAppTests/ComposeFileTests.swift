@@ -33,6 +33,7 @@ struct ComposeFileTests {
         #expect(gatewayArguments.first == "gateway")
         let gateway = try GatewayCommand.parse(Array(gatewayArguments.dropFirst()))
         #expect(gateway.host == "0.0.0.0" && gateway.data == "/data")
+        #expect(gateway.metricsPort == 9090)
         var nodeIDs: Set<String> = []
         for name in ["node1", "node2", "node3"] {
             let arguments = try #require(commands[name])
@@ -42,6 +43,7 @@ struct ComposeFileTests {
             #expect(node.gateway == "gateway:\(gateway.rpcPort)")
             #expect(node.advertise == "\(name):\(node.port)")
             #expect(node.data == "/data")
+            #expect(node.metricsPort == 9091)
         }
         #expect(nodeIDs.count == 3)
     }

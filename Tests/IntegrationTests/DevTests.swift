@@ -10,6 +10,8 @@ final class DevProcess: @unchecked Sendable {
     let process = Process()
     let httpPort: Int
     let rpcPort: Int
+    /// The port of the Prometheus endpoint, when started with `--metrics-port`.
+    let metricsPort: Int?
     private let output: LineReader
 
     /// Starts `durable dev` with `arguments` and waits for "Ready on http://127.0.0.1:PORT (… 127.0.0.1:RPC)".
@@ -22,20 +24,28 @@ final class DevProcess: @unchecked Sendable {
         try process.run()
         output = LineReader(pipe.fileHandleForReading)
         var ports: (Int, Int)?
+        var metrics: Int?
+        // The metrics line comes before or after the ready line; wait for it only when metrics were asked for.
+        let expectsMetrics = arguments.contains("--metrics-port")
         while let line = output.nextLine() {
+            if let range = line.range(of: "metrics on http://127.0.0.1:") {
+                metrics = Int(line[range.upperBound...].prefix { $0.isNumber })
+            }
+            if ports != nil && (metrics != nil || !expectsMetrics) { break }
             guard let web = line.range(of: "Ready on http://127.0.0.1:") else { continue }
             let rpc = line.range(of: "on 127.0.0.1:", range: web.upperBound..<line.endIndex)
             ports = (
                 Int(line[web.upperBound...].prefix { $0.isNumber }) ?? 0,
                 rpc.flatMap { Int(line[$0.upperBound...].prefix { $0.isNumber }) } ?? 0
             )
-            break
+            if metrics != nil || !expectsMetrics { break }
         }
         guard let ports else {
             process.terminate()
             throw NodeProcessError(message: "durable dev exited before it was ready")
         }
         (httpPort, rpcPort) = ports
+        metricsPort = metrics
     }
 
     static func launch(

@@ -8,6 +8,8 @@ final class NodeProcess: @unchecked Sendable {
     let port: Int
     /// The worker's HTTP port, for a gateway.
     let httpPort: Int?
+    /// The port of the Prometheus endpoint, when started with `--metrics-port`.
+    let metricsPort: Int?
     let dataDirectory: String
     private let output: LineReader
 
@@ -42,16 +44,23 @@ final class NodeProcess: @unchecked Sendable {
         output = LineReader(pipe.fileHandleForReading)
         var found: Int?
         var http: Int?
+        var metrics: Int?
+        // The metrics line comes before or after the listening line; wait for it only when metrics were asked for.
+        let expectsMetrics = commandLine.contains("--metrics-port")
         while let line = output.nextLine() {
+            if let range = line.range(of: "metrics on http://127.0.0.1:") {
+                metrics = Int(line[range.upperBound...].prefix { $0.isNumber })
+            }
             if let range = line.range(of: "listening on 127.0.0.1:") {
                 found = Int(line[range.upperBound...].prefix { $0.isNumber })
                 if let web = line.range(of: "http://127.0.0.1:") {
                     http = Int(line[web.upperBound...].prefix { $0.isNumber })
                 }
-                break
             }
+            if found != nil && (metrics != nil || !expectsMetrics) { break }
         }
         httpPort = http
+        metricsPort = metrics
         guard let found else {
             process.terminate()
             throw NodeProcessError(message: "the node exited before it listened")
@@ -60,12 +69,12 @@ final class NodeProcess: @unchecked Sendable {
     }
 
     /// Starts a gateway on `dataDirectory`.
-    static func gateway(dataDirectory: String) throws -> NodeProcess {
+    static func gateway(dataDirectory: String, arguments: [String] = []) throws -> NodeProcess {
         try NodeProcess(
             dataDirectory: dataDirectory,
             commandLine: [
                 "gateway", "--rpc-port", "0", "--port", "0", "--data", dataDirectory, "--log-level", "warning",
-            ])
+            ] + arguments)
     }
 
     /// Starts a node without blocking the cooperative pool.
@@ -74,8 +83,8 @@ final class NodeProcess: @unchecked Sendable {
     }
 
     /// Starts a gateway without blocking the cooperative pool.
-    static func launchGateway(dataDirectory: String) async throws -> NodeProcess {
-        try await offPool { try NodeProcess.gateway(dataDirectory: dataDirectory) }
+    static func launchGateway(dataDirectory: String, arguments: [String] = []) async throws -> NodeProcess {
+        try await offPool { try NodeProcess.gateway(dataDirectory: dataDirectory, arguments: arguments) }
     }
 
     /// Stops with SIGTERM without blocking the cooperative pool; returns the exit status.

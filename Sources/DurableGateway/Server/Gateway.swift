@@ -1,3 +1,4 @@
+import CoreMetrics
 import DurableClient
 import DurableHTTP
 import DurableObjects
@@ -21,12 +22,16 @@ public struct GatewayConfiguration: Sendable {
     /// The keys RPC connections must prove (nodes the cluster secret, operators an admin token, clients an API
     /// token), and the cluster secret the gateway proves to its nodes; `nil` serves everyone.
     public var keys: ClusterKeys?
+    /// Where the gateway reports its metrics (forwarded calls, open WebSockets); by default the process's
+    /// bootstrapped swift-metrics factory.
+    public var metricsFactory: any MetricsFactory
 
     /// Creates a configuration.
     public init(
         host: String = "127.0.0.1", rpcPort: Int, dataDirectory: String, environment: String? = nil,
-        keys: ClusterKeys? = nil
+        keys: ClusterKeys? = nil, metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
+        self.metricsFactory = metricsFactory
         self.host = host
         self.rpcPort = rpcPort
         self.dataDirectory = dataDirectory
@@ -66,7 +71,8 @@ public final class Gateway: Service, Sendable {
         placement = try PlacementTable(database: database)
         router = Router(
             registry: registry, placement: placement, environment: configuration.environment,
-            nodeCredentials: configuration.keys?.clusterSecret, logger: logger)
+            nodeCredentials: configuration.keys?.clusterSecret,
+            metrics: GatewayMetrics(factory: configuration.metricsFactory), logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.rpcPort, handler: router,
             access: configuration.keys.map { RPCAccessControl(keys: $0.all, roles: Gateway.roles(allowedToCall:)) },
@@ -132,6 +138,12 @@ public final class Gateway: Service, Sendable {
     /// Calls objects along the gateway's routes: what in-process nodes give their objects for calls to others.
     public var objectTransport: any ObjectTransport { RoutingTransport(router: router) }
 
+    /// Sets the gauges of open WebSockets and registered nodes from the gateway's state. Run it before each scrape.
+    public func updateGauges() {
+        router.metrics.openWebSockets.record(router.sockets.count)
+        router.metrics.nodes.record(placement.nodes.count)
+    }
+
     /// The bindings of the gateway's script, as its worker sees them: each namespace's calls are routed to the
     /// owning node like calls that arrive over RPC.
     public func workerEnvironment() -> Environment {
@@ -184,13 +196,17 @@ final class Router: RPCHandler {
     private let namespaceKeys = Mutex<[String: NamespaceKey]>([:])
     /// The worker's environment, made again after each publish.
     let cachedEnvironment = Mutex<Environment?>(nil)
-    private let clients = Mutex<[String: (address: String, client: DurableClient)]>([:])
+    private let clients = Mutex<[String: (address: String, client: DurableClient, calls: CallMetrics)]>([:])
+    /// Where forwarded calls and gauges are recorded.
+    let metrics: GatewayMetrics
     /// The cluster secret proved to nodes.
     private let nodeCredentials: RPCKey?
 
     init(
-        registry: Registry, placement: PlacementTable, environment: String?, nodeCredentials: RPCKey?, logger: Logger
+        registry: Registry, placement: PlacementTable, environment: String?, nodeCredentials: RPCKey?,
+        metrics: GatewayMetrics, logger: Logger
     ) {
+        self.metrics = metrics
         self.registry = registry
         self.placement = placement
         self.environment = environment
@@ -284,7 +300,7 @@ final class Router: RPCHandler {
     ) async throws -> [UInt8] {
         let (message, id) = try target(of: payload, decoded: decoded)
         let remaining = deadline.map { $0 - .now }
-        return try await withOwner(of: id) { client, epoch in
+        return try await withOwner(of: id, forwarding: true) { client, epoch in
             try await client.callSerialized(
                 Methods.invoke, payload: try Self.routed(payload, message, id, epoch), timeout: remaining)
         }
@@ -303,12 +319,20 @@ final class Router: RPCHandler {
         do {
             (message, id) = try target(of: call.payload, decoded: nil)
             let slot = PlacementEpochs.slot(of: id)
-            guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil }),
-                let connection = try client(for: assignment.nodeID).openConnection()
+            guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil })
             else { return nil }
+            let node = try link(to: assignment.nodeID)
+            guard let connection = node.client.openConnection() else { return nil }
             payload = try Self.routed(call.payload, message, id, assignment.epoch)
+            let started = ContinuousClock.now
             return connection.call(Methods.invoke, payload: payload, timeout: call.deadline.map { $0 - .now }) {
-                reply($0)
+                result in
+                if case .failure(let error) = result {
+                    node.calls.record(GatewayMetrics.outcome(error), since: started)
+                } else {
+                    node.calls.record(.ok, since: started)
+                }
+                reply(result)
             }
         } catch {
             reply(.failure(error as? RPCError ?? RPCError(.internal, "\(error)")))
@@ -361,15 +385,27 @@ final class Router: RPCHandler {
     ///
     /// The first call to a new slot tells the owner about it; calls to the same slot that arrive meanwhile wait for
     /// that, so that none reaches the node with an epoch it has not been given yet.
-    func withOwner<T>(of id: DurableObjectId, _ body: (DurableClient, UInt64) async throws -> T) async throws -> T {
+    /// - Parameter forwarding: whether `body` forwards an invocation, to be counted in the node's metrics.
+    func withOwner<T>(
+        of id: DurableObjectId, forwarding: Bool = false, _ body: (DurableClient, UInt64) async throws -> T
+    ) async throws -> T {
         let slot = PlacementEpochs.slot(of: id)
         let (assignment, announcement) = try ownerAnnouncing(slot)
         if let announcement {
             defer { _ = pendingAssignments.withLock { $0.removeValue(forKey: slot) } }
             try await announcement.value
         }
-        let client = try client(for: assignment.nodeID)
-        return try await callNode(client) { try await body(client, assignment.epoch) }
+        let (client, calls) = try link(to: assignment.nodeID)
+        guard forwarding else { return try await callNode(client) { try await body(client, assignment.epoch) } }
+        let started = ContinuousClock.now
+        do {
+            let result = try await callNode(client) { try await body(client, assignment.epoch) }
+            calls.record(.ok, since: started)
+            return result
+        } catch {
+            calls.record(GatewayMetrics.outcome(error), since: started)
+            throw error
+        }
     }
 
     /// The owner of `slot`, and the announcement of the slot to it when one is in flight (started here when the
@@ -418,17 +454,23 @@ final class Router: RPCHandler {
     }
 
     func client(for nodeID: String) throws -> DurableClient {
+        try link(to: nodeID).client
+    }
+
+    /// The client of the node `nodeID`, and the metrics of the calls forwarded to it.
+    private func link(to nodeID: String) throws -> (client: DurableClient, calls: CallMetrics) {
         guard let address = placement.nodes[nodeID] else {
             throw RPCError.unavailable("Node \(nodeID) is not registered.")
         }
         return clients.withLock { clients in
-            if let existing = clients[nodeID], existing.address == address { return existing.client }
+            if let existing = clients[nodeID], existing.address == address { return (existing.client, existing.calls) }
             let parts = address.split(separator: ":")
             let client = DurableClient(
                 host: String(parts.first ?? "127.0.0.1"), port: Int(parts.last ?? "0") ?? 0, connections: 2,
                 credentials: nodeCredentials, logger: logger)
-            clients[nodeID] = (address, client)
-            return client
+            let calls = clients[nodeID]?.calls ?? metrics.forwarding(to: nodeID)
+            clients[nodeID] = (address, client, calls)
+            return (client, calls)
         }
     }
 

@@ -73,7 +73,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         family: ColumnFamily,
         configuration: RuntimeConfiguration,
         make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
-        handlesAlarms: Bool, environment: Environment, logger: Logger
+        handlesAlarms: Bool, environment: Environment, storageMetrics: StorageMetrics, logger: Logger
     ) {
         self.make = make
         self.environment = environment
@@ -104,7 +104,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 handlesAlarms: handlesAlarms,
                 alarmChanged: { [weak runtime, namespace, id] time in
                     runtime?.alarmChanged(namespaceID: namespace.id, id: id, to: time)
-                }))
+                },
+                metrics: storageMetrics))
         box.value = self
         let storage = DurableObjectStorage(engine: engine, control: self)
         let sockets = ObjectSockets(

@@ -30,6 +30,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         var definition: NamespaceDefinition
         var family: ColumnFamily
         var objectClass: DurableObjectClass
+        var metrics: NamespaceMetrics
     }
 
     private struct State {
@@ -44,6 +45,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
 
     private let state = Mutex(State())
     let logger: Logger
+    private let metrics: RuntimeMetrics
     /// The alarms waiting for their time.
     let alarms: AlarmScheduler
 
@@ -57,9 +59,12 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         logger: Logger = Logger(label: "durable.runtime")
     ) {
         self.database = database
-        self.committer = committer ?? GroupCommitter(database: database)
+        self.committer =
+            committer
+            ?? GroupCommitter(database: database, metrics: GroupCommitMetrics(factory: configuration.metricsFactory))
         self.configuration = configuration
         self.logger = logger
+        self.metrics = RuntimeMetrics(factory: configuration.metricsFactory)
         let box = WeakRuntime()
         self.alarms = AlarmScheduler { delivery in await box.value?.deliverAlarm(delivery) }
         box.value = self
@@ -85,10 +90,11 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 .notFound, "No Durable Object class named '\(definition.className)' is compiled into this app.")
         }
         let family = try database.ensureColumnFamily(named: Self.namespaceFamilyPrefix + definition.id)
+        let namespaceMetrics = metrics.namespace(definition)
         let replaced = state.withLock { state -> [Activation] in
             let previous = state.namespaces[definition.id]?.definition
             state.namespaces[definition.id] = Namespace(
-                definition: definition, family: family, objectClass: objectClass)
+                definition: definition, family: family, objectClass: objectClass, metrics: namespaceMetrics)
             guard let previous, previous.className != definition.className || previous.key != definition.key else {
                 return []
             }
@@ -133,9 +139,10 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             guard let definition = namespaceDefinition(namespaceID) else {
                 throw DurableObjectError(.notFound, "Binding '\(binding)' names an unknown namespace '\(namespaceID)'.")
             }
+            // Calls through a binding are the objects' subrequests: counted here, carried by `transport`.
+            let metered = MeteredObjectTransport(base: transport ?? self, metrics: metrics.subrequests(to: definition))
             namespaces[binding] = DurableObjectNamespace(
-                namespaceID: definition.id, className: definition.className, key: definition.key,
-                transport: transport ?? self)
+                namespaceID: definition.id, className: definition.className, key: definition.key, transport: metered)
         }
         let environment = Environment(namespaces: namespaces, vars: vars)
         state.withLock { $0.environment = environment }
@@ -252,11 +259,30 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         return typed
     }
 
+    /// Delivers `event` and records it in the namespace's invocation metrics.
     func deliver(
         _ event: ObjectEvent, namespaceID: String, id: DurableObjectId, deadline: ContinuousClock.Instant? = nil
     ) async throws -> EventResult {
+        let started = ContinuousClock.now
+        var namespaceMetrics: NamespaceMetrics?
+        do {
+            let result = try await deliver(
+                event, namespaceID: namespaceID, id: id, deadline: deadline, metrics: &namespaceMetrics)
+            namespaceMetrics?.recordInvocation(.success(()), since: started)
+            return result
+        } catch {
+            namespaceMetrics?.recordInvocation(.failure(error), since: started)
+            throw error
+        }
+    }
+
+    private func deliver(
+        _ event: ObjectEvent, namespaceID: String, id: DurableObjectId, deadline: ContinuousClock.Instant?,
+        metrics: inout NamespaceMetrics?
+    ) async throws -> EventResult {
         while true {
-            let activation = try activation(namespaceID: namespaceID, id: id)
+            let (activation, namespaceMetrics) = try activation(namespaceID: namespaceID, id: id)
+            metrics = namespaceMetrics
             // The call waits in the queue and runs its turns with the object's executor as its own, so that the end
             // of the previous event's turn starts this one on the same thread. The output gate is waited for
             // outside: its release then goes straight back to the caller's executor.
@@ -273,9 +299,10 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         }
     }
 
-    private func activation(namespaceID: String, id: DurableObjectId) throws -> Activation {
+    private func activation(namespaceID: String, id: DurableObjectId) throws -> (Activation, NamespaceMetrics) {
         let key = ActivationKey(namespaceID: namespaceID, id: id.bytes)
-        let (activation, created) = try state.withLock { state throws -> (Activation, Bool) in
+        let (activation, created, metrics) = try state.withLock {
+            state throws -> (Activation, Bool, NamespaceMetrics) in
             guard !state.stopped else {
                 throw DurableObjectError(.unavailable, "The runtime is shutting down.", retryable: true)
             }
@@ -283,7 +310,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 throw DurableObjectError(.notFound, "No Durable Object namespace '\(namespaceID)' is served here.")
             }
             if let existing = state.activations[key] {
-                return (existing, false)
+                return (existing, false, namespace.metrics)
             }
             try namespace.definition.key.verify(id.bytes)
             let activation = Activation(
@@ -291,16 +318,16 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 family: namespace.family,
                 configuration: configuration, make: namespace.objectClass.make,
                 handlesAlarms: namespace.objectClass.handlesAlarms, environment: state.environment,
-                logger: logger)
+                storageMetrics: namespace.metrics.storage, logger: logger)
             state.activations[key] = activation
             if state.sweeper == nil { state.sweeper = startSweeper() }
-            return (activation, true)
+            return (activation, true, namespace.metrics)
         }
         if created {
             logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"])
             ObjectNames.record(id, namespace: activation.namespace, database: database, logger: logger)
         }
-        return activation
+        return (activation, metrics)
     }
 
     /// Whether ``shutdown()`` began.
@@ -321,7 +348,9 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     @discardableResult
     public func evict(namespaceID: String, id: DurableObjectId) -> Bool {
         let activation = state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] }
-        return activation?.retireIfIdle(idleSince: nil) ?? false
+        let evicted = activation?.retireIfIdle(idleSince: nil) ?? false
+        if evicted { metrics.evictions.increment() }
+        return evicted
     }
 
     /// Whether the object has a live instance.
@@ -337,6 +366,14 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] }?.queuedCount ?? 0
     }
 
+    /// Sets the gauges of live objects and queued events from the runtime's state. Run it before each scrape: the
+    /// gauges are read there, so the hot path keeps no running count.
+    public func updateGauges() {
+        let activations = state.withLock { Array($0.activations.values) }
+        metrics.activeObjects.record(activations.count)
+        metrics.queuedEvents.record(activations.reduce(0) { $0 + $1.queuedCount })
+    }
+
     private func startSweeper() -> Task<Void, Never> {
         let timeout = configuration.idleTimeout
         let interval = min(timeout / 4, .seconds(1))
@@ -347,6 +384,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 let cutoff = ContinuousClock.now - timeout
                 let activations = self.state.withLock { Array($0.activations.values) }
                 for activation in activations where activation.retireIfIdle(idleSince: cutoff) {
+                    self.metrics.evictions.increment()
                     self.logger.debug("evicted idle object", metadata: ["id": "\(activation.id)"])
                 }
             }

@@ -1,3 +1,5 @@
+import CoreMetrics
+
 /// The bounds of each object's inbound queue (SEMANTICS.md §5). A request that would exceed one is refused at
 /// once with an overloaded, retryable error and never runs.
 public struct MailboxLimits: Sendable {
@@ -29,6 +31,9 @@ public struct RuntimeConfiguration: Sendable {
     public var cacheEntriesPerObject: Int
     /// How failed alarm handlers are retried.
     public var alarmRetry: AlarmRetryPolicy
+    /// Where the runtime reports its metrics (invocations, storage, queues, group commits); by default the
+    /// process's bootstrapped swift-metrics factory. Give each runtime its own factory to read its figures apart.
+    public var metricsFactory: any MetricsFactory
 
     /// Creates a configuration; the defaults are the production ones (70 s idle eviction, 30 s limit for
     /// `blockConcurrencyWhile`).
@@ -37,8 +42,10 @@ public struct RuntimeConfiguration: Sendable {
         idleTimeout: Duration = .seconds(70),
         blockConcurrencyTimeout: Duration = .seconds(30),
         cacheEntriesPerObject: Int = 1_000,
-        alarmRetry: AlarmRetryPolicy = AlarmRetryPolicy()
+        alarmRetry: AlarmRetryPolicy = AlarmRetryPolicy(),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
+        self.metricsFactory = metricsFactory
         self.mailbox = mailbox
         self.idleTimeout = idleTimeout
         self.blockConcurrencyTimeout = blockConcurrencyTimeout

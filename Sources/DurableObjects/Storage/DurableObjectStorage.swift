@@ -27,6 +27,7 @@ public final class DurableObjectStorage: DurableObjectStorageView, @unchecked Se
     ) async throws {
         if engine.inTransaction { throw StorageLimits.deleteAllInTransaction }
         try engine.deleteAll(unconfirmed: options.allowUnconfirmed)
+        engine.hooks.metrics.recordWrites(1, bytes: 0)
     }
 
     /// Runs `body` exclusively (no other event is delivered meanwhile) against a transaction, and applies its

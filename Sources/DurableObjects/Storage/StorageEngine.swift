@@ -19,6 +19,8 @@ struct StorageHooks: Sendable {
     var handlesAlarms: Bool
     /// Called (off any lock) after a flush that set (milliseconds since the epoch) or removed (`nil`) the alarm.
     var alarmChanged: @Sendable (Int64?) -> Void
+    /// Where the object's reads and writes are counted.
+    var metrics: StorageMetrics = .disabled
 }
 
 /// One entry of an overlay: a value written, or a deletion.

@@ -14,6 +14,7 @@ struct StorageOperations: Sendable {
         let keyBytes = Array(key.utf8)
         try StorageLimits.checkKey(keyBytes)
         let found = try engine.lookup(keyBytes, inTransaction: inTransaction)
+        engine.hooks.metrics.recordReads(1)
         let bytes: [UInt8]?
         if let slot = found.slot {
             bytes = slot.value
@@ -34,6 +35,7 @@ struct StorageOperations: Sendable {
         for key in keyBytes { try StorageLimits.checkKey(key) }
         let sortedKeys = Array(Set(keyBytes)).sorted { $0.lexicographicallyPrecedes($1) }
         let lookups = try sortedKeys.map { try engine.lookup($0, inTransaction: inTransaction) }
+        engine.hooks.metrics.recordReads(sortedKeys.count)
         let found = try await finishRead(options.allowConcurrency) { [engine] snapshot in
             try zip(sortedKeys, lookups).compactMap { key, lookup -> ([UInt8], [UInt8])? in
                 if let slot = lookup.slot { return slot.value.map { (key, $0) } }
@@ -59,6 +61,8 @@ struct StorageOperations: Sendable {
             return (keyBytes, .value(encoded))
         }
         try engine.write(writes, unconfirmed: options.allowUnconfirmed, inTransaction: inTransaction)
+        engine.hooks.metrics.recordWrites(
+            writes.count, bytes: writes.reduce(0) { $0 + $1.0.count + ($1.1.value?.count ?? 0) })
     }
 
     func delete(_ keys: [String], options: StorageWriteOptions) throws -> Int {
@@ -69,6 +73,7 @@ struct StorageOperations: Sendable {
         let existing = try keyBytes.filter { try engine.read($0, inTransaction: inTransaction, noCache: true) != nil }
         try engine.write(
             keyBytes.map { ($0, .deleted) }, unconfirmed: options.allowUnconfirmed, inTransaction: inTransaction)
+        engine.hooks.metrics.recordWrites(keyBytes.count, bytes: keyBytes.reduce(0) { $0 + $1.count })
         return existing.count
     }
 
@@ -89,6 +94,7 @@ struct StorageOperations: Sendable {
                 overlay: overlay, skipDatabase: skipDatabase, snapshot: snapshot, lower: lower, upper: upper,
                 prefix: prefix, reverse: options.reverse, limit: options.limit)
         }
+        engine.hooks.metrics.recordReads(entries.count)
         return StorageEntries(
             try entries.map { key, bytes in
                 let name = String(decoding: key, as: UTF8.self)
