@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps browser-deps run test build lint format bench-storage bench-objects bench-compare bench-load clean
+.PHONY: deps browser-deps run test build lint format docs bench-storage bench-objects bench-compare bench-load clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -48,6 +48,16 @@ build: deps
 ## Check formatting the way CI does.
 lint:
 	swift format lint --strict --recursive --parallel Package.swift Sources Tests benchmarks
+
+## The libraries whose DocC catalogues (Sources/<Module>/Documentation.docc) `make docs` builds.
+DOCS_TARGETS := DurableObjects DurableObjectsTesting DurableClient DurableStorage DurableApp DurableExamples
+
+## Build the documentation of every library as one combined archive (links between modules resolve), with every
+## DocC warning (an unresolved symbol link, in a doc comment or an article) treated as an error. The archive lands
+## in .build/plugins/Swift-DocC/outputs/swift-durable-objects.doccarchive.
+docs: deps
+	swift package --disable-sandbox generate-documentation $(addprefix --target ,$(DOCS_TARGETS)) \
+		--enable-experimental-combined-documentation --warnings-as-errors
 
 ## Rewrite the sources in the house format.
 format:

@@ -34,10 +34,14 @@ public final class DurableClient: ObjectTransport, Sendable {
     /// Creates a client; connections open on first use.
     ///
     /// - Parameters:
+    ///   - host: the server's host name or address.
+    ///   - port: the server's RPC port.
     ///   - connections: how many connections to spread calls over.
     ///   - defaultTimeout: the deadline of each call, unless the call sets one.
+    ///   - maximumFrameSize: the largest frame accepted from the server (16 MiB by default).
     ///   - credentials: the key each connection proves to the server: an API token for a gateway's clients, the
     ///     cluster secret between gateway and nodes; `nil` for a server that serves everyone.
+    ///   - logger: where connection events are logged.
     public init(
         host: String, port: Int, connections: Int = 2, defaultTimeout: Duration? = .seconds(30),
         maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil,

@@ -35,7 +35,12 @@ public final class DurableTestRuntime: ObjectTransport, Sendable {
     /// Starts a runtime serving `classes` under `bindings` (binding name → class name). Each class's namespace id
     /// is the class name; its secret is kept in the database, so ids stay valid across ``restart()``.
     ///
-    /// - Parameter directory: where the database lives; a fresh temporary folder (removed by ``close()``) when nil.
+    /// - Parameters:
+    ///   - classes: the object classes to serve.
+    ///   - bindings: binding name → class name, as `durable.toml` would bind them.
+    ///   - configuration: how objects are run; short timeouts make eviction and queue limits quick to reach.
+    ///   - directory: where the database lives; a fresh temporary folder (removed by ``close()``) when nil.
+    ///   - logger: where the runtime and the objects log.
     public init(
         classes: [DurableObjectClass], bindings: [String: String],
         configuration: RuntimeConfiguration = RuntimeConfiguration(), directory: String? = nil,

@@ -52,9 +52,11 @@ public final class GroupCommitter: Sendable {
 
     /// Creates a committer for `database`.
     ///
-    /// - Parameter maximumGroupBytes: a group stops taking batches once it carries this many bytes (one batch is
-    ///   always taken), so that one huge group does not delay everybody.
-    /// - Parameter metrics: where batch sizes and sync latencies are reported.
+    /// - Parameters:
+    ///   - database: the database every batch is written to.
+    ///   - maximumGroupBytes: a group stops taking batches once it carries this many bytes (one batch is always
+    ///     taken), so that one huge group does not delay everybody.
+    ///   - metrics: where batch sizes and sync latencies are reported.
     public init(
         database: Database, maximumGroupBytes: Int = 32 << 20, metrics: GroupCommitMetrics = GroupCommitMetrics()
     ) {
@@ -70,8 +72,10 @@ public final class GroupCommitter: Sendable {
     /// Writes `batch` durably, sharing the `fsync` with whatever other batches are waiting.
     ///
     /// Returns once the batch is on disk (the write-ahead log synced). An empty batch returns at once.
-    /// - Parameter check: run on the commit thread just before the write; if it throws, the batch is not written
-    ///   and this call throws its error. Use it for conditions that must hold at the moment of writing.
+    /// - Parameters:
+    ///   - batch: the writes to make durable together.
+    ///   - check: run on the commit thread just before the write; if it throws, the batch is not written and this
+    ///     call throws its error. Use it for conditions that must hold at the moment of writing.
     /// - Throws: the `check`'s error, or a ``StorageError`` when the batch cannot be written; in both cases
     ///   nothing of the batch is on disk.
     public func commit(_ batch: WriteBatch, check: Check? = nil) async throws {

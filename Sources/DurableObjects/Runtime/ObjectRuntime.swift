@@ -202,6 +202,9 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     /// Delivers `request` under a placement epoch and a deadline.
     ///
     /// - Parameters:
+    ///   - namespaceID: the namespace of the object.
+    ///   - id: the object.
+    ///   - request: what to deliver to its `fetch`.
     ///   - epoch: the epoch the caller's router knows for the object's slot; `nil` skips the check.
     ///   - deadline: a request still queued when it passes is dropped with `DEADLINE_EXCEEDED`, never run.
     /// - Throws: besides the errors of ``invoke(namespaceID:id:request:)``, `FAILED_PRECONDITION` when `epoch` is

@@ -1,0 +1,5 @@
+// The keys a client proves (`DurableClient(credentials:)`) are DurableWire types, and apps depend on the
+// DurableClient product, not on DurableWire: re-export them so that `import DurableClient` is enough.
+@_exported import struct DurableWire.RPCKey
+@_exported import struct DurableWire.RPCKeyError
+@_exported import enum DurableWire.RPCRole
