@@ -2,7 +2,7 @@ import Foundation
 
 /// A durable object class that handles alarms (SEMANTICS.md §6).
 ///
-/// An object schedules at most one alarm at a time with ``DurableObjectStorage/setAlarm(_:options:isolation:)``;
+/// An object schedules at most one alarm at a time with `setAlarm(_:)` (on ``DurableObjectStorage``);
 /// when it is due, the runtime delivers it to ``alarm(_:)`` like any other event (through the object's queue and
 /// gates). Delivery is at least once: a handler that throws is retried with exponential backoff (2 s, doubling,
 /// 6 retries), and an alarm whose node stops before the handler finished runs again when the node is back.

@@ -237,20 +237,13 @@ struct TailingLogHandler: LogHandler {
         set { wrapped[metadataKey: key] = newValue }
     }
 
-    func log(
-        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-        function: String, line: UInt
-    ) {
-        if level >= wrapped.logLevel {
-            wrapped.log(
-                level: level, message: message, metadata: metadata, source: source, file: file, function: function,
-                line: line)
-        }
+    func log(event: LogEvent) {
+        if event.level >= wrapped.logLevel { wrapped.log(event: event) }
         tap.publish(
             ObjectLogEvent(
                 time: Date(), namespaceID: namespaceID, className: className, objectID: objectID, kind: .log,
-                level: level, message: "\(message)",
-                metadata: wrapped.metadata.merging(metadata ?? [:]) { $1 }.mapValues { "\($0)" },
+                level: event.level, message: "\(event.message)",
+                metadata: wrapped.metadata.merging(event.metadata ?? [:]) { $1 }.mapValues { "\($0)" },
                 trigger: ObjectTrigger.current))
     }
 }

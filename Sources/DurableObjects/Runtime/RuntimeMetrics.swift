@@ -1,7 +1,7 @@
 import CoreMetrics
 
 /// Why an object's queue refused an event (SEMANTICS.md §5), as the `reason` label of
-/// ``RuntimeMetrics/Name/overloadRejections``.
+/// `durable_object_overload_rejections_total`.
 public enum OverloadReason: Int, CaseIterable, Sendable {
     /// The queue held ``MailboxLimits/maxQueuedRequests`` events.
     case tooManyRequestsQueued
