@@ -1,6 +1,8 @@
+import DurableMetrics
 import DurableObjects
 import DurableObjectsTesting
 import Foundation
+import MetricsTestSupport
 import Testing
 import WireTestSupport
 
@@ -111,13 +113,16 @@ struct AlarmTests {
     static let fastRetries = AlarmRetryPolicy(initialDelay: .milliseconds(40), maximumRetries: 6)
 
     func withAlarmRuntime<T>(
-        retry: AlarmRetryPolicy = fastRetries, directory: String? = nil,
+        retry: AlarmRetryPolicy = fastRetries, directory: String? = nil, metrics: MetricsRegistry? = nil,
         _ body: (DurableTestRuntime) async throws -> T
     ) async throws -> T {
         let runtime = try DurableTestRuntime(
             classes: [DurableObjectClass(AlarmProbe.self), DurableObjectClass(NoAlarmProbe.self)],
             bindings: ["ALARMS": "AlarmProbe", "PLAIN": "NoAlarmProbe"],
-            configuration: RuntimeConfiguration(idleTimeout: .seconds(60), alarmRetry: retry), directory: directory)
+            configuration: RuntimeConfiguration(
+                idleTimeout: .seconds(60), alarmRetry: retry,
+                metricsFactory: metrics?.factory() ?? RuntimeConfiguration().metricsFactory),
+            directory: directory)
         do {
             let value = try await body(runtime)
             await runtime.close()
@@ -331,6 +336,28 @@ struct AlarmTests {
             #expect(await eventually { Board.entries(tag).filter { $0.hasPrefix("ran") }.count == 2 })
             let stub = try runtime.namespace("ALARMS").getByName(tag)
             #expect(await eventuallyAsync { (try? await stub.fetch("http://a/get").text()) == "none" })
+        }
+    }
+
+    @Test("alarm deliveries are counted by outcome: ok, retried, dropped")
+    func metrics() async throws {
+        let registry = MetricsRegistry()
+        let retries = AlarmRetryPolicy(initialDelay: .milliseconds(2), maximumRetries: 2)
+        try await withAlarmRuntime(retry: retries, metrics: registry) { runtime in
+            let tag = uniqueName("metrics")
+            let good = try runtime.namespace("ALARMS").getByName(tag + "-good")
+            let bad = try runtime.namespace("ALARMS").getByName(tag)
+            #expect(try await good.text("/set?tag=\(tag)-good&in=0") == "ok")
+            #expect(try await bad.text("/fail?tag=\(tag)&times=100") == "ok")
+            #expect(try await bad.text("/set?in=0") == "ok")
+            #expect(await eventually { Board.entries(tag).count == 3 && Board.entries(tag + "-good").count == 1 })
+            func count(_ outcome: String) -> Double {
+                let scrape = try? PrometheusScrape(registry.exposition())
+                return scrape?.sum("durable_object_alarms_total", ["outcome": outcome]) ?? -1
+            }
+            #expect(await eventually { count("dropped") == 1 })
+            #expect(count("ok") == 1)
+            #expect(count("retried") == 2)
         }
     }
 

@@ -59,6 +59,7 @@ extension ObjectRuntime {
             "namespace": "\(key.namespaceID)", "id": "\(id.hexString.prefix(16))",
             "retry": "\(delivery.retryCount)",
         ]
+        let metrics = namespaceMetrics(key.namespaceID)
         let info = AlarmInfo(
             retryCount: delivery.retryCount,
             scheduledTime: Date(timeIntervalSince1970: Double(delivery.scheduledTime) / 1_000))
@@ -66,10 +67,12 @@ extension ObjectRuntime {
             let result = try await deliver(.alarm(info), namespaceID: key.namespaceID, id: id)
             if case .value(let ran as Bool) = result, !ran {
                 logger.warning("dropping an alarm: the object's class has no alarm() handler", metadata: metadata)
+                metrics?.recordAlarm(.dropped)
                 await dropAlarm(key, setFor: delivery.scheduledTime)
                 return
             }
             logger.debug("alarm ran", metadata: metadata)
+            metrics?.recordAlarm(.ok)
         } catch let error as DurableObjectError where error.code == .notFound || isStopped {
             logger.debug("alarm not delivered: \(error)", metadata: metadata)
         } catch {
@@ -77,11 +80,13 @@ extension ObjectRuntime {
             let retry = delivery.retryCount + 1
             guard retry <= configuration.alarmRetry.maximumRetries else {
                 logger.error("alarm handler failed on its last retry; dropping the alarm", metadata: metadata)
+                metrics?.recordAlarm(.dropped)
                 await dropAlarm(key, setFor: delivery.scheduledTime)
                 return
             }
             let delay = configuration.alarmRetry.delay(beforeRetry: retry)
             logger.warning("alarm handler failed; retrying in \(delay)", metadata: metadata)
+            metrics?.recordAlarm(.retried)
             alarms.retry(key, scheduledTime: delivery.scheduledTime, retryCount: retry, after: delay)
         }
     }

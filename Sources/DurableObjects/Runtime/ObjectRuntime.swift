@@ -333,6 +333,11 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         return (activation, metrics)
     }
 
+    /// The metrics of the namespace `id`, if served here.
+    func namespaceMetrics(_ id: String) -> NamespaceMetrics? {
+        state.withLock { $0.namespaces[id]?.metrics }
+    }
+
     /// Whether ``shutdown()`` began.
     var isStopped: Bool { state.withLock { $0.stopped } }
 

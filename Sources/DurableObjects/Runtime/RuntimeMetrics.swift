@@ -51,6 +51,7 @@ struct RuntimeMetrics: Sendable {
         static let activeObjects = "durable_active_objects"
         static let queuedEvents = "durable_object_queued_events"
         static let evictions = "durable_object_evictions_total"
+        static let alarms = "durable_object_alarms_total"
     }
 
     let factory: any MetricsFactory
@@ -87,6 +88,8 @@ struct NamespaceMetrics: Sendable {
     let invocations: CallMetrics
     let overloadRejections: [Counter]
     let storage: StorageMetrics
+    /// Alarm deliveries by ``AlarmOutcome``.
+    let alarms: [Counter]
 
     init(dimensions: [(String, String)], factory: any MetricsFactory) {
         typealias Name = RuntimeMetrics.Name
@@ -96,6 +99,14 @@ struct NamespaceMetrics: Sendable {
             Counter(label: Name.overloadRejections, dimensions: dimensions + [("reason", $0.label)], factory: factory)
         }
         storage = StorageMetrics(dimensions: dimensions, factory: factory)
+        alarms = AlarmOutcome.allCases.map {
+            Counter(label: Name.alarms, dimensions: dimensions + [("outcome", $0.rawValue)], factory: factory)
+        }
+    }
+
+    /// Counts one alarm delivery.
+    func recordAlarm(_ outcome: AlarmOutcome) {
+        alarms[AlarmOutcome.allCases.firstIndex(of: outcome)!].increment()
     }
 
     /// Records an event delivered (or refused) since `start`.
@@ -135,4 +146,14 @@ struct StorageMetrics: Sendable {
         writes.increment(by: keys)
         if bytes > 0 { writtenBytes.increment(by: bytes) }
     }
+}
+
+/// How an alarm delivery ended, as the `outcome` label of `durable_object_alarms_total`.
+enum AlarmOutcome: String, CaseIterable, Sendable {
+    /// The handler returned.
+    case ok
+    /// The handler threw; a retry is scheduled.
+    case retried
+    /// The handler threw on its last retry, or the class has no handler: the alarm was dropped.
+    case dropped
 }
