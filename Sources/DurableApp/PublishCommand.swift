@@ -19,15 +19,8 @@ struct PublishCommand: AsyncParsableCommand {
     @Option(help: "The environment to publish (default: the top level).")
     var env: String?
 
-    @Option(help: "The gateway's RPC address (host:port).")
-    var gateway: String = "127.0.0.1:7070"
-
-    @Option(
-        name: .customLong("admin-token-file"),
-        help: ArgumentHelp(
-            "A file holding the gateway's admin token (default: $DURABLE_ADMIN_TOKEN; for `durable dev`, "
-                + ".durable/secrets/admin-token)."))
-    var adminTokenFile: String?
+    @OptionGroup(title: "Gateway")
+    var admin: AdminOptions
 
     @Option(name: .customLong("old-tag"), help: "Deprecated: the migration tag the script must have now.")
     var oldTag: String?
@@ -66,10 +59,6 @@ struct PublishCommand: AsyncParsableCommand {
         guard transferredClasses.count % 3 == 0 else {
             throw ValidationError("--transfer-class takes three values: <from-script> <from-class> <to-class>")
         }
-        let parts = gateway.split(separator: ":")
-        guard parts.count == 2, Int(parts[1]) != nil else {
-            throw ValidationError("--gateway must be host:port, not '\(gateway)'")
-        }
     }
 
     func run() async throws {
@@ -103,9 +92,7 @@ struct PublishCommand: AsyncParsableCommand {
                 }
             }
         }
-        let parts = gateway.split(separator: ":")
-        let token = try SecretSource.keys(file: adminTokenFile, variable: "DURABLE_ADMIN_TOKEN", role: .admin).first
-        let client = DurableClient(host: String(parts[0]), port: Int(parts[1])!, connections: 1, credentials: token)
+        let client = try admin.client()
         let response: Durable_V1_PublishResponse
         do {
             response = try await client.call(Methods.publish, request, timeout: .seconds(60))
@@ -115,7 +102,7 @@ struct PublishCommand: AsyncParsableCommand {
             throw CommandError(error.message)
         }
         let script = configuration.scriptName(environment: env)
-        print("Published \(script) to \(gateway)")
+        print("Published \(script) to \(admin.gateway)")
         for change in response.changes { print("  \(change)") }
         if response.changes.isEmpty { print("  (no migrations to apply)") }
     }
