@@ -6,7 +6,7 @@ import WireTestSupport
 /// A server taking three keys: `cluster` may call everything, `admin` everything but `test/internal`, `client`
 /// only `test/echo` and `test/sleep`.
 func withSecuredServer<T>(
-    authenticationTimeout: Duration = .seconds(10), _ body: (Int, TestHandler) async throws -> T
+    authenticationTimeout: Duration = .seconds(120), _ body: (Int, TestHandler) async throws -> T
 ) async throws -> T {
     let handler = TestHandler()
     let access = RPCAccessControl(keys: [AuthKeys.cluster, AuthKeys.admin, AuthKeys.client]) { method in
