@@ -48,20 +48,17 @@ enum GatewayTail {
                         isLive: nodeIsLive, enqueue: enqueue)
                 }
             }
-            group.addTask {
-                // The pump: ends when the reader goes (the call is cancelled) or the stream breaks.
-                for await var batch in batches {
-                    batch.dropped += progress.takeDropped()
-                    progress.sent(UInt64(batch.events.count))
-                    do {
-                        try await call.stream.send(try batch.serializedBytes())
-                    } catch {
-                        break
-                    }
+            // The pump: ends when the reader goes (the call is cancelled) or the stream breaks; then the nodes' tails
+            // are stopped.
+            for await var batch in batches {
+                batch.dropped += progress.takeDropped()
+                progress.sent(UInt64(batch.events.count))
+                do {
+                    try await call.stream.send(try batch.serializedBytes())
+                } catch {
+                    break
                 }
             }
-            // The first task to finish is the pump (or every node's stream ended); stop the rest.
-            await group.next()
             sink.finish()
             group.cancelAll()
         }
@@ -109,8 +106,6 @@ enum GatewayTail {
                 })
         }
         isLive(nodeID)
-        // Keep the group alive: one node's end does not end the tail of the others.
-        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
     }
 
     /// What to ask each node for: everything, one namespace, or one object.

@@ -105,12 +105,9 @@ final class AlarmScheduler: Sendable {
 
     private func schedule(_ delivery: Delivery, at due: Int64, onlyIfIdle: Bool, allowWhileFiring: Bool = false) {
         let key = delivery.key
-        let replaced = state.withLock { state -> Entry?? in
-            guard !state.stopped else { return .none }
-            if onlyIfIdle {
-                if state.entries[key] != nil { return .none }
-                if !allowWhileFiring, state.firing.contains(key) { return .none }
-            }
+        let previous = state.withLock { state -> Entry? in
+            guard !state.stopped else { return nil }
+            if onlyIfIdle, state.entries[key] != nil || (!allowWhileFiring && state.firing.contains(key)) { return nil }
             state.nextGeneration += 1
             let generation = state.nextGeneration
             let task = Task { [weak self] in
@@ -120,11 +117,9 @@ final class AlarmScheduler: Sendable {
                 }
                 await self?.fire(key, generation: generation)
             }
-            let previous = state.entries.updateValue(
-                Entry(delivery: delivery, generation: generation, task: task), forKey: key)
-            return .some(previous)
+            return state.entries.updateValue(Entry(delivery: delivery, generation: generation, task: task), forKey: key)
         }
-        if case .some(.some(let previous)) = replaced { previous.task.cancel() }
+        previous?.task.cancel()
     }
 
     private func fire(_ key: Key, generation: UInt64) async {
