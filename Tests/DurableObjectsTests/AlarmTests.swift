@@ -145,7 +145,7 @@ struct AlarmTests {
             #expect(try await stub.fetch("http://a/get").text() == "\(later)")
             let due = Self.nowMilliseconds() + 150
             #expect(try await stub.text("/set?at=\(due)") == "ok")
-            #expect(await eventually { Board.entries(tag).count == 1 })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 1 })
             #expect(Board.entries(tag) == ["ran retry=0 isRetry=false get=none"])
             let ranAt = Double(Board.entries(tag + "-times")[0])! * 1_000
             #expect(ranAt >= Double(due) - 1, "ran \(Double(due) - ranAt) ms early")
@@ -162,7 +162,7 @@ struct AlarmTests {
             let tag = uniqueName("past")
             let stub = try runtime.namespace("ALARMS").getByName(tag)
             #expect(try await stub.text("/set?tag=\(tag)&at=1") == "ok")
-            #expect(await eventually { Board.entries(tag).count == 1 })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 1 })
         }
     }
 
@@ -192,7 +192,7 @@ struct AlarmTests {
             let sooner = Self.nowMilliseconds() + 50
             #expect(try await stub.text("/set?at=\(sooner)") == "ok")
             // Runs once, and nothing is left: the hour-later alarm was replaced, not added.
-            #expect(await eventually { Board.entries(tag).count == 1 })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 1 })
             #expect(try await stub.fetch("http://a/get").text() == "none")
             #expect(try runtime.runtime.scheduledAlarmCount == 0)
 
@@ -243,7 +243,7 @@ struct AlarmTests {
             let stub = try runtime.namespace("ALARMS").getByName(tag)
             #expect(try await stub.text("/fail?tag=\(tag)&times=3") == "ok")
             #expect(try await stub.text("/set?in=0") == "ok")
-            #expect(await eventually { Board.entries(tag).count == 4 })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 4 })
             #expect(
                 Board.entries(tag) == [
                     "ran retry=0 isRetry=false get=none", "ran retry=1 isRetry=true get=none",
@@ -253,7 +253,7 @@ struct AlarmTests {
             let gaps = zip(times.dropFirst(), times).map { ($0 - $1) * 1_000 }
             // 40 ms, 80 ms, 160 ms: each wait at least its delay.
             for (gap, delay) in zip(gaps, [40.0, 80, 160]) { #expect(gap >= delay - 1, "gaps \(gaps)") }
-            #expect(await eventually { (try? runtime.runtime.scheduledAlarmCount) == 0 })
+            #expect(await eventually(timeout: .seconds(60)) { (try? runtime.runtime.scheduledAlarmCount) == 0 })
             #expect(try await stub.fetch("http://a/get").text() == "none")
         }
     }
@@ -266,8 +266,11 @@ struct AlarmTests {
             let stub = try runtime.namespace("ALARMS").getByName(tag)
             #expect(try await stub.text("/fail?tag=\(tag)&times=100") == "ok")
             #expect(try await stub.text("/set?in=0") == "ok")
-            #expect(await eventually { Board.entries(tag).count == 7 })
-            #expect(await eventuallyAsync { (try? await stub.fetch("http://a/get").text()) == "none" })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 7 })
+            #expect(
+                await eventuallyAsync(timeout: .seconds(60)) {
+                    (try? await stub.fetch("http://a/get").text()) == "none"
+                })
             #expect(try runtime.runtime.scheduledAlarmCount == 0)
             #expect(Board.entries(tag).last == "ran retry=6 isRetry=true get=none")
             #expect(AlarmRetryPolicy().delay(beforeRetry: 1) == .seconds(2))
@@ -283,13 +286,13 @@ struct AlarmTests {
             let stub = try runtime.namespace("ALARMS").getByName(tag)
             #expect(try await stub.text("/reschedule?tag=\(tag)&in=30") == "ok")
             #expect(try await stub.text("/set?in=0") == "ok")
-            #expect(await eventually { Board.entries(tag).count == 3 })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 3 })
             #expect(
                 Board.entries(tag) == [
                     "ran retry=0 isRetry=false get=none", "rescheduled get-after=true",
                     "ran retry=0 isRetry=false get=none",
                 ])
-            #expect(await eventually { (try? runtime.runtime.scheduledAlarmCount) == 0 })
+            #expect(await eventually(timeout: .seconds(60)) { (try? runtime.runtime.scheduledAlarmCount) == 0 })
             #expect(try await stub.fetch("http://a/get").text() == "none")
         }
     }
@@ -310,10 +313,10 @@ struct AlarmTests {
             return (future.id, overdue.id)
         }
         // The node is down while the alarm comes due.
-        #expect(await eventually { Self.nowMilliseconds() > soon + 50 })
+        #expect(await eventually(timeout: .seconds(60)) { Self.nowMilliseconds() > soon + 50 })
         #expect(Board.entries(tag).isEmpty)
         try await withAlarmRuntime(directory: directory) { runtime in
-            #expect(await eventually { Board.entries(tag).count == 1 })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 1 })
             let namespace = try runtime.namespace("ALARMS")
             let scheduled = try runtime.runtime.scheduledAlarm(namespaceID: "AlarmProbe", id: future)
             #expect(scheduled.map { Int64(($0.timeIntervalSince1970 * 1_000).rounded()) } == later)
@@ -331,14 +334,19 @@ struct AlarmTests {
             let stub = try runtime.namespace("ALARMS").getByName(tag)
             #expect(try await stub.text("/block?tag=\(tag)") == "ok")
             #expect(try await stub.text("/set?in=0") == "ok")
-            #expect(await eventually { Board.entries(tag).contains("blocked") })
+            #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).contains("blocked") })
         }
         // The first run never finished; it is released only now, into a stopped runtime.
         Board.latch(tag + "-release").open()
         try await withAlarmRuntime(directory: directory) { runtime in
-            #expect(await eventually { Board.entries(tag).filter { $0.hasPrefix("ran") }.count == 2 })
+            #expect(
+                await eventually(timeout: .seconds(60)) { Board.entries(tag).filter { $0.hasPrefix("ran") }.count == 2 }
+            )
             let stub = try runtime.namespace("ALARMS").getByName(tag)
-            #expect(await eventuallyAsync { (try? await stub.fetch("http://a/get").text()) == "none" })
+            #expect(
+                await eventuallyAsync(timeout: .seconds(60)) {
+                    (try? await stub.fetch("http://a/get").text()) == "none"
+                })
         }
     }
 
@@ -353,12 +361,15 @@ struct AlarmTests {
             #expect(try await good.text("/set?tag=\(tag)-good&in=0") == "ok")
             #expect(try await bad.text("/fail?tag=\(tag)&times=100") == "ok")
             #expect(try await bad.text("/set?in=0") == "ok")
-            #expect(await eventually { Board.entries(tag).count == 3 && Board.entries(tag + "-good").count == 1 })
+            #expect(
+                await eventually(timeout: .seconds(60)) {
+                    Board.entries(tag).count == 3 && Board.entries(tag + "-good").count == 1
+                })
             func count(_ outcome: String) -> Double {
                 let scrape = try? PrometheusScrape(registry.exposition())
                 return scrape?.sum("durable_object_alarms_total", ["outcome": outcome]) ?? -1
             }
-            #expect(await eventually { count("dropped") == 1 })
+            #expect(await eventually(timeout: .seconds(60)) { count("dropped") == 1 })
             #expect(count("ok") == 1)
             #expect(count("retried") == 2)
         }

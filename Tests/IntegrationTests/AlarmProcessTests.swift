@@ -27,12 +27,12 @@ struct AlarmProcessTests {
         // The acknowledged alarm is durable: the node dies before it is due.
         node.kill9()
         await client.close()
-        #expect(await eventuallyAsync { Date().timeIntervalSince(setAt) > 3.1 })
+        #expect(await eventuallyAsync(timeout: .seconds(60)) { Date().timeIntervalSince(setAt) > 3.1 })
 
         let restarted = try await NodeProcess.launch(dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
         let again = DurableClient(
             host: "127.0.0.1", port: restarted.port, connections: 1, credentials: TestKeys.cluster)
-        #expect(await eventuallyAsync { (try? await call(again, "soon", "/alarms")) == "1" })
+        #expect(await eventuallyAsync(timeout: .seconds(60)) { (try? await call(again, "soon", "/alarms")) == "1" })
         #expect(try await call(again, "soon", "/alarm-time") == "none")
         #expect(try await call(again, "later", "/alarm-time") == later)
         #expect(try await call(again, "later", "/alarms") == "0")
