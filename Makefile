@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps browser-deps run test build lint format docs bench-storage bench-objects bench-compare bench-load clean
+.PHONY: deps browser-deps run test test-heavy build lint format docs bench-storage bench-objects bench-compare bench-load clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -32,15 +32,29 @@ browser-deps:
 		python3 -m venv $(BROWSER_VENV) && $(BROWSER_VENV)/bin/pip install -q selenium; \
 	fi
 
-## Build and run every test (the browser test drives the chat page in headless Chromium; its screenshot lands in
-## test-output/); then, alone, the tests that load the whole machine (the fault harness, the overload flood);
-## then build a user's app made by `durable init` against this checkout and run its
-## test and its worker (it compiles every dependency again: several minutes; SKIP_APP_BUILD=1 leaves it out).
+## Every test, in three passes (Tests/README.md): the main pass (in-process tests in parallel, the tests that start
+## processes one at a time beside them); the heavy pass (tests that load the whole machine: clusters of processes,
+## floods, fuzzing a live server, the load generator, the chat page in headless Chromium, whose screenshot lands in
+## test-output/), one at a time and alone; then the build of a user's app made by `durable init` against this
+## checkout, its test and its worker (the first time in a checkout it compiles every dependency again: several
+## minutes; SKIP_APP_BUILD=1 leaves it out). Each pass prints its wall time.
 test: deps browser-deps
-	DURABLE_BROWSER_PYTHON=$(CURDIR)/$(BROWSER_VENV)/bin/python swift test $(SWIFT_BUILD_FLAGS)
-	DURABLE_HEAVY_TESTS=1 swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter 'IntegrationTests.ChaosTests|IntegrationTests.OverloadMemoryTests'
+	@echo "== main pass: in-process tests in parallel, process tests one at a time"
+	@start=$$(date +%s); swift test $(SWIFT_BUILD_FLAGS) --skip HeavyTests; status=$$?; \
+		echo "== main pass: $$(( $$(date +%s) - start )) s"; exit $$status
+	@echo "== heavy pass: whole-machine tests, one at a time"
+	@start=$$(date +%s); DURABLE_HEAVY_TESTS=1 DURABLE_BROWSER_PYTHON=$(CURDIR)/$(BROWSER_VENV)/bin/python \
+		swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter HeavyTests.WholeMachineTests; status=$$?; \
+		echo "== heavy pass: $$(( $$(date +%s) - start )) s"; exit $$status
 	@if [ "$(SKIP_APP_BUILD)" != 1 ]; then \
-		DURABLE_SCAFFOLD_BUILD=1 swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter ScaffoldBuildTests; fi
+		echo "== scaffolded app: durable init, build, test, serve"; start=$$(date +%s); \
+		DURABLE_SCAFFOLD_BUILD=1 swift test $(SWIFT_BUILD_FLAGS) --skip-build --filter HeavyTests.ScaffoldBuildTests; \
+		status=$$?; echo "== scaffolded app: $$(( $$(date +%s) - start )) s"; exit $$status; fi
+
+## Only the heavy pass (after a build).
+test-heavy: deps browser-deps
+	DURABLE_HEAVY_TESTS=1 DURABLE_BROWSER_PYTHON=$(CURDIR)/$(BROWSER_VENV)/bin/python \
+		swift test $(SWIFT_BUILD_FLAGS) --filter HeavyTests.WholeMachineTests
 
 build: deps
 	swift build $(SWIFT_BUILD_FLAGS)

@@ -202,32 +202,33 @@ let package = Package(
             path: "benchmarks/storage-benchmark",
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "DurableStorageTests", dependencies: ["DurableStorage"], swiftSettings: strictSettings),
-        .testTarget(name: "DurableChaosTests", dependencies: ["DurableChaos"], swiftSettings: strictSettings),
+        // What every test target shares: waiting on events, child processes, the test cluster, raw sockets,
+        // temporary folders, the test passes (Tests/README.md).
         .target(
-            name: "MetricsTestSupport",
-            path: "Tests/MetricsTestSupport",
+            name: "TestSupport",
+            dependencies: [
+                "DurableWire", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/TestSupport",
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "DurableStorageTests", dependencies: ["DurableStorage", "TestSupport"], swiftSettings: strictSettings),
+        .testTarget(name: "DurableChaosTests", dependencies: ["DurableChaos"], swiftSettings: strictSettings),
+        .testTarget(
             name: "DurableObjectsTests",
             dependencies: [
-                "DurableObjects", "DurableObjectsTesting", "DurableStorage", "DurableMetrics", "MetricsTestSupport",
-                "WireTestSupport",
+                "DurableObjects", "DurableObjectsTesting", "DurableStorage", "DurableMetrics", "TestSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
-            swiftSettings: strictSettings
-        ),
-        .target(
-            name: "WireTestSupport",
-            dependencies: ["DurableWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
-            path: "Tests/WireTestSupport",
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "DurableWireTests",
             dependencies: [
-                "DurableWire", "WireTestSupport",
+                "DurableWire", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -237,7 +238,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableGatewayTests",
-            dependencies: ["DurableGateway", "DurableObjects", "DurableStorage"],
+            dependencies: ["DurableGateway", "DurableObjects", "DurableStorage", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -249,7 +250,8 @@ let package = Package(
             name: "DurableAppTests",
             dependencies: [
                 "DurableApp", "DurableGateway", "DurableNode", "DurableHTTP", "DurableClient", "DurableObjects",
-                "DurableStorage", "DurableExamples", "WireTestSupport",
+                "DurableStorage", "DurableExamples", "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -259,10 +261,20 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "WireTestSupport", "durable",
-                "MetricsTestSupport",
-                "durable-load", "durable-chaos",
+                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "TestSupport", "durable",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The heavy pass: tests that load the whole machine (Tests/README.md).
+        .testTarget(
+            name: "HeavyTests",
+            dependencies: [
+                "DurableClient", "DurableObjects", "DurableWire", "TestSupport", "durable", "durable-load",
+                "durable-chaos",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

@@ -32,26 +32,31 @@ extension DurableObjectError {
 }
 
 extension DurableObjectError.Code {
+    /// The runtime code of a wire code's name: the same name, whatever the code.
     init(wireName: String) {
-        self =
-            [
-                Self.invalidArgument, .notFound, .failedPrecondition, .resourceExhausted, .unavailable,
-                .deadlineExceeded, .unauthenticated, .internal,
-            ].first { $0.name == wireName } ?? .internal
+        self = Self.all.first { $0.name == wireName } ?? Self(wireName)
     }
 }
 
 extension Durable_V1_Code {
-    init(name: String) {
+    /// The wire code named `name` (`INTERNAL` for a name the protocol does not define).
+    public init(name: String) {
         switch name {
-        case "INVALID_ARGUMENT": self = .invalidArgument
-        case "NOT_FOUND": self = .notFound
-        case "FAILED_PRECONDITION": self = .failedPrecondition
-        case "RESOURCE_EXHAUSTED": self = .resourceExhausted
-        case "UNAVAILABLE": self = .unavailable
-        case "DEADLINE_EXCEEDED": self = .deadlineExceeded
-        case "UNAUTHENTICATED": self = .unauthenticated
         case "CANCELLED": self = .cancelled
+        case "UNKNOWN": self = .unknown
+        case "INVALID_ARGUMENT": self = .invalidArgument
+        case "DEADLINE_EXCEEDED": self = .deadlineExceeded
+        case "NOT_FOUND": self = .notFound
+        case "ALREADY_EXISTS": self = .alreadyExists
+        case "PERMISSION_DENIED": self = .permissionDenied
+        case "RESOURCE_EXHAUSTED": self = .resourceExhausted
+        case "FAILED_PRECONDITION": self = .failedPrecondition
+        case "ABORTED": self = .aborted
+        case "OUT_OF_RANGE": self = .outOfRange
+        case "UNIMPLEMENTED": self = .unimplemented
+        case "UNAVAILABLE": self = .unavailable
+        case "DATA_LOSS": self = .dataLoss
+        case "UNAUTHENTICATED": self = .unauthenticated
         default: self = .internal
         }
     }

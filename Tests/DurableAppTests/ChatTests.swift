@@ -1,38 +1,12 @@
 import DurableExamples
 import DurableObjects
 import Foundation
+import TestSupport
 import Testing
-import WireTestSupport
 
-/// Joins `room` as `name` and reads until the room says it is ready; returns the socket and the history it sent.
+/// Joins `room` of the cluster's chat as `name`.
 func join(_ cluster: LocalCluster, room: String, as name: String) async -> (TestWebSocket, [[String: Any]]) {
-    let socket = TestWebSocket("ws://127.0.0.1:\(cluster.httpPort!)/chat/api/room/\(room)/websocket")
-    socket.send(#"{"name": "\#(name)"}"#)
-    var history: [[String: Any]] = []
-    while let message = await socket.nextObject() {
-        if message["ready"] != nil { break }
-        if message["message"] != nil { history.append(message) }
-    }
-    return (socket, history)
-}
-
-/// Reads until a chat message (skipping joins and quits); returns "name: message".
-func nextChat(_ socket: TestWebSocket) async -> String? {
-    while let message = await socket.nextObject() {
-        if let error = message["error"] as? String { return "error: \(error)" }
-        if let name = message["name"] as? String, let text = message["message"] as? String { return "\(name): \(text)" }
-    }
-    return nil
-}
-
-/// Reads until an announcement (`joined`, `quit`) or a chat message; returns it as text.
-func nextEvent(_ socket: TestWebSocket) async -> String? {
-    guard let message = await socket.nextObject() else { return nil }
-    if let joined = message["joined"] as? String { return "joined \(joined)" }
-    if let quit = message["quit"] as? String { return message["error"] != nil ? "failed \(quit)" : "quit \(quit)" }
-    if let error = message["error"] as? String { return "error: \(error)" }
-    if let name = message["name"] as? String, let text = message["message"] as? String { return "\(name): \(text)" }
-    return "\(message)"
+    await joinChat(httpPort: cluster.httpPort!, room: room, as: name)
 }
 
 /// The room object's id and the node that runs it.
@@ -158,25 +132,22 @@ struct ChatTests {
             cluster in
             let (alice, _) = await join(cluster, room: "errors", as: "alice")
             let port = cluster.httpPort!
-            let raw = try await blocking {
-                let socket = try RawSocket(port: port)
-                socket.send(
-                    Array(
-                        ("GET /chat/api/room/errors/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                            + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                            + "Sec-WebSocket-Version: 13\r\n\r\n").utf8))
-                let answer = String(decoding: socket.receive(minimum: 12), as: UTF8.self)
-                return (socket, answer)
-            }
-            #expect(raw.1.hasPrefix("HTTP/1.1 101"), "\(raw.1)")
+            let socket = try await RawSocket.connect(port: port)
+            await socket.send(
+                Array(
+                    ("GET /chat/api/room/errors/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        + "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        + "Sec-WebSocket-Version: 13\r\n\r\n").utf8))
+            let answer = String(decoding: await socket.receive(minimum: 12), as: UTF8.self)
+            #expect(answer.hasPrefix("HTTP/1.1 101"), "\(answer)")
             // A masked text frame naming the client…
             let payload = Array(#"{"name": "mallory"}"#.utf8)
             let mask: [UInt8] = [1, 2, 3, 4]
             let masked = payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
-            raw.0.send([0x81, 0x80 | UInt8(payload.count)] + mask + masked)
+            await socket.send([0x81, 0x80 | UInt8(payload.count)] + mask + masked)
             #expect(await nextEvent(alice) == "joined mallory")
             // …then a continuation frame with nothing to continue: the connection fails, and the room hears of it.
-            raw.0.send([0x80, 0x80] + mask)
+            await socket.send([0x80, 0x80] + mask)
             #expect(await nextEvent(alice) == "failed mallory")
             alice.close()
         }
@@ -195,20 +166,8 @@ struct ChatTests {
     }
 }
 
-/// Runs blocking socket work off the cooperative pool.
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
-}
-
 /// Evicts the object once it is idle (its last turn and its outgoing frames may still be finishing); returns whether
-/// it was evicted within ten seconds.
+/// it was evicted.
 func evictWhenIdle(_ runtime: ObjectRuntime, namespaceID: String, id: DurableObjectId) async -> Bool {
-    let deadline = ContinuousClock.now + .seconds(10)
-    while ContinuousClock.now < deadline {
-        if runtime.evict(namespaceID: namespaceID, id: id) { return true }
-        try? await Task.sleep(for: .milliseconds(2))
-    }
-    return false
+    await eventually { runtime.evict(namespaceID: namespaceID, id: id) }
 }

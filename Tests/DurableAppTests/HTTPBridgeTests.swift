@@ -2,35 +2,24 @@ import DurableExamples
 import DurableObjects
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
-import WireTestSupport
 
-/// Holds requests until it is opened.
-final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+/// Holds the instance named `blocked` from its start until it opens.
+let blockerGate = Latch()
 
-    func wait() async {
-        await withCheckedContinuation { continuation in
-            let proceed = state.withLock { state -> Bool in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if proceed { continuation.resume() }
-        }
-    }
+/// The latches instances named `hold:NAME` wait on in `fetch`.
+let heldCalls = Mutex<[String: Latch]>([:])
 
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
+/// The latch of the instance named `name`.
+func heldCall(_ name: String) -> Latch {
+    heldCalls.withLock { latches in
+        if let latch = latches[name] { return latch }
+        let latch = Latch()
+        latches[name] = latch
+        return latch
     }
 }
-
-let blockerGate = Gate()
 
 /// Answers its request headers. The instance named `blocked` holds its input gate from its start until
 /// ``blockerGate`` opens, so requests to it queue (and the queue's bound refuses the surplus).
@@ -42,6 +31,7 @@ actor HeaderEcho: DurableObject {
     }
 
     func fetch(_ request: Request) async throws -> Response {
+        if let name = state.id.name, name.hasPrefix("hold:") { await heldCall(name).wait() }
         let ip = request.headers[HTTPField.Name("CF-Connecting-IP")!] ?? "-"
         let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!] ?? "-"
         return Response("\(ip) | \(forwarded) | \(request.method) \(request.path) | \(request.text())")
@@ -69,6 +59,8 @@ let bridgeApp = DurableApplication(
             return Response(env.vars["GREETING"] ?? "-")
         case "block":
             return try await env.namespace("ECHO").getByName("blocked").fetch(request)
+        case "hold":
+            return try await env.namespace("ECHO").getByName("hold:" + (parts.count > 1 ? parts[1] : "")).fetch(request)
         default:
             return try await env.namespace("ECHO").getByName("echo").fetch(request)
         }
@@ -122,6 +114,20 @@ struct HTTPBridgeTests {
         }
     }
 
+    @Test("an object call past the gateway's deadline is answered 504 with the reason; the bridge serves on")
+    func deadline() async throws {
+        try await withLocalCluster(
+            app: bridgeApp, nodes: 1, configuration: bridgeConfiguration, objectCallTimeout: .milliseconds(300)
+        ) { cluster in
+            let name = uniqueHoldName()
+            let late = try await HTTPTestClient.send(cluster.url + "/hold/" + name)
+            #expect(late.status == 504)
+            #expect(late.text.contains("eadline"), "\(late.text)")
+            heldCall("hold:" + name).open()
+            #expect(try await HTTPTestClient.send(cluster.url + "/").status == 200)
+        }
+    }
+
     @Test("a body over the bridge's limit (32 MiB) is answered 413 without reaching the worker; the bridge serves on")
     func oversizedBody() async throws {
         try await withLocalCluster(app: bridgeApp, nodes: 1, configuration: bridgeConfiguration) { cluster in
@@ -134,22 +140,15 @@ struct HTTPBridgeTests {
     }
 
     @Test(
-        "headers over the limits are answered 431 and not valid HTTP 400, each closing that connection; the bridge serves on",
-        .timeLimit(.minutes(1)))
+        "headers over the limits are answered 431 and not valid HTTP 400, each closing that connection; the bridge serves on"
+    )
     func oversizedHeaders() async throws {
         try await withLocalCluster(app: bridgeApp, nodes: 1, configuration: bridgeConfiguration) { cluster in
             let port = try #require(Int(cluster.url.split(separator: ":").last ?? ""))
             func exchange(_ request: String) async throws -> String {
-                try await withCheckedThrowingContinuation { continuation in
-                    DispatchQueue.global().async {
-                        continuation.resume(
-                            with: Result {
-                                let socket = try RawSocket(port: port)
-                                socket.send(Array(request.utf8))
-                                return String(decoding: socket.receiveAll(), as: UTF8.self)
-                            })
-                    }
-                }
+                let socket = try await RawSocket.connect(port: port)
+                await socket.send(Array(request.utf8))
+                return String(decoding: await socket.receiveAll(), as: UTF8.self)
             }
             let big = try await exchange(
                 "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 90_000))\r\n\r\n")
@@ -192,3 +191,6 @@ struct HTTPBridgeTests {
         }
     }
 }
+
+/// A fresh name for a held instance.
+func uniqueHoldName() -> String { UUID().uuidString }

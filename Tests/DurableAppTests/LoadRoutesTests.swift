@@ -1,7 +1,7 @@
 import DurableExamples
 import Foundation
+import TestSupport
 import Testing
-import WireTestSupport
 
 /// The example app's routes that the load generator drives: `/ping`, `/counters/NAME/…` and the broadcast room.
 @Suite("The example app's load-generator routes", .timeLimit(.minutes(2)))

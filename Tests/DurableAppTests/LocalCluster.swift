@@ -7,7 +7,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
-import WireTestSupport
+import TestSupport
 
 /// A gateway and storage nodes in the test process, talking RPC over loopback sockets, each on its own RocksDB
 /// database in a temporary folder; optionally the HTTP bridge in front.
@@ -30,13 +30,14 @@ final class LocalCluster: Sendable {
     /// HTTP bridge when the app has a worker.
     static func start(
         app: DurableApplication, nodes nodeCount: Int, configuration: String? = nil,
-        runtime: RuntimeConfiguration = RuntimeConfiguration()
+        runtime: RuntimeConfiguration = RuntimeConfiguration(), objectCallTimeout: Duration = .seconds(60)
     ) async throws -> LocalCluster {
         let folder = TemporaryDirectory("cluster")
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let gateway = try Gateway(
-            configuration: GatewayConfiguration(rpcPort: 0, dataDirectory: folder.child("gateway")),
+            configuration: GatewayConfiguration(
+                rpcPort: 0, dataDirectory: folder.child("gateway"), objectCallTimeout: objectCallTimeout),
             exportedClasses: app.classNames, logger: logger)
         if let configuration {
             try await gateway.publish(ConfigurationParser.parse(configuration), environment: nil)
@@ -146,9 +147,11 @@ final class LocalCluster: Sendable {
 /// Runs `body` with a cluster, closing it afterwards whatever happens.
 func withLocalCluster<T>(
     app: DurableApplication, nodes: Int, configuration: String? = nil,
-    runtime: RuntimeConfiguration = RuntimeConfiguration(), _ body: (LocalCluster) async throws -> T
+    runtime: RuntimeConfiguration = RuntimeConfiguration(), objectCallTimeout: Duration = .seconds(60),
+    _ body: (LocalCluster) async throws -> T
 ) async throws -> T {
-    let cluster = try await LocalCluster.start(app: app, nodes: nodes, configuration: configuration, runtime: runtime)
+    let cluster = try await LocalCluster.start(
+        app: app, nodes: nodes, configuration: configuration, runtime: runtime, objectCallTimeout: objectCallTimeout)
     do {
         let value = try await body(cluster)
         await cluster.close()

@@ -2,9 +2,8 @@ import DurableMetrics
 import DurableObjects
 import DurableObjectsTesting
 import Foundation
-import MetricsTestSupport
+import TestSupport
 import Testing
-import WireTestSupport
 
 /// An object that drives its alarm from requests and records each delivery on the ``Board`` under its tag.
 ///
@@ -114,14 +113,14 @@ struct AlarmTests {
 
     func withAlarmRuntime<T>(
         retry: AlarmRetryPolicy = fastRetries, directory: String? = nil, metrics: MetricsRegistry? = nil,
-        _ body: (DurableTestRuntime) async throws -> T
+        clock: any RuntimeClock = SystemRuntimeClock(), _ body: (DurableTestRuntime) async throws -> T
     ) async throws -> T {
         let runtime = try DurableTestRuntime(
             classes: [DurableObjectClass(AlarmProbe.self), DurableObjectClass(NoAlarmProbe.self)],
             bindings: ["ALARMS": "AlarmProbe", "PLAIN": "NoAlarmProbe"],
             configuration: RuntimeConfiguration(
                 idleTimeout: .seconds(60), alarmRetry: retry,
-                metricsFactory: metrics?.factory() ?? RuntimeConfiguration().metricsFactory),
+                metricsFactory: metrics?.factory() ?? RuntimeConfiguration().metricsFactory, clock: clock),
             directory: directory)
         do {
             let value = try await body(runtime)
@@ -153,6 +152,45 @@ struct AlarmTests {
             #expect(try runtime.runtime.scheduledAlarm(namespaceID: "AlarmProbe", id: stub.id) == nil)
             #expect(try await stub.fetch("http://a/list").text() == "fired,tag")
             #expect(Board.entries(tag).count == 1)
+        }
+    }
+
+    @Test("by the runtime's clock, an alarm waits until its time and runs when the clock reaches it")
+    func runsWhenTheClockReachesIt() async throws {
+        let clock = ManualRuntimeClock()
+        try await withAlarmRuntime(clock: clock) { runtime in
+            let tag = uniqueName("clock")
+            let stub = try runtime.namespace("ALARMS").getByName(tag)
+            let due = clock.epochMilliseconds + 10_000
+            #expect(try await stub.text("/set?tag=\(tag)&at=\(due)") == "ok")
+            #expect(await eventually { clock.sleeperCount == 1 }, "the alarm waits for its time")
+            clock.advance(by: .milliseconds(9_999))
+            // Nothing ran: the alarm still waits (a clock that moves wakes due sleepers before it returns).
+            #expect(clock.sleeperCount == 1)
+            #expect(Board.entries(tag).isEmpty)
+            #expect(try await stub.fetch("http://a/get").text() == "\(due)")
+            clock.advance(by: .milliseconds(1))
+            #expect(await eventually { Board.entries(tag).count == 1 })
+            #expect(Board.entries(tag) == ["ran retry=0 isRetry=false get=none"])
+            #expect(await eventually { (try? runtime.runtime.scheduledAlarmCount) == 0 })
+        }
+    }
+
+    @Test("a failed alarm is retried after the policy's delay by the runtime's clock, not before")
+    func retryWaitsItsDelay() async throws {
+        let clock = ManualRuntimeClock()
+        try await withAlarmRuntime(retry: AlarmRetryPolicy(), clock: clock) { runtime in
+            let tag = uniqueName("retry-clock")
+            let stub = try runtime.namespace("ALARMS").getByName(tag)
+            #expect(try await stub.text("/fail?tag=\(tag)&times=1") == "ok")
+            #expect(try await stub.text("/set?at=\(clock.epochMilliseconds)") == "ok")
+            #expect(await eventually { Board.entries(tag).count == 1 && clock.sleeperCount == 1 })
+            clock.advance(by: .milliseconds(1_999))
+            #expect(clock.sleeperCount == 1, "the retry waits its 2 s")
+            #expect(Board.entries(tag).count == 1)
+            clock.advance(by: .milliseconds(1))
+            #expect(await eventually { Board.entries(tag).count == 2 })
+            #expect(Board.entries(tag).last == "ran retry=1 isRetry=true get=none")
         }
     }
 
@@ -268,7 +306,7 @@ struct AlarmTests {
             #expect(try await stub.text("/set?in=0") == "ok")
             #expect(await eventually(timeout: .seconds(60)) { Board.entries(tag).count == 7 })
             #expect(
-                await eventuallyAsync(timeout: .seconds(60)) {
+                await eventually(timeout: .seconds(60)) {
                     (try? await stub.fetch("http://a/get").text()) == "none"
                 })
             #expect(try runtime.runtime.scheduledAlarmCount == 0)
@@ -344,7 +382,7 @@ struct AlarmTests {
             )
             let stub = try runtime.namespace("ALARMS").getByName(tag)
             #expect(
-                await eventuallyAsync(timeout: .seconds(60)) {
+                await eventually(timeout: .seconds(60)) {
                     (try? await stub.fetch("http://a/get").text()) == "none"
                 })
         }

@@ -1,6 +1,7 @@
 import DurableObjects
 import DurableObjectsTesting
 import Foundation
+import TestSupport
 import Testing
 
 /// Single instance under confusion (SEMANTICS §2): once a slot's placement epoch is raised, an activation made under

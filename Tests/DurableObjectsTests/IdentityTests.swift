@@ -1,5 +1,6 @@
 import DurableObjects
 import DurableObjectsTesting
+import TestSupport
 import Testing
 
 @Suite("Ids and stubs (SEMANTICS §1)")

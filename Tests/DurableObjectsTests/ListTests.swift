@@ -1,5 +1,6 @@
 import DurableObjects
 import DurableObjectsTesting
+import TestSupport
 import Testing
 
 @Suite("list() (SEMANTICS §3)")

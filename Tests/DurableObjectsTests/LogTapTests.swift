@@ -2,6 +2,7 @@ import DurableObjects
 import DurableObjectsTesting
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 /// An object that logs what it is asked to: `/log?n=N&level=L` logs N lines at level L; `/throw` throws.

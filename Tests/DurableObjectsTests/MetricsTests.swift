@@ -1,7 +1,7 @@
 import DurableMetrics
 import DurableObjects
 import DurableObjectsTesting
-import MetricsTestSupport
+import TestSupport
 import Testing
 
 @Suite("Metrics of an object runtime (swift-metrics into a Prometheus registry)")
@@ -75,7 +75,7 @@ struct MetricsTests {
             let queued = Task { try await stub.text("/log?tag=\(tag)", body: "queued") }
             #expect(await eventually { (try? runtime.queuedCount(stub)) == 1 })
             let refused = await Result { try await stub.text("/log?tag=\(tag)", body: "refused") }
-            #expect((try? refused.get()) == nil)
+            #expect(throws: DurableObjectError.tooManyRequestsQueued) { try refused.get() }
 
             try runtime.runtime.updateGauges()
             let during = try scrape(metrics)

@@ -1,5 +1,6 @@
 import DurableObjects
 import DurableObjectsTesting
+import TestSupport
 import Testing
 
 @Suite("Recorded object names and listings for operators")

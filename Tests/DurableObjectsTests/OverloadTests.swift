@@ -1,6 +1,7 @@
 import DurableObjects
 import DurableObjectsTesting
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("Overload (SEMANTICS §5)")
@@ -10,18 +11,6 @@ struct OverloadTests {
         let blocker = Task { try await stub.text("/block?tag=\(tag)", body: "blocker") }
         #expect(await eventually { Board.entries(tag) == ["ran blocker"] })
         return blocker
-    }
-
-    /// Runs `body`, again (up to five times) when it is refused as overloaded.
-    func retryingOverload<T>(_ body: () async throws -> T) async throws -> T {
-        for _ in 1..<5 {
-            do {
-                return try await body()
-            } catch let error as DurableObjectError where error.overloaded {
-                continue
-            }
-        }
-        return try await body()
     }
 
     func expectOverloaded(_ result: Result<String, any Error>, _ message: String) {
@@ -77,23 +66,23 @@ struct OverloadTests {
 
     @Test("a request that waited longer than the age bound is dropped when it reaches the head, not run late")
     func ageBound() async throws {
-        // Long enough that a loaded machine still starts the object and the blocker well within it.
+        // The runtime's clock moves only when the test moves it: the request waits "three seconds" however fast or
+        // slow the machine is.
+        let clock = ManualRuntimeClock()
         let limits = MailboxLimits(maxQueueAge: .seconds(2))
-        try await withRuntime(RuntimeConfiguration(mailbox: limits)) { runtime in
+        try await withRuntime(RuntimeConfiguration(mailbox: limits, clock: clock)) { runtime in
             let stub = try runtime.namespace("PROBE").getByName(uniqueName())
             let tag = uniqueName("age")
-            // Requests are retryable by contract; on a loaded machine even the first may wait past the bound.
-            _ = try await retryingOverload { try await stub.text("/instance") }
+            #expect(try await stub.text("/instance") == "1")
             let blocker = try await block(stub, tag: tag)
             let stale = Task { try await stub.text("/log?tag=\(tag)", body: "stale") }
             #expect(await eventually { (try? runtime.queuedCount(stub)) == 1 })
-            // The bound under test is a duration: let it pass while the request waits in the queue.
-            try await Task.sleep(for: .milliseconds(2_200))
+            clock.advance(by: .seconds(3))
             Board.latch(tag).open()
             _ = try await blocker.value
             expectOverloaded(await stale.result, "Durable Object is overloaded. Requests queued for too long.")
             #expect(Board.entries(tag) == ["ran blocker"])
-            #expect(try await retryingOverload { try await stub.text("/log?tag=\(tag)", body: "fresh") } == "logged")
+            #expect(try await stub.text("/log?tag=\(tag)", body: "fresh") == "logged", "a fresh request runs")
         }
     }
 
@@ -141,10 +130,14 @@ struct LifecycleTests {
 
     @Test("an idle object is evicted after the idle timeout")
     func idleTimeout() async throws {
-        try await withRuntime(RuntimeConfiguration(idleTimeout: .milliseconds(200))) { runtime in
+        let clock = ManualRuntimeClock()
+        try await withRuntime(RuntimeConfiguration(idleTimeout: .seconds(60), clock: clock)) { runtime in
             let stub = try runtime.namespace("PROBE").getByName(uniqueName())
             #expect(try await stub.text("/increment") == "1")
-            #expect(try runtime.isActive(stub))
+            clock.advance(by: .seconds(59))
+            #expect(try runtime.isActive(stub), "not idle long enough yet")
+            clock.advance(by: .seconds(2))
+            // The sweep runs every second: the object goes at the next one.
             #expect(await eventually { (try? runtime.isActive(stub)) == false })
             #expect(try await stub.text("/instance") == "2")
             #expect(try await stub.text("/count") == "1")

@@ -1,6 +1,7 @@
 import DurableObjects
 import DurableObjectsTesting
 import Foundation
+import TestSupport
 import Testing
 
 /// Runs `body` inside a fresh Probe object of a fresh runtime.
@@ -182,16 +183,19 @@ struct StorageAPITests {
         try await withRuntime { runtime in
             let stub = try runtime.namespace("PROBE").getByName(uniqueName())
             let gate = try runtime.holdStorageWrites()
+            let order = Recorder<String>()
             let syncing = Task {
                 try await runtime.runInDurableObject(stub, as: Probe.self) { _, state in
                     try state.storage.put("k", 1, options: StorageWriteOptions(allowUnconfirmed: true))
                     try await state.storage.sync()
+                    order.append("synced")
                 }
             }
             #expect(await eventually { gate.heldCount == 1 })
-            #expect(await !finishes(syncing, within: .milliseconds(300)), "sync returned before the write was durable")
+            order.append("write released")
             gate.open()
             try await syncing.value
+            #expect(order.values == ["write released", "synced"], "sync returned before the write was durable")
         }
     }
 

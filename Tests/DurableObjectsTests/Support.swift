@@ -2,45 +2,8 @@ import DurableObjects
 import DurableObjectsTesting
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
-
-/// A one-shot gate tasks can wait on.
-final class Latch: Sendable {
-    private let state = Mutex<(open: Bool, waiters: [UInt64: CheckedContinuation<Void, Never>], next: UInt64)>(
-        (false, [:], 0))
-
-    func open() {
-        let waiters = state.withLock { state in
-            state.open = true
-            defer { state.waiters.removeAll() }
-            return Array(state.waiters.values)
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    /// How many callers wait now.
-    var waiterCount: Int { state.withLock { $0.waiters.count } }
-
-    /// Waits until opened (or the task is cancelled).
-    func wait() async {
-        let ticket = state.withLock { state -> UInt64 in
-            state.next += 1
-            return state.next
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let resumeNow = state.withLock { state -> Bool in
-                    if state.open { return true }
-                    state.waiters[ticket] = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.waiters.removeValue(forKey: ticket) }?.resume()
-        }
-    }
-}
 
 /// Shared coordination between tests and the objects they drive: latches and execution logs by name.
 enum Board {
@@ -68,27 +31,6 @@ enum Board {
         }
     }
     static func count(_ name: String) -> Int { counters.withLock { $0[name] ?? 0 } }
-}
-
-/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(10), _ condition: () throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try condition() { return true }
-        try? await Task.sleep(for: .milliseconds(2))
-    }
-    return try condition()
-}
-
-/// Whether `task` finishes within `timeout`.
-func finishes<T>(_ task: Task<T, any Error>, within timeout: Duration) async -> Bool {
-    let done = Mutex(false)
-    let watcher = Task {
-        _ = await task.result
-        done.withLock { $0 = true }
-    }
-    defer { watcher.cancel() }
-    return await eventually(timeout: timeout) { done.withLock { $0 } }
 }
 
 /// A test object whose behaviour is chosen by the request path; `tag` query items name latches and logs on the
@@ -210,16 +152,5 @@ func withRuntime<T>(
     } catch {
         await runtime.close()
         throw error
-    }
-}
-
-extension Result where Failure == any Error {
-    /// Captures the outcome of an async throwing closure.
-    init(catching body: () async throws -> Success) async {
-        do {
-            self = .success(try await body())
-        } catch {
-            self = .failure(error)
-        }
     }
 }

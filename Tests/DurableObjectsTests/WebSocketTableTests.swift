@@ -1,5 +1,6 @@
 import DurableObjects
 import DurableObjectsTesting
+import TestSupport
 import Testing
 
 /// An upgrade request as the gateway hands it to an object, for the socket `socketID`.

@@ -1,5 +1,6 @@
 import DurableStorage
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("Checkpoints for backups")

@@ -1,4 +1,5 @@
 import DurableStorage
+import TestSupport
 import Testing
 
 @Suite("Group committer")

@@ -1,41 +1,7 @@
 import DurableWire
 import Foundation
+import TestSupport
 import Testing
-import WireTestSupport
-
-/// A server taking three keys: `cluster` may call everything, `admin` everything but `test/internal`, `client`
-/// only `test/echo` and `test/sleep`.
-func withSecuredServer<T>(
-    authenticationTimeout: Duration = .seconds(120), _ body: (Int, TestHandler) async throws -> T
-) async throws -> T {
-    let handler = TestHandler()
-    let access = RPCAccessControl(keys: [AuthKeys.cluster, AuthKeys.admin, AuthKeys.client]) { method in
-        switch method {
-        case "test/internal": [.cluster]
-        case "test/echo", "test/sleep": [.cluster, .admin, .client]
-        default: [.cluster, .admin]
-        }
-    }
-    let server = RPCServer(
-        host: "127.0.0.1", port: 0, handler: handler,
-        access: RPCAccessControl(
-            keys: access.keys, authenticationTimeout: authenticationTimeout, roles: access.roles))
-    let port = try await server.start()
-    do {
-        let value = try await body(port, handler)
-        await server.shutdown(gracePeriod: .seconds(1))
-        return value
-    } catch {
-        await server.shutdown(gracePeriod: .seconds(1))
-        throw error
-    }
-}
-
-enum AuthKeys {
-    static let cluster = try! RPCKey("cluster-secret-for-tests-0001", role: .cluster)
-    static let admin = try! RPCKey("admin-token-for-tests-0001", role: .admin)
-    static let client = try! RPCKey("api-token-for-tests-0001", role: .client)
-}
 
 @Suite("RPC authentication")
 struct AuthenticationTests {
@@ -124,8 +90,8 @@ struct AuthenticationTests {
     @Test("a connection that does not authenticate in time is told why and closed", .timeLimit(.minutes(1)))
     func authenticationTimeout() async throws {
         try await withSecuredServer(authenticationTimeout: .milliseconds(300)) { port, _ in
-            let raw = try RawSocket(port: port)
-            let frame = try #require(RawSocket.firstFrame(raw.receiveAll()))
+            let raw = try await RawSocket.connect(port: port)
+            let frame = try #require(RawSocket.firstFrame(await raw.receiveAll()))
             #expect(frame.goAway.reason.contains("not authenticated within"), "\(frame.goAway.reason)")
         }
     }

@@ -2,13 +2,13 @@ import DurableWire
 import Foundation
 import NIOCore
 import SwiftProtobuf
+import TestSupport
 import Testing
-import WireTestSupport
 
-/// Mutation fuzzing of the frame decoder, of every request message, and of a live server, from the seed corpus
-/// in `Corpus/` (one frame of each kind). Bounded: `DURABLE_FUZZ_ITERATIONS` inputs (20,000 by default) from the
+/// Mutation fuzzing of the frame decoder and of every request message, from the seed corpus in `Corpus/` (one frame
+/// of each kind); the live server is fuzzed in the heavy pass (HeavyTests/LiveServerFuzzTests.swift). Bounded: `DURABLE_FUZZ_ITERATIONS` inputs (20,000 by default) from the
 /// seed `DURABLE_FUZZ_SEED` (random by default, printed so that a failure can be replayed).
-@Suite("Fuzzing: frames, messages and a live server")
+@Suite("Fuzzing: frames and messages")
 struct FuzzTests {
     static let corpusFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
         "Corpus")
@@ -80,43 +80,6 @@ struct FuzzTests {
         #expect(again == frame)
         if case .call(let call) = frame.kind {
             for type in Self.requestTypes { _ = try? type.init(serializedBytes: Array(call.payload)) }
-        }
-    }
-
-    @Test(
-        "a live server, open or requiring keys, answers or closes every hostile connection and keeps serving others",
-        arguments: [false, true])
-    func liveServer(requiresKeys: Bool) async throws {
-        let mutator = try mutator()
-        var generator = SeededGenerator(seed: Self.seed ^ (requiresKeys ? 0xA17 : 0x5EED))
-        let connections = max(50, Self.iterations / 100)
-        print("fuzzing a live server: \(connections) connections, DURABLE_FUZZ_SEED=\(Self.seed)")
-        func run(_ port: Int) async throws {
-            let healthy = try await RPCConnection.connect(
-                host: "127.0.0.1", port: port, credentials: requiresKeys ? AuthKeys.client : nil)
-            for index in 0..<connections {
-                var stream: [UInt8] = []
-                for _ in 0..<Int.random(in: 1...3, using: &generator) { stream += mutator.next(using: &generator) }
-                let input = stream
-                try await offPool {
-                    let raw = try RawSocket(port: port)
-                    raw.send(input)
-                    raw.shutdownWrite()
-                    _ = raw.receiveAll()
-                }
-                if index % 25 == 0 {
-                    #expect(try await healthy.call("test/echo", payload: [UInt8(index % 256)]) == [UInt8(index % 256)])
-                }
-            }
-            #expect(try await healthy.call("test/echo", payload: [42]) == [42])
-            await healthy.close()
-        }
-        if requiresKeys {
-            try await withSecuredServer { port, _ in try await run(port) }
-        } else {
-            try await withServer(maximumFrameSize: 1 << 20, frameTimeout: .milliseconds(200)) { _, port, _ in
-                try await run(port)
-            }
         }
     }
 
@@ -208,12 +171,5 @@ struct FuzzTests {
         for (name, frame) in frames {
             try Data(try RawSocket.encode(frame)).write(to: Self.corpusFolder.appendingPathComponent("\(name).bin"))
         }
-    }
-}
-
-/// Runs blocking socket work on a Dispatch thread, off the cooperative pool.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
 }

@@ -3,74 +3,8 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+import TestSupport
 import Testing
-import WireTestSupport
-
-/// A handler for tests: `echo` returns the payload; `sleep` waits the number of milliseconds in the payload, then
-/// echoes; `wait` waits until cancelled and records that; `fail` throws an RPCError.
-final class TestHandler: RPCHandler {
-    let cancelled = Atomic<Int>(0)
-    let started = Atomic<Int>(0)
-
-    func handle(_ call: IncomingCall) async throws -> [UInt8] {
-        started.add(1, ordering: .relaxed)
-        switch call.method {
-        case "test/echo":
-            return call.payload
-        case "test/sleep":
-            let millis = Int(String(decoding: call.payload, as: UTF8.self)) ?? 0
-            try await Task.sleep(for: .milliseconds(millis))
-            return call.payload
-        case "test/wait":
-            do {
-                try await Task.sleep(for: .seconds(3600))
-            } catch {
-                cancelled.add(1, ordering: .relaxed)
-                throw error
-            }
-            return []
-        case "test/fail":
-            throw RPCError(.resourceExhausted, "too busy", retryable: true, overloaded: true)
-        case "test/metadata":
-            return Array((call.metadata["x-test"] ?? "").utf8)
-        case "test/stream":
-            // Streams the numbers 1...N (N in the payload), then answers "done".
-            for number in 1...(Int(String(decoding: call.payload, as: UTF8.self)) ?? 0) {
-                try await call.stream.send(Array("\(number)".utf8))
-            }
-            return Array("done".utf8)
-        default:
-            throw RPCError(.unimplemented, "no method \(call.method)")
-        }
-    }
-}
-
-func withServer<T>(
-    maximumFrameSize: Int = defaultMaximumFrameSize, frameTimeout: Duration = .seconds(30),
-    _ body: (RPCServer, Int, TestHandler) async throws -> T
-) async throws -> T {
-    let handler = TestHandler()
-    let server = RPCServer(
-        host: "127.0.0.1", port: 0, handler: handler, maximumFrameSize: maximumFrameSize, frameTimeout: frameTimeout)
-    let port = try await server.start()
-    do {
-        let value = try await body(server, port, handler)
-        await server.shutdown(gracePeriod: .seconds(1))
-        return value
-    } catch {
-        await server.shutdown(gracePeriod: .seconds(1))
-        throw error
-    }
-}
-
-func eventually(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(2))
-    }
-    return condition()
-}
 
 @Suite("RPC connection")
 struct RPCTests {
@@ -94,20 +28,16 @@ struct RPCTests {
 
     @Test("many calls share one connection and replies come back out of order")
     func multiplexing() async throws {
-        try await withServer { _, port, _ in
+        try await withServer { _, port, handler in
             let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
-            let order = Recorder()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for millis in [300, 200, 100, 0] {
-                    group.addTask {
-                        let reply = try await connection.call("test/sleep", payload: Array("\(millis)".utf8))
-                        #expect(reply == Array("\(millis)".utf8))
-                        order.append(millis)
-                    }
-                }
-                try await group.waitForAll()
-            }
-            #expect(order.values == [0, 100, 200, 300], "the first call sent was answered last")
+            // A call that waits for the test, then one sent after it on the same connection: the second is
+            // answered while the first is still running.
+            let held = Task { try await connection.call("test/hold", payload: Array("first".utf8)) }
+            #expect(await eventually { handler.started.load(ordering: .relaxed) == 1 })
+            #expect(try await connection.call("test/echo", payload: [1]) == [1])
+            #expect(handler.latch("first").waiterCount == 1, "the first call still runs")
+            handler.latch("first").open()
+            #expect(try await held.value == Array("first".utf8))
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<500 {
                     group.addTask {
@@ -185,9 +115,9 @@ struct RPCTests {
     func oversizedFrame() async throws {
         try await withServer(maximumFrameSize: 1024) { _, port, _ in
             let healthy = try await RPCConnection.connect(host: "127.0.0.1", port: port)
-            let raw = try RawSocket(port: port)
-            raw.send([0x00, 0x10, 0x00, 0x00])  // announces 1 MiB; the body never comes
-            let reply = raw.receiveAll()
+            let raw = try await RawSocket.connect(port: port)
+            await raw.send([0x00, 0x10, 0x00, 0x00])  // announces 1 MiB; the body never comes
+            let reply = await raw.receiveAll()
             let frame = try #require(RawSocket.firstFrame(reply))
             #expect(frame.goAway.reason.contains("over the maximum of 1024 bytes"), "\(frame.goAway.reason)")
             #expect(try await healthy.call("test/echo", payload: [1]) == [1])
@@ -198,9 +128,9 @@ struct RPCTests {
     @Test("a frame that does not decode closes that connection with a clear reason")
     func malformedFrame() async throws {
         try await withServer { _, port, _ in
-            let raw = try RawSocket(port: port)
-            raw.send([0, 0, 0, 3, 0xFF, 0xFF, 0xFF])
-            let frame = try #require(RawSocket.firstFrame(raw.receiveAll()))
+            let raw = try await RawSocket.connect(port: port)
+            await raw.send([0, 0, 0, 3, 0xFF, 0xFF, 0xFF])
+            let frame = try #require(RawSocket.firstFrame(await raw.receiveAll()))
             #expect(frame.goAway.reason.contains("does not decode"), "\(frame.goAway.reason)")
             let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
             #expect(try await connection.call("test/echo", payload: [2]) == [2])
@@ -214,10 +144,10 @@ struct RPCTests {
     func stalledFrame() async throws {
         try await withServer(frameTimeout: .milliseconds(400)) { _, port, _ in
             let healthy = try await RPCConnection.connect(host: "127.0.0.1", port: port)
-            let raw = try RawSocket(port: port)
+            let raw = try await RawSocket.connect(port: port)
             // A header announcing 100 bytes, and 10 of them; then nothing (the socket stays open).
-            raw.send([0, 0, 0, 100] + [UInt8](repeating: 1, count: 10))
-            let frame = try #require(RawSocket.firstFrame(raw.receiveAll()))
+            await raw.send([0, 0, 0, 100] + [UInt8](repeating: 1, count: 10))
+            let frame = try #require(RawSocket.firstFrame(await raw.receiveAll()))
             #expect(frame.goAway.reason.contains("frame incomplete after"), "\(frame.goAway.reason)")
             // A connection that is only idle (no partial frame) is left alone.
             #expect(try await healthy.call("test/echo", payload: [3]) == [3])
@@ -228,11 +158,11 @@ struct RPCTests {
     @Test("the server answers pings")
     func ping() async throws {
         try await withServer { _, port, _ in
-            let raw = try RawSocket(port: port)
+            let raw = try await RawSocket.connect(port: port)
             var frame = Durable_V1_Frame()
             frame.ping = Durable_V1_Ping.with { $0.nonce = 42 }
-            raw.send(try RawSocket.encode(frame))
-            let pong = try #require(RawSocket.firstFrame(raw.receive(minimum: 8)))
+            await raw.send(try RawSocket.encode(frame))
+            let pong = try #require(RawSocket.firstFrame(await raw.receive(minimum: 8)))
             #expect(pong.pong.nonce == 42)
         }
     }
@@ -243,16 +173,34 @@ struct RPCTests {
         let server = RPCServer(host: "127.0.0.1", port: 0, handler: handler)
         let port = try await server.start()
         let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
-        let running = Task { try await connection.call("test/sleep", payload: Array("300".utf8)) }
+        let running = Task { try await connection.call("test/hold", payload: Array("running".utf8)) }
         #expect(await eventually { handler.started.load(ordering: .relaxed) == 1 })
-        let shutdown = Task { await server.shutdown(gracePeriod: .seconds(5)) }
-        #expect(try await running.value == Array("300".utf8), "the running call finished")
-        #expect(await eventually { !connection.isUsable })
+        let shutdown = Task { await server.shutdown(gracePeriod: .seconds(60)) }
+        #expect(await eventually { !connection.isUsable }, "the client was told to go away")
+        handler.latch("running").open()
+        #expect(try await running.value == Array("running".utf8), "the running call finished")
         let refused = await #expect(throws: RPCError.self) { try await connection.call("test/echo", payload: []) }
         #expect(refused?.code == .unavailable)
         #expect(refused?.retryable == true)
         await shutdown.value
         await #expect(throws: RPCError.self) { try await RPCConnection.connect(host: "127.0.0.1", port: port) }
+    }
+
+    @Test("when the grace period runs out, shutdown closes the connections and the unfinished call fails retryably")
+    func gracePeriodRunsOut() async throws {
+        let handler = TestHandler()
+        let server = RPCServer(host: "127.0.0.1", port: 0, handler: handler)
+        let port = try await server.start()
+        let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+        let running = Task { try await connection.call("test/hold", payload: Array("never".utf8)) }
+        #expect(await eventually { handler.started.load(ordering: .relaxed) == 1 })
+        await server.shutdown(gracePeriod: .milliseconds(200))
+        let error = await #expect(throws: RPCError.self) { try await running.value }
+        #expect(error?.code == .unavailable, "\(String(describing: error))")
+        #expect(error?.retryable == true)
+        #expect(handler.latch("never").waiterCount <= 1, "the call never finished on its own")
+        handler.latch("never").open()
+        await connection.close()
     }
 
     @Test("connecting to a closed port is a retryable UNAVAILABLE naming the address")
@@ -261,11 +209,4 @@ struct RPCTests {
         #expect(error?.code == .unavailable)
         #expect(error?.message.contains("127.0.0.1:1") == true)
     }
-}
-
-/// A list that tasks append to.
-final class Recorder: Sendable {
-    private let storage = Mutex<[Int]>([])
-    func append(_ value: Int) { storage.withLock { $0.append(value) } }
-    var values: [Int] { storage.withLock { $0 } }
 }

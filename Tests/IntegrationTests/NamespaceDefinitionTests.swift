@@ -2,74 +2,77 @@ import DurableClient
 import DurableObjects
 import DurableWire
 import Foundation
+import TestSupport
 import Testing
-import WireTestSupport
 
-@Suite("Node namespaces defined by a registry (real processes)")
-struct NamespaceDefinitionTests {
-    func define(_ client: DurableClient, id: String, className: String, key: NamespaceKey, binding: String?)
-        async throws
-    {
-        let _: Durable_V1_DefineNamespacesResponse = try await client.call(
-            Methods.defineNamespaces,
-            Durable_V1_DefineNamespacesRequest.with { request in
-                request.namespaces = [
-                    .with {
-                        $0.id = id
-                        $0.className = className
-                        $0.idKey = Data(key.secret)
-                    }
-                ]
-                if let binding {
-                    request.bindings = [
+extension ProcessTests {
+    @Suite("Node namespaces defined by a registry (real processes)")
+    struct NamespaceDefinitionTests {
+        func define(_ client: DurableClient, id: String, className: String, key: NamespaceKey, binding: String?)
+            async throws
+        {
+            let _: Durable_V1_DefineNamespacesResponse = try await client.call(
+                Methods.defineNamespaces,
+                Durable_V1_DefineNamespacesRequest.with { request in
+                    request.namespaces = [
                         .with {
-                            $0.name = binding
-                            $0.namespaceID = id
+                            $0.id = id
+                            $0.className = className
+                            $0.idKey = Data(key.secret)
                         }
                     ]
-                }
-            })
-    }
-
-    @Test("defined namespaces serve under their bindings, survive a restart, and dropping deletes their data")
-    func defineRestartDrop() async throws {
-        let folder = TemporaryDirectory("node-namespaces")
-        let key = NamespaceKey.random()
-        var node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        var client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
-        try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
-        let tally = try await client.namespace("TALLY")
-        #expect(tally.namespaceID == "app.Counter.1")
-        #expect(tally.idFromName("a") == key.id(forName: "a"), "ids use the registry's key")
-        #expect(try await tally.getByName("a").fetch("http://counter/increment").text() == "1")
-        let unknownClass = await #expect(throws: DurableObjectError.self) {
-            try await define(client, id: "app.Ghost.2", className: "Ghost", key: key, binding: nil)
+                    if let binding {
+                        request.bindings = [
+                            .with {
+                                $0.name = binding
+                                $0.namespaceID = id
+                            }
+                        ]
+                    }
+                })
         }
-        #expect(unknownClass?.code == .failedPrecondition)
-        #expect(unknownClass?.message.contains("'Ghost'") == true)
-        await client.close()
-        await node.shutDown()
 
-        node = try await NodeProcess.launch(dataDirectory: folder.child("data"))
-        client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
-        let again = try await client.namespace("TALLY")
-        #expect(try await again.getByName("a").fetch("http://counter/increment").text() == "2", "kept across restart")
+        @Test("defined namespaces serve under their bindings, survive a restart, and dropping deletes their data")
+        func defineRestartDrop() async throws {
+            let folder = TemporaryDirectory("node-namespaces")
+            let key = NamespaceKey.random()
+            var node = try await ServerProcess.node(dataDirectory: folder.child("data"))
+            var client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
+            try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
+            let tally = try await client.namespace("TALLY")
+            #expect(tally.namespaceID == "app.Counter.1")
+            #expect(tally.idFromName("a") == key.id(forName: "a"), "ids use the registry's key")
+            #expect(try await tally.getByName("a").fetch("http://counter/increment").text() == "1")
+            let unknownClass = await #expect(throws: DurableObjectError.self) {
+                try await define(client, id: "app.Ghost.2", className: "Ghost", key: key, binding: nil)
+            }
+            #expect(unknownClass?.code == .failedPrecondition)
+            #expect(unknownClass?.message.contains("'Ghost'") == true)
+            await client.close()
+            #expect(await node.stop() == 0)
 
-        let _: Durable_V1_DropNamespacesResponse = try await client.call(
-            Methods.dropNamespaces, Durable_V1_DropNamespacesRequest.with { $0.namespaceIds = ["app.Counter.1"] })
-        let gone = await #expect(throws: DurableObjectError.self) {
-            try await client.invoke(
-                namespaceID: "app.Counter.1", id: key.id(forName: "a"), request: Request(url: "http://counter/"),
-                timeout: .seconds(5))
+            node = try await ServerProcess.node(dataDirectory: folder.child("data"))
+            client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
+            let again = try await client.namespace("TALLY")
+            #expect(
+                try await again.getByName("a").fetch("http://counter/increment").text() == "2", "kept across restart")
+
+            let _: Durable_V1_DropNamespacesResponse = try await client.call(
+                Methods.dropNamespaces, Durable_V1_DropNamespacesRequest.with { $0.namespaceIds = ["app.Counter.1"] })
+            let gone = await #expect(throws: DurableObjectError.self) {
+                try await client.invoke(
+                    namespaceID: "app.Counter.1", id: key.id(forName: "a"), request: Request(url: "http://counter/"),
+                    timeout: .seconds(5))
+            }
+            #expect(gone?.code == .notFound)
+            await client.close()
+
+            // Defining the same namespace again starts empty: the data went with the column family.
+            client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
+            try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
+            #expect(try await client.namespace("TALLY").getByName("a").fetch("http://counter/").text() == "0")
+            await client.close()
+            #expect(await node.stop() == 0)
         }
-        #expect(gone?.code == .notFound)
-        await client.close()
-
-        // Defining the same namespace again starts empty: the data went with the column family.
-        client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
-        try await define(client, id: "app.Counter.1", className: "Counter", key: key, binding: "TALLY")
-        #expect(try await client.namespace("TALLY").getByName("a").fetch("http://counter/").text() == "0")
-        await client.close()
-        await node.shutDown()
     }
 }

@@ -25,13 +25,18 @@ public struct GatewayConfiguration: Sendable {
     /// Where the gateway reports its metrics (forwarded calls, open WebSockets); by default the process's
     /// bootstrapped swift-metrics factory.
     public var metricsFactory: any MetricsFactory
+    /// How long a call the worker (or an object, through the gateway) makes to an object may take; past it the call
+    /// fails with `DEADLINE_EXCEEDED`, which the HTTP bridge answers `504`.
+    public var objectCallTimeout: Duration
 
     /// Creates a configuration.
     public init(
         host: String = "127.0.0.1", rpcPort: Int, dataDirectory: String, environment: String? = nil,
-        keys: ClusterKeys? = nil, metricsFactory: any MetricsFactory = MetricsSystem.factory
+        keys: ClusterKeys? = nil, metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        objectCallTimeout: Duration = .seconds(60)
     ) {
         self.metricsFactory = metricsFactory
+        self.objectCallTimeout = objectCallTimeout
         self.host = host
         self.rpcPort = rpcPort
         self.dataDirectory = dataDirectory
@@ -71,7 +76,7 @@ public final class Gateway: Service, Sendable {
         placement = try PlacementTable(database: database)
         router = Router(
             registry: registry, placement: placement, environment: configuration.environment,
-            nodeCredentials: configuration.keys?.clusterSecret,
+            nodeCredentials: configuration.keys?.clusterSecret, objectCallTimeout: configuration.objectCallTimeout,
             metrics: GatewayMetrics(factory: configuration.metricsFactory), logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.rpcPort, handler: router,
@@ -136,7 +141,9 @@ public final class Gateway: Service, Sendable {
     public var webSockets: any WebSocketRelay & WebSocketHub { router.sockets }
 
     /// Calls objects along the gateway's routes: what in-process nodes give their objects for calls to others.
-    public var objectTransport: any ObjectTransport { RoutingTransport(router: router) }
+    public var objectTransport: any ObjectTransport {
+        RoutingTransport(router: router, timeout: router.objectCallTimeout)
+    }
 
     /// Sets the gauges of open WebSockets and registered nodes from the gateway's state. Run it before each scrape.
     public func updateGauges() {
@@ -201,11 +208,14 @@ final class Router: RPCHandler {
     let metrics: GatewayMetrics
     /// The cluster secret proved to nodes.
     private let nodeCredentials: RPCKey?
+    /// How long a call made through the gateway's own bindings may take.
+    let objectCallTimeout: Duration
 
     init(
         registry: Registry, placement: PlacementTable, environment: String?, nodeCredentials: RPCKey?,
-        metrics: GatewayMetrics, logger: Logger
+        objectCallTimeout: Duration, metrics: GatewayMetrics, logger: Logger
     ) {
+        self.objectCallTimeout = objectCallTimeout
         self.metrics = metrics
         self.registry = registry
         self.placement = placement
@@ -496,7 +506,7 @@ final class Router: RPCHandler {
         if let cached = cachedEnvironment.withLock({ $0 }) { return cached }
         let state = registry.state
         let script = self.script.withLock { $0 } ?? (state.bindings.count == 1 ? state.bindings.keys.first : nil)
-        let transport = RoutingTransport(router: self)
+        let transport = RoutingTransport(router: self, timeout: objectCallTimeout)
         var namespaces: [String: DurableObjectNamespace] = [:]
         for binding in script.flatMap({ state.bindings[$0] }) ?? [] {
             guard let script, let namespace = state.namespace(for: binding, script: script) else { continue }
@@ -594,7 +604,7 @@ final class Router: RPCHandler {
 struct RoutingTransport: ObjectTransport {
     let router: Router
     /// How long a call may take when the caller gives no deadline.
-    var timeout: Duration = .seconds(60)
+    var timeout: Duration
 
     func invoke(namespaceID: String, id: DurableObjectId, request: Request) async throws -> Response {
         var message = Durable_V1_InvokeRequest()

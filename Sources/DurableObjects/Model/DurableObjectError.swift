@@ -8,7 +8,10 @@ public struct DurableObjectError: Error, Hashable, Sendable, CustomStringConvert
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         /// The code's name, as in gRPC.
         public let name: String
-        private init(_ name: String) { self.name = name }
+
+        /// The code named `name`, as the wire protocol names it; a name not listed below keeps its own name (no code
+        /// is folded into another on the way).
+        public init(_ name: String) { self.name = name }
 
         /// The caller passed something malformed: a bad id, an oversized key, an invalid option.
         public static let invalidArgument = Code("INVALID_ARGUMENT")
@@ -26,6 +29,29 @@ public struct DurableObjectError: Error, Hashable, Sendable, CustomStringConvert
         public static let unauthenticated = Code("UNAUTHENTICATED")
         /// Something failed inside the runtime or the object (a storage write, an uncaught error).
         public static let `internal` = Code("INTERNAL")
+        /// The call was cancelled, by its caller or by a shutdown.
+        public static let cancelled = Code("CANCELLED")
+        /// An error that carries no better code.
+        public static let unknown = Code("UNKNOWN")
+        /// What the call would create exists already.
+        public static let alreadyExists = Code("ALREADY_EXISTS")
+        /// The caller is authenticated but its key may not make this call (an API token calling an admin method).
+        public static let permissionDenied = Code("PERMISSION_DENIED")
+        /// The call was aborted by a conflict; retrying the whole operation may work.
+        public static let aborted = Code("ABORTED")
+        /// A value was past the range it may take.
+        public static let outOfRange = Code("OUT_OF_RANGE")
+        /// The method does not exist, or the server does not serve it.
+        public static let unimplemented = Code("UNIMPLEMENTED")
+        /// Data was lost or corrupted.
+        public static let dataLoss = Code("DATA_LOSS")
+
+        /// Every code the wire protocol defines, besides OK.
+        public static let all: [Code] = [
+            .cancelled, .unknown, .invalidArgument, .deadlineExceeded, .notFound, .alreadyExists, .permissionDenied,
+            .resourceExhausted, .failedPrecondition, .aborted, .outOfRange, .unimplemented, .internal, .unavailable,
+            .dataLoss, .unauthenticated,
+        ]
 
         /// The code's name.
         public var description: String { name }

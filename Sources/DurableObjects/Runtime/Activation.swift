@@ -42,7 +42,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         var awaitingStart = 0
         /// Events admitted and not yet answered.
         var inFlight = 0
-        var lastActivity = ContinuousClock.now
+        /// When the object last took or finished an event, by the runtime's clock (nil: never).
+        var lastActivity: ContinuousClock.Instant?
         var startupBlocks: [@Sendable () async throws -> Void] = []
         /// Whether the start-up task was launched (by the first admitted event).
         var startLaunched = false
@@ -56,6 +57,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     private(set) nonisolated(unsafe) var state: DurableObjectState!
     private let inner = Mutex(Inner())
     private let limits: MailboxLimits
+    private let clock: any RuntimeClock
     private let blockTimeout: Duration
     private let logger: Logger
     private weak let runtime: ObjectRuntime?
@@ -83,6 +85,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         self.namespace = namespace
         self.id = id
         self.limits = configuration.mailbox
+        self.clock = configuration.clock
         self.blockTimeout = configuration.blockConcurrencyTimeout
         var logger = logger
         logger[metadataKey: "object"] = "\(namespace.className):\(id.hexString.prefix(16))"
@@ -162,10 +165,11 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
             if inner.queuedBytes + bytes > limits.maxQueuedBytes { throw DurableObjectError.tooMuchDataQueued }
             inner.nextTicket += 1
             let number = inner.nextTicket
-            inner.queue.append(Pending(ticket: number, bytes: bytes, enqueuedAt: .now, deadline: deadline, slot: slot))
+            let now = clock.now
+            inner.queue.append(Pending(ticket: number, bytes: bytes, enqueuedAt: now, deadline: deadline, slot: slot))
             inner.queuedBytes += bytes
             inner.inFlight += 1
-            inner.lastActivity = .now
+            inner.lastActivity = now
             if !inner.startLaunched {
                 // Started by its first event, which is queued by now: if the start-up fails, that event gets the
                 // error.
@@ -211,7 +215,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         guard case .ready(let object) = inner.phase, inner.gateHolds == 0, inner.awaitingStart == 0, executorIdle
         else { return [] }
         var deliveries: [Delivery] = []
-        let now = ContinuousClock.now
+        let now = clock.now
+        let realNow = ContinuousClock.now
         while let head = inner.queue.popFirst() {
             inner.queuedBytes -= head.bytes
             if now - head.enqueuedAt > limits.maxQueueAge {
@@ -219,7 +224,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 deliveries.append(.expire(head.slot))
                 continue
             }
-            if let deadline = head.deadline, now >= deadline {
+            // A caller's deadline is real time, whatever clock the runtime's rules use.
+            if let deadline = head.deadline, realNow >= deadline {
                 inner.inFlight -= 1
                 deliveries.append(.deadlinePassed(head.slot))
                 continue
@@ -283,7 +289,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         defer {
             inner.withLock { inner in
                 inner.inFlight -= 1
-                inner.lastActivity = .now
+                inner.lastActivity = clock.now
             }
         }
         try await engine.waitUntilDurable(outcome.gate)
@@ -393,7 +399,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         let idle = inner.withLock { inner -> Bool in
             guard case .ready = inner.phase, inner.queue.isEmpty, inner.inFlight == 0, inner.gateHolds == 0
             else { return false }
-            if let idleSince, inner.lastActivity > idleSince { return false }
+            if let idleSince, let lastActivity = inner.lastActivity, lastActivity > idleSince { return false }
             return true
         }
         guard idle, engine.isClean, !executor.isBusy, !state.sockets.hasPendingFrames else { return false }

@@ -1,4 +1,3 @@
-import Foundation
 import Synchronization
 
 /// The alarms a runtime has to deliver, each waiting for its time in a task of its own.
@@ -36,9 +35,11 @@ final class AlarmScheduler: Sendable {
 
     private let state = Mutex(State())
     private let deliver: @Sendable (Delivery) async -> Void
+    private let clock: any RuntimeClock
 
-    /// Creates a scheduler that hands every due alarm to `deliver`.
-    init(deliver: @escaping @Sendable (Delivery) async -> Void) {
+    /// Creates a scheduler that hands every due alarm, by `clock`, to `deliver`.
+    init(clock: any RuntimeClock, deliver: @escaping @Sendable (Delivery) async -> Void) {
+        self.clock = clock
         self.deliver = deliver
     }
 
@@ -58,7 +59,7 @@ final class AlarmScheduler: Sendable {
 
     /// Schedules another delivery of an alarm whose handler failed, unless a new alarm was set meanwhile.
     func retry(_ key: Key, scheduledTime: Int64, retryCount: Int, after delay: Duration) {
-        let due = Self.now() + Int64(delay / .milliseconds(1))
+        let due = clock.epochMilliseconds + Int64(delay / .milliseconds(1))
         schedule(
             Delivery(key: key, scheduledTime: scheduledTime, retryCount: retryCount), at: due, onlyIfIdle: true,
             allowWhileFiring: true)
@@ -98,11 +99,6 @@ final class AlarmScheduler: Sendable {
 
     // MARK: Internals
 
-    /// Milliseconds since the Unix epoch, now.
-    static func now() -> Int64 {
-        Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down))
-    }
-
     private func schedule(_ delivery: Delivery, at due: Int64, onlyIfIdle: Bool, allowWhileFiring: Bool = false) {
         let key = delivery.key
         let previous = state.withLock { state -> Entry? in
@@ -110,11 +106,9 @@ final class AlarmScheduler: Sendable {
             if onlyIfIdle, state.entries[key] != nil || (!allowWhileFiring && state.firing.contains(key)) { return nil }
             state.nextGeneration += 1
             let generation = state.nextGeneration
+            let clock = self.clock
             let task = Task { [weak self] in
-                let wait = due - Self.now()
-                if wait > 0 {
-                    do { try await Task.sleep(for: .milliseconds(wait)) } catch { return }
-                }
+                do { try await clock.sleep(untilEpochMilliseconds: due) } catch { return }
                 await self?.fire(key, generation: generation)
             }
             return state.entries.updateValue(Entry(delivery: delivery, generation: generation, task: task), forKey: key)

@@ -66,7 +66,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         self.logger = logger
         self.metrics = RuntimeMetrics(factory: configuration.metricsFactory)
         let box = WeakRuntime()
-        self.alarms = AlarmScheduler { delivery in await box.value?.deliverAlarm(delivery) }
+        self.alarms = AlarmScheduler(clock: configuration.clock) { delivery in await box.value?.deliverAlarm(delivery) }
         box.value = self
     }
 
@@ -389,7 +389,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 guard let self else { return }
-                let cutoff = ContinuousClock.now - timeout
+                let cutoff = self.configuration.clock.now - timeout
                 let activations = self.state.withLock { Array($0.activations.values) }
                 for activation in activations where activation.retireIfIdle(idleSince: cutoff) {
                     self.metrics.evictions.increment()

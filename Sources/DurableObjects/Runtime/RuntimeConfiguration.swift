@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 
 /// The bounds of each object's inbound queue (SEMANTICS.md §5). A request that would exceed one is refused at
 /// once with an overloaded, retryable error and never runs.
@@ -19,6 +20,40 @@ public struct MailboxLimits: Sendable {
     }
 }
 
+/// Where a runtime reads the time for its rules about time: how long a request waited in an object's queue, how
+/// long an object has been idle, and when an alarm is due.
+///
+/// Production runtimes use ``SystemRuntimeClock``; a test can give a clock it moves by hand (the testing module's
+/// `ManualRuntimeClock`), so that a rule about time does not depend on how fast the machine runs the test.
+public protocol RuntimeClock: Sendable {
+    /// The current instant, on a monotonic scale (queue age, idleness).
+    var now: ContinuousClock.Instant { get }
+    /// The current wall-clock time in milliseconds since the Unix epoch (alarms are set in wall-clock time).
+    var epochMilliseconds: Int64 { get }
+    /// Suspends until ``epochMilliseconds`` reaches `deadline`.
+    ///
+    /// - Throws: `CancellationError` when the task is cancelled first.
+    func sleep(untilEpochMilliseconds deadline: Int64) async throws
+}
+
+/// The system's clocks: the monotonic clock and the wall clock.
+public struct SystemRuntimeClock: RuntimeClock {
+    /// Creates the clock.
+    public init() {}
+
+    /// The current instant.
+    public var now: ContinuousClock.Instant { .now }
+
+    /// Milliseconds since the Unix epoch, now.
+    public var epochMilliseconds: Int64 { Int64((Date().timeIntervalSince1970 * 1_000).rounded(.down)) }
+
+    /// Sleeps until the wall clock reads `deadline`.
+    public func sleep(untilEpochMilliseconds deadline: Int64) async throws {
+        let wait = deadline - epochMilliseconds
+        if wait > 0 { try await Task.sleep(for: .milliseconds(wait)) }
+    }
+}
+
 /// How an ``ObjectRuntime`` runs objects.
 public struct RuntimeConfiguration: Sendable {
     /// The bounds of each object's inbound queue.
@@ -34,6 +69,8 @@ public struct RuntimeConfiguration: Sendable {
     /// Where the runtime reports its metrics (invocations, storage, queues, group commits); by default the
     /// process's bootstrapped swift-metrics factory. Give each runtime its own factory to read its figures apart.
     public var metricsFactory: any MetricsFactory
+    /// The time the queue-age bound, idle eviction and alarms are measured by.
+    public var clock: any RuntimeClock
 
     /// Creates a configuration; the defaults are the production ones (70 s idle eviction, 30 s limit for
     /// `blockConcurrencyWhile`).
@@ -43,9 +80,11 @@ public struct RuntimeConfiguration: Sendable {
         blockConcurrencyTimeout: Duration = .seconds(30),
         cacheEntriesPerObject: Int = 1_000,
         alarmRetry: AlarmRetryPolicy = AlarmRetryPolicy(),
-        metricsFactory: any MetricsFactory = MetricsSystem.factory
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        clock: any RuntimeClock = SystemRuntimeClock()
     ) {
         self.metricsFactory = metricsFactory
+        self.clock = clock
         self.mailbox = mailbox
         self.idleTimeout = idleTimeout
         self.blockConcurrencyTimeout = blockConcurrencyTimeout

@@ -4,7 +4,7 @@ import Logging
 import Synchronization
 
 /// A real WebSocket client for tests: messages arrive in ``next()``; ``send(_:)`` and ``close()`` write.
-final class TestWebSocket: Sendable {
+public final class TestWebSocket: Sendable {
     private enum Command: Sendable {
         case text(String)
         case close
@@ -15,7 +15,7 @@ final class TestWebSocket: Sendable {
     private let connection: Task<WebSocketCloseFrame?, any Error>
 
     /// Connects to `url` (ws://127.0.0.1:PORT/…).
-    init(_ url: String) {
+    public init(_ url: String) {
         let (stream, commands) = AsyncStream.makeStream(of: Command.self)
         self.commands = commands
         let inbox = self.inbox
@@ -50,22 +50,22 @@ final class TestWebSocket: Sendable {
     }
 
     /// Sends a text message.
-    func send(_ text: String) { commands.yield(.text(text)) }
+    public func send(_ text: String) { commands.yield(.text(text)) }
 
     /// Closes the socket normally.
-    func close() { commands.yield(.close) }
+    public func close() { commands.yield(.close) }
 
     /// The next text message, or `nil` once the socket closed.
-    func next() async -> String? { await inbox.next() }
+    public func next() async -> String? { await inbox.next() }
 
     /// The next message decoded as a JSON object.
-    func nextObject() async -> [String: Any]? {
+    public func nextObject() async -> [String: Any]? {
         guard let text = await next() else { return nil }
         return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
     }
 
     /// Waits for the connection to end; returns the server's close frame.
-    func closed() async throws -> WebSocketCloseFrame? {
+    public func closed() async throws -> WebSocketCloseFrame? {
         try await connection.value
     }
 
@@ -93,4 +93,36 @@ private actor Inbox {
         if finished { return nil }
         return await withCheckedContinuation { waiters.append($0) }
     }
+}
+
+/// Joins the example app's chat `room` (served on `httpPort`) as `name` and reads until the room says it is ready;
+/// returns the socket and the history it sent.
+public func joinChat(httpPort: Int, room: String, as name: String) async -> (TestWebSocket, [[String: Any]]) {
+    let socket = TestWebSocket("ws://127.0.0.1:\(httpPort)/chat/api/room/\(room)/websocket")
+    socket.send(#"{"name": "\#(name)"}"#)
+    var history: [[String: Any]] = []
+    while let message = await socket.nextObject() {
+        if message["ready"] != nil { break }
+        if message["message"] != nil { history.append(message) }
+    }
+    return (socket, history)
+}
+
+/// Reads until a chat message (skipping joins and quits); returns "name: message".
+public func nextChat(_ socket: TestWebSocket) async -> String? {
+    while let message = await socket.nextObject() {
+        if let error = message["error"] as? String { return "error: \(error)" }
+        if let name = message["name"] as? String, let text = message["message"] as? String { return "\(name): \(text)" }
+    }
+    return nil
+}
+
+/// Reads until an announcement (`joined`, `quit`) or a chat message; returns it as text.
+public func nextEvent(_ socket: TestWebSocket) async -> String? {
+    guard let message = await socket.nextObject() else { return nil }
+    if let joined = message["joined"] as? String { return "joined \(joined)" }
+    if let quit = message["quit"] as? String { return message["error"] != nil ? "failed \(quit)" : "quit \(quit)" }
+    if let error = message["error"] as? String { return "error: \(error)" }
+    if let name = message["name"] as? String, let text = message["message"] as? String { return "\(name): \(text)" }
+    return "\(message)"
 }

@@ -1,0 +1,100 @@
+import DurableGateway
+import DurableObjects
+import DurableStorage
+import Foundation
+import TestSupport
+import Testing
+
+@Suite("The placement table")
+struct PlacementTableTests {
+    @Test("with no node registered, a slot has no owner and the call is told to retry")
+    func noNodes() throws {
+        let folder = TemporaryDirectory("placement-empty")
+        let database = try Database(path: folder.child("db"))
+        defer { database.close() }
+        let table = try PlacementTable(database: database)
+        let error = #expect(throws: DurableObjectError.self) { try table.owner(of: 7) }
+        #expect(error?.code == .unavailable)
+        #expect(error?.retryable == true)
+        #expect(error?.message == "No storage node has joined the cluster yet.")
+        #expect(table.assignment(of: 7) == nil)
+    }
+
+    @Test("new slots go to the node with the fewest, at epoch 1; an assigned slot keeps its owner")
+    func leastLoaded() throws {
+        let folder = TemporaryDirectory("placement-spread")
+        let database = try Database(path: folder.child("db"))
+        defer { database.close() }
+        let table = try PlacementTable(database: database)
+        for node in ["node1", "node2", "node3"] { try table.register(nodeID: node, address: "127.0.0.1:1") }
+        var owners: [String: Int] = [:]
+        for slot in UInt16(0)..<30 {
+            let (assignment, isNew) = try table.owner(of: slot)
+            #expect(isNew)
+            #expect(assignment.epoch == 1)
+            owners[assignment.nodeID, default: 0] += 1
+        }
+        #expect(owners == ["node1": 10, "node2": 10, "node3": 10])
+        let again = try table.owner(of: 4)
+        #expect(!again.isNew)
+        #expect(again.assignment == table.assignment(of: 4))
+        #expect(table.slots(of: "node1").count == 10)
+        #expect(table.slots(of: "node1").map(\.slot) == table.slots(of: "node1").map(\.slot).sorted())
+
+        // A node that joins later gets the new slots until it has caught up.
+        try table.register(nodeID: "node4", address: "127.0.0.1:4")
+        for slot in UInt16(30)..<40 { #expect(try table.owner(of: slot).assignment.nodeID == "node4") }
+        #expect(try table.owner(of: 40).assignment.nodeID == "node1", "ties go to the first name")
+    }
+
+    @Test("assignments and addresses survive reopening the database; a node's new address replaces the old")
+    func persists() throws {
+        let folder = TemporaryDirectory("placement-persist")
+        let path = folder.child("db")
+        var before: [UInt16: PlacementTable.Assignment] = [:]
+        do {
+            let database = try Database(path: path)
+            let table = try PlacementTable(database: database)
+            try table.register(nodeID: "a", address: "127.0.0.1:1001")
+            try table.register(nodeID: "b", address: "127.0.0.1:1002")
+            for slot in [UInt16(1), 2, 3, 4_095] { before[slot] = try table.owner(of: slot).assignment }
+            try table.register(nodeID: "a", address: "127.0.0.1:2001")
+            database.close()
+        }
+        let database = try Database(path: path)
+        defer { database.close() }
+        let table = try PlacementTable(database: database)
+        #expect(table.nodes == ["a": "127.0.0.1:2001", "b": "127.0.0.1:1002"])
+        for (slot, assignment) in before {
+            #expect(table.assignment(of: slot) == assignment)
+            #expect(try !table.owner(of: slot).isNew)
+        }
+        // The loads were counted again: a and b have two slots each, so the next goes to a.
+        #expect(try table.owner(of: 100).assignment.nodeID == "a")
+    }
+
+    @Test("a table stored by an older version as one JSON value is read and rewritten as records")
+    func legacyState() throws {
+        let folder = TemporaryDirectory("placement-legacy")
+        let path = folder.child("db")
+        do {
+            let database = try Database(path: path)
+            let family = try database.ensureColumnFamily(named: "placement")
+            var batch = WriteBatch()
+            let legacy = #"{"slots":[7,{"nodeID":"old","epoch":3}],"nodes":{"old":"127.0.0.1:9"}}"#
+            batch.put(Array(legacy.utf8), forKey: Array("placement/state".utf8), in: family)
+            try database.write(batch, sync: true)
+            database.close()
+        }
+        for _ in 0..<2 {
+            let database = try Database(path: path)
+            let table = try PlacementTable(database: database)
+            #expect(table.assignment(of: 7)?.nodeID == "old")
+            #expect(table.assignment(of: 7)?.epoch == 3)
+            #expect(table.nodes == ["old": "127.0.0.1:9"])
+            #expect(
+                try database.get(Array("placement/state".utf8), in: database.columnFamily(named: "placement")) == nil)
+            database.close()
+        }
+    }
+}
