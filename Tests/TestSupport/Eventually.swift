@@ -17,7 +17,9 @@ public func eventually(
 }
 
 /// Whether `task` finishes within `timeout` (it is not cancelled either way).
-public func finishes<T: Sendable>(_ task: Task<T, any Error>, within timeout: Duration = .seconds(30)) async -> Bool {
+public func finishes<T: Sendable, Failure: Error>(
+    _ task: Task<T, Failure>, within timeout: Duration = .seconds(30)
+) async -> Bool {
     let done = Latch()
     let watcher = Task {
         _ = await task.result
