@@ -1,6 +1,6 @@
 // swift-tools-version: 6.1
 // The package of swift-durable-objects: one executable (`durable`) and the libraries it is made of.
-// The module split follows ../shared/DESIGN.md: wire / storage / model / node / gateway / client.
+// One module per job: wire / storage / model / node / gateway / client (the README's Layout table lists them).
 
 import Foundation
 import PackageDescription

@@ -105,8 +105,8 @@ actor NoAlarmProbe: DurableObject {
     }
 }
 
-/// SEMANTICS.md §6: one alarm per object, at-least-once, retries with backoff, the exact errors, `getAlarm()` inside
-/// the handler, not a key, removed by `deleteAll()`, surviving restarts.
+/// The alarm rules of the Semantics article: one alarm per object, at-least-once, retries with backoff, the exact
+/// errors, `getAlarm()` inside the handler, not a key, removed by `deleteAll()`, surviving restarts.
 @Suite("Alarms")
 struct AlarmTests {
     static let fastRetries = AlarmRetryPolicy(initialDelay: .milliseconds(40), maximumRetries: 6)

@@ -1,4 +1,5 @@
-/// An app's configuration, as `durable.toml` states it (modelled on `wrangler.toml`; SEMANTICS.md §8).
+/// An app's configuration, as `durable.toml` states it (modelled on `wrangler.toml`; see the contract article of
+/// DurableObjects, `Semantics.md`).
 public struct AppConfiguration: Sendable, Equatable {
     /// The app's (top-level script's) name.
     public var name: String

@@ -1,11 +1,11 @@
 import DurableObjects
 
 /// Applies a publish to the registry state: pending migrations in order, exactly once per environment, then the
-/// environment's bindings, with the errors of SEMANTICS.md §8.
+/// environment's bindings, with the errors the contract article of DurableObjects (`Semantics.md`) lists.
 public enum MigrationPlanner {
     /// An error a publish is refused with (nothing of it is applied).
     public struct PublishError: Error, Hashable, Sendable, CustomStringConvertible {
-        /// The message, in the platform's words where SEMANTICS.md gives them.
+        /// The message, in the original platform's words where it has them.
         public var message: String
         /// Creates an error.
         public init(_ message: String) { self.message = message }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A durable object class that handles alarms (SEMANTICS.md §6).
+/// A durable object class that handles alarms (<doc:Semantics#Alarms>).
 ///
 /// An object schedules at most one alarm at a time with `setAlarm(_:)` (on ``DurableObjectStorage``);
 /// when it is due, the runtime delivers it to ``alarm(_:)`` like any other event (through the object's queue and

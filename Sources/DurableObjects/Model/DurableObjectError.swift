@@ -1,7 +1,7 @@
 /// An error of the durable-object runtime, with a status code modelled on gRPC's and the flags a caller needs
 /// to decide what to do next.
 ///
-/// Messages follow the Durable Objects platform word for word where SEMANTICS.md gives them, so that code and
+/// Messages follow the Durable Objects platform word for word where <doc:Semantics> lists them, so that code and
 /// tests ported from there see the texts they expect.
 public struct DurableObjectError: Error, Hashable, Sendable, CustomStringConvertible {
     /// The status code. New codes may be added; switch with a `default` branch.

@@ -44,7 +44,7 @@ public struct DurableObjectId: Hashable, Sendable, CustomStringConvertible {
     public func equals(_ other: DurableObjectId) -> Bool { self == other }
 }
 
-/// The secret of a namespace and the id scheme that uses it (SEMANTICS.md §1).
+/// The secret of a namespace and the id scheme that uses it (<doc:WireProtocol> gives it byte for byte).
 public struct NamespaceKey: Sendable, Hashable {
     /// 32 secret bytes.
     public let secret: [UInt8]

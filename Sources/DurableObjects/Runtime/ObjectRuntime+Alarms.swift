@@ -2,7 +2,7 @@ import DurableStorage
 import Foundation
 import Logging
 
-/// Alarms (SEMANTICS.md §6): kept in the node's metadata, scheduled in memory, delivered as events.
+/// Alarms (<doc:Semantics#Alarms>): kept in the node's metadata, scheduled in memory, delivered as events.
 extension ObjectRuntime {
     /// A flush set or removed the alarm of an object.
     func alarmChanged(namespaceID: String, id: DurableObjectId, to time: Int64?) {

@@ -1,6 +1,6 @@
 import Synchronization
 
-/// The placement epochs a node was given, per slot of the id space (DESIGN.md, "Placement and single instance").
+/// The placement epochs a node was given, per slot of the id space (see <doc:Semantics>, single instance).
 ///
 /// The id space is split into 4096 slots by the first two bytes of the id. A call names the epoch its router
 /// knows for the slot; the node serves it only when that is the current epoch, and every flush of an activation

@@ -1,7 +1,7 @@
 import CoreMetrics
 import Foundation
 
-/// The bounds of each object's inbound queue (SEMANTICS.md §5). A request that would exceed one is refused at
+/// The bounds of each object's inbound queue (<doc:Semantics#Overload>). A request that would exceed one is refused at
 /// once with an overloaded, retryable error and never runs.
 public struct MailboxLimits: Sendable {
     /// Requests waiting to be delivered to one object.

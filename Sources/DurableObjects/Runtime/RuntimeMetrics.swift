@@ -1,6 +1,6 @@
 import CoreMetrics
 
-/// Why an object's queue refused an event (SEMANTICS.md §5), as the `reason` label of
+/// Why an object's queue refused an event (<doc:Semantics#Overload>), as the `reason` label of
 /// `durable_object_overload_rejections_total`.
 public enum OverloadReason: Int, CaseIterable, Sendable {
     /// The queue held ``MailboxLimits/maxQueuedRequests`` events.

@@ -1,4 +1,4 @@
-/// The private, transactional storage of one durable object (SEMANTICS.md §3 and §4).
+/// The private, transactional storage of one durable object (<doc:Semantics> gives its rules and limits).
 ///
 /// Keys are strings compared as raw UTF-8 bytes; values are any `Codable` type, with compact encodings for
 /// integers, doubles, booleans, strings and byte arrays.

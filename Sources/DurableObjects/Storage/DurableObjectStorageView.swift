@@ -37,7 +37,7 @@ public class DurableObjectStorageView: @unchecked Sendable {
 
     /// Stores `value` under `key`. Returns at once; the write is flushed after the current turn.
     ///
-    /// - Throws: the key and value size errors of SEMANTICS.md §3.
+    /// - Throws: the key and value size errors of <doc:Semantics#Storage>.
     public func put<V: Encodable>(_ key: String, _ value: V, options: StorageWriteOptions = StorageWriteOptions())
         throws
     {

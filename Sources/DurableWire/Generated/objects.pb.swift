@@ -166,7 +166,7 @@ public nonisolated struct Durable_V1_ResolveBindingResponse: Sendable {
 
   public var className: String = String()
 
-  /// The namespace's id key: ids are HMAC-SHA256 under it (see SEMANTICS.md §1).
+  /// The namespace's id key: ids are HMAC-SHA256 under it (the WireProtocol article, "Object ids", gives the scheme).
   public var idKey: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
