@@ -105,14 +105,15 @@ struct StorageAPITests {
         }
     }
 
-    @Test("encoded values up to 131072 bytes are accepted; a larger one gets the platform's error")
+    @Test("values of up to 131072 bytes of data are accepted; a larger one gets the platform's error")
     func valueLimit() async throws {
         try await withObject { _, storage throws in
-            // One tag byte plus the payload: 131071 bytes of payload encode to exactly 131072.
-            try storage.put("fits", [UInt8](repeating: 7, count: 131_071))
-            #expect(try await storage.get("fits", as: [UInt8].self)?.count == 131_071)
+            // The limit counts the user's data, not the type tag stored before it.
+            try storage.put("fits", [UInt8](repeating: 7, count: 131_072))
+            #expect(try await storage.get("fits", as: [UInt8].self)?.count == 131_072)
+            try storage.put("fits-text", String(repeating: "t", count: 131_072))
             let error = #expect(throws: DurableObjectError.self) {
-                try storage.put("too-big", [UInt8](repeating: 7, count: 131_072))
+                try storage.put("too-big", [UInt8](repeating: 7, count: 131_073))
             }
             #expect(error?.message == "Values cannot be larger than 131072 bytes. A value of size 131073 was provided.")
             #expect(try await storage.get("too-big", as: [UInt8].self) == nil)

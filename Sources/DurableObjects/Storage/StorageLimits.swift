@@ -1,4 +1,4 @@
-/// The limits of the storage API and their errors (SEMANTICS.md §3), word for word.
+/// The limits of the storage API and their errors (<doc:Semantics#Storage>), word for word.
 enum StorageLimits {
     static let maxKeyBytes = 2048
     static let maxValueBytes = 131_072
@@ -11,10 +11,12 @@ enum StorageLimits {
         }
     }
 
-    static func checkValue(_ value: [UInt8]) throws {
-        guard value.count <= maxValueBytes else {
+    /// Checks the size of an encoded value: the user's data, that is the encoding less its one type-tag byte.
+    static func checkValue(_ encoded: [UInt8]) throws {
+        let size = max(encoded.count - 1, 0)
+        guard size <= maxValueBytes else {
             throw DurableObjectError.invalid(
-                "Values cannot be larger than \(maxValueBytes) bytes. A value of size \(value.count) was provided.")
+                "Values cannot be larger than \(maxValueBytes) bytes. A value of size \(size) was provided.")
         }
     }
 
