@@ -17,11 +17,16 @@ struct InitCommand: ParsableCommand {
 
     @Option(
         name: .customLong("durable-path"),
-        help: "Depend on a local checkout of swift-durable-objects instead of its Git repository.")
+        help: """
+            Depend on this local checkout of swift-durable-objects (by default, the checkout this durable was built \
+            in, when it was built in one).
+            """)
     var durablePath: String?
 
-    @Option(name: .customLong("durable-url"), help: "The Git URL of swift-durable-objects.")
-    var durableURL: String = Scaffold.defaultRepository
+    @Option(
+        name: .customLong("durable-url"),
+        help: "Depend on swift-durable-objects' Git repository at this URL instead of a local checkout.")
+    var durableURL: String?
 
     func validate() throws {
         guard Scaffold.isValidName(name) else {
@@ -35,9 +40,16 @@ struct InitCommand: ParsableCommand {
         guard !FileManager.default.fileExists(atPath: root.path) else {
             throw CommandError("\(root.path) already exists; choose another name or folder.")
         }
-        let dependency =
-            durablePath.map { Scaffold.Dependency.path(URL(fileURLWithPath: $0).standardizedFileURL.path) }
-            ?? .url(durableURL)
+        let dependency: Scaffold.Dependency
+        if let durablePath {
+            dependency = .path(URL(fileURLWithPath: durablePath).standardizedFileURL.path)
+        } else if let durableURL {
+            dependency = .url(durableURL)
+        } else if let checkout = Scaffold.enclosingCheckout(of: URL(fileURLWithPath: "/proc/self/exe")) {
+            dependency = .path(checkout)
+        } else {
+            dependency = .url(Scaffold.defaultRepository)
+        }
         let files = Scaffold.files(name: name, dependency: dependency)
         for (path, contents) in files.sorted(by: { $0.key < $1.key }) {
             let url = root.appendingPathComponent(path)
@@ -45,6 +57,10 @@ struct InitCommand: ParsableCommand {
                 at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             try contents.write(to: url, atomically: true, encoding: .utf8)
             print("  created \(name)/\(path)")
+        }
+        switch dependency {
+        case .path(let path): print("  depends on the swift-durable-objects checkout at \(path)")
+        case .url(let url): print("  depends on swift-durable-objects at \(url)")
         }
         print(
             """

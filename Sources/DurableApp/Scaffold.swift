@@ -1,3 +1,5 @@
+import Foundation
+
 /// The files of a new app package (`durable init`).
 enum Scaffold {
     /// Where swift-durable-objects is fetched from by default.
@@ -29,6 +31,22 @@ enum Scaffold {
             case .path(let path): ".package(path: \(literal(path)))"
             }
         }
+    }
+
+    /// The checkout of swift-durable-objects that `executable` was built in (…/.build/debug/durable), if any: the
+    /// nearest folder above it whose `Package.swift` is this package's.
+    static func enclosingCheckout(of executable: URL) -> String? {
+        var folder = executable.resolvingSymlinksInPath().deletingLastPathComponent()
+        while folder.path != "/" && !folder.path.isEmpty {
+            let manifest = folder.appendingPathComponent("Package.swift")
+            if let text = try? String(contentsOf: manifest, encoding: .utf8),
+                text.contains(#"name: "swift-durable-objects""#)
+            {
+                return folder.standardizedFileURL.path
+            }
+            folder = folder.deletingLastPathComponent()
+        }
+        return nil
     }
 
     /// Whether `name` can name a package, its folder and its executable.

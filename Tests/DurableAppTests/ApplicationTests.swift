@@ -2,6 +2,7 @@ import ArgumentParser
 import DurableGateway
 import DurableObjects
 import Foundation
+import TestSupport
 import Testing
 
 @testable import DurableApp
@@ -33,6 +34,23 @@ struct ApplicationTests {
         #expect(zero?.contains("--max-websocket-message-size") == true, "\(zero ?? "accepted")")
         let negative = refusal(GatewayCommand.self, ["--data", "/tmp/x", "--max-websocket-message-size", "-5"])
         #expect(negative?.contains("--max-websocket-message-size") == true, "\(negative ?? "accepted")")
+    }
+
+    @Test("durable init finds the checkout it was built in, and no checkout elsewhere")
+    func enclosingCheckout() throws {
+        let folder = TemporaryDirectory("checkout")
+        let checkout = folder.child("swift-durable-objects")
+        try FileManager.default.createDirectory(atPath: checkout + "/.build/debug", withIntermediateDirectories: true)
+        try #"let package = Package(name: "swift-durable-objects")"#.write(
+            toFile: checkout + "/Package.swift", atomically: true, encoding: .utf8)
+        let executable = URL(fileURLWithPath: checkout + "/.build/debug/durable")
+        #expect(Scaffold.enclosingCheckout(of: executable) == checkout)
+        let elsewhere = folder.child("app")
+        try FileManager.default.createDirectory(atPath: elsewhere + "/.build/debug", withIntermediateDirectories: true)
+        try #"let package = Package(name: "app")"#.write(
+            toFile: elsewhere + "/Package.swift", atomically: true, encoding: .utf8)
+        #expect(Scaffold.enclosingCheckout(of: URL(fileURLWithPath: elsewhere + "/.build/debug/app")) == nil)
+        #expect(Scaffold.enclosingCheckout(of: BuiltExecutable.durable) == repositoryRoot)
     }
 
     @Test("durable init writes a package: manifest, configuration, object, worker, main and a test")
@@ -70,3 +88,7 @@ func refusal<Command: ParsableCommand>(_ command: Command.Type, _ arguments: [St
         return Command.message(for: error)
     }
 }
+
+/// The repository this test belongs to.
+private let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path

@@ -39,11 +39,14 @@ struct ScaffoldBuildTests {
         // A fresh app each run (its sources are what durable init writes now); the build folder stays.
         try? FileManager.default.removeItem(atPath: package)
         try FileManager.default.createDirectory(atPath: Self.workspace, withIntermediateDirectories: true)
+        // As the Getting Started article does it: `durable init` from this checkout, with no option, depends on it.
         let (initStatus, initOutput) = try await runCommand(
-            BuiltExecutable.durable.path,
-            ["init", "demo-app", "--directory", Self.workspace, "--durable-path", repositoryRoot],
-            in: Self.workspace)
+            BuiltExecutable.durable.path, ["init", "demo-app", "--directory", Self.workspace], in: Self.workspace)
         #expect(initStatus == 0, "\(initOutput)")
+        #expect(
+            initOutput.contains("depends on the swift-durable-objects checkout at \(repositoryRoot)"), "\(initOutput)")
+        let manifest = try String(contentsOfFile: package + "/Package.swift", encoding: .utf8)
+        #expect(manifest.contains(".package(path: \"\(repositoryRoot)\")"), "\(manifest)")
         print("building the scaffolded package in \(package) (the first time, every dependency compiles again)")
         let (buildStatus, buildOutput) = try await runCommand(
             "swift", ["build", "--scratch-path", scratch], in: package)
