@@ -101,7 +101,10 @@ struct DevCommand: AsyncParsableCommand {
                 node.sendWebSocketFrames(through: gateway.webSockets)
                 storageNodes.append(node)
                 let nodePort = try await node.start()
-                try await gateway.register(nodeID: nodeID, address: "\(host):\(nodePort)")
+                let registry = try await gateway.register(
+                    nodeID: nodeID, address: "\(host):\(nodePort)", databaseIdentity: node.databaseIdentity,
+                    joinedRegistry: try node.joinedRegistryIdentity)
+                try node.checkRegistry(registry)
             }
             let missing = gateway.placement.nodes.keys.filter {
                 !$0.hasPrefix("node-") || Int($0.dropFirst(5))! > nodes

@@ -1,41 +1,60 @@
 import DurableClient
+import DurableNode
 import DurableObjects
 import DurableWire
 import Logging
 
 /// A node joining a gateway.
 enum GatewayRegistration {
-    /// Registers the node, retrying for about ten seconds while the gateway is unreachable. Returns whether it
-    /// joined.
+    /// How joining went.
+    enum Outcome: Equatable {
+        /// The gateway took the node, and its registry is the one the node joined before (or the node's first).
+        case joined
+        /// The gateway refused the node, or the node refused the gateway: asking again would not help.
+        case refused(String)
+        /// The gateway did not answer in time.
+        case unreachable
+    }
+
+    /// Registers `node` (with its database identity), retrying for about ten seconds while the gateway is
+    /// unreachable, and checks the registry the gateway answers with against the one the node joined.
     static func register(
-        gateway: String, nodeID: String, address: String, credentials: RPCKey?, logger: Logger
-    ) async -> Bool {
+        gateway: String, node: StorageNode, address: String, replacingLostNode: Bool, credentials: RPCKey?,
+        logger: Logger
+    ) async -> Outcome {
         let parts = gateway.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else {
-            logger.error("--gateway must be host:port, not '\(gateway)'")
-            return false
+            return .refused("--gateway must be host:port, not '\(gateway)'")
         }
         let client = DurableClient(
             host: String(parts[0]), port: port, connections: 1, credentials: credentials, logger: logger)
         defer { Task { await client.close() } }
+        let joined: String?
+        do {
+            joined = try node.joinedRegistryIdentity
+        } catch {
+            return .refused("the node's database cannot be read: \(error)")
+        }
+        let request = Durable_V1_RegisterNodeRequest.with {
+            $0.nodeID = node.configuration.nodeID
+            $0.address = address
+            $0.databaseIdentity = node.databaseIdentity
+            $0.replaceLostNode = replacingLostNode
+            $0.registryIdentity = joined ?? ""
+        }
         for attempt in 1...100 {
             do {
-                let _: Durable_V1_RegisterNodeResponse = try await client.call(
-                    Methods.registerNode,
-                    Durable_V1_RegisterNodeRequest.with {
-                        $0.nodeID = nodeID
-                        $0.address = address
-                    })
+                let response: Durable_V1_RegisterNodeResponse = try await client.call(Methods.registerNode, request)
+                try node.checkRegistry(response.registryIdentity)
                 logger.info("joined the gateway", metadata: ["gateway": "\(gateway)", "attempts": "\(attempt)"])
-                return true
+                return .joined
             } catch let error as DurableObjectError where !error.retryable {
                 // A refused key or a refused registration does not get better by asking again.
-                logger.error("the gateway refused this node", metadata: ["error": "\(error.message)"])
-                return false
+                return .refused(error.message)
             } catch {
-                try? await Task.sleep(for: .milliseconds(100))
+                try? await Task.sleep(for: .milliseconds(100))  // the gateway may still be starting
             }
         }
-        return false
+        return .unreachable
     }
 }

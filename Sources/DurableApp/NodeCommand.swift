@@ -7,6 +7,7 @@ import DurableWire
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// `durable node`: a storage node serving the app's objects over the RPC protocol.
 struct NodeCommand: AsyncParsableCommand {
@@ -52,6 +53,15 @@ struct NodeCommand: AsyncParsableCommand {
     )
     var advertise: String?
 
+    @Flag(
+        name: .customLong("replace-lost-node"),
+        help: """
+            This node replaces a lost one under the same --node-id, on a new database: the gateway records the new \
+            database and logs that the data of the node's slots is gone (without it, the gateway refuses a node id \
+            that comes back with another database).
+            """)
+    var replaceLostNode = false
+
     @Flag(help: "Also serve the DIAGNOSTIC binding (an object that sleeps, blocks and counts its runs, for tests).")
     var diagnostics = false
 
@@ -90,6 +100,11 @@ struct NodeCommand: AsyncParsableCommand {
         let host = self.host
         let advertise = self.advertise
         let app = CurrentApplication.value
+        let replaceLostNode = self.replaceLostNode
+        // Set when the gateway refuses the node: the node then stops and the command fails with the reason.
+        let refusal = Mutex<String?>(nil)
+        let group = Mutex<ServiceGroup?>(nil)
+        let nodeBox = Mutex<StorageNode?>(nil)
         let node = try StorageNode(
             configuration: NodeConfiguration(
                 host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
@@ -100,17 +115,28 @@ struct NodeCommand: AsyncParsableCommand {
             ) { $1 },
             logger: logger,
             onStarted: { [gateway, logger] boundPort in
-                if let gateway {
+                if let gateway, let node = nodeBox.withLock({ $0 }) {
                     // Joining may take a few tries while the gateway starts; the line below waits for it.
-                    let joined = await GatewayRegistration.register(
-                        gateway: gateway, nodeID: nodeID, address: advertise ?? "\(host):\(boundPort)",
-                        credentials: secret, logger: logger)
-                    if !joined { logger.error("could not join the gateway at \(gateway); serving without it") }
+                    switch await GatewayRegistration.register(
+                        gateway: gateway, node: node, address: advertise ?? "\(host):\(boundPort)",
+                        replacingLostNode: replaceLostNode, credentials: secret, logger: logger)
+                    {
+                    case .joined:
+                        break
+                    case .refused(let reason):
+                        logger.error("the gateway refused this node", metadata: ["error": "\(reason)"])
+                        refusal.withLock { $0 = "durable node \(nodeID) could not join \(gateway): \(reason)" }
+                        await group.withLock({ $0 })?.triggerGracefulShutdown()
+                        return
+                    case .unreachable:
+                        logger.error("could not join the gateway at \(gateway); serving without it")
+                    }
                 }
                 // A line tools and tests can wait for.
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")
                 fflush(nil)
             })
+        nodeBox.withLock { $0 = node }
         var gatewayClient: DurableClient?
         let gatewayAddress = gateway?.split(separator: ":")
         if let parts = gatewayAddress, parts.count == 2, let port = Int(parts[1]) {
@@ -131,9 +157,11 @@ struct NodeCommand: AsyncParsableCommand {
                         fflush(nil)
                     }), at: 0)
         }
-        let group = ServiceGroup(
+        let serviceGroup = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
-        try await group.run()
+        group.withLock { $0 = serviceGroup }
+        try await serviceGroup.run()
         await gatewayClient?.close()
+        if let reason = refusal.withLock({ $0 }) { throw CommandError(reason) }
     }
 }

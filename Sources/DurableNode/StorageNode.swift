@@ -55,6 +55,9 @@ public final class StorageNode: Service, Sendable {
     public let configuration: NodeConfiguration
     /// The object runtime.
     public let runtime: ObjectRuntime
+    /// The identity of the node's database, made when the database was created: the gateway records it the first
+    /// time the node registers and refuses the node id with any other database.
+    public let databaseIdentity: String
     private let database: Database
     private let server: RPCServer
     private let service: ObjectService
@@ -78,6 +81,12 @@ public final class StorageNode: Service, Sendable {
         database = try Database(path: configuration.dataDirectory)
         runtime = ObjectRuntime(database: database, configuration: configuration.runtime, logger: logger)
         let meta = try database.defaultColumnFamily
+        let identity = try DatabaseIdentity.loadOrCreate(
+            in: database, family: meta, key: NodeMetadata.databaseIdentityKey)
+        databaseIdentity = identity.identity
+        if identity.isNew {
+            logger.info("new node database", metadata: ["database": "\(databaseIdentity)"])
+        }
         for objectClass in classes { runtime.register(objectClass) }
         var served = try NodeMetadata.definitions(database: database, family: meta)
         if served == nil {
@@ -109,6 +118,39 @@ public final class StorageNode: Service, Sendable {
     public func routeObjectCalls(through transport: any ObjectTransport) throws {
         service.objectTransport.withLock { $0 = transport }
         try runtime.setEnvironment(bindings: service.bindings.withLock { $0 }, transport: transport)
+    }
+
+    /// The identity of the registry the node joined, if it joined one.
+    public var joinedRegistryIdentity: String? {
+        get throws {
+            try database.get(NodeMetadata.registryIdentityKey, in: database.defaultColumnFamily).map {
+                String(decoding: $0, as: UTF8.self)
+            }
+        }
+    }
+
+    /// Checks that the registry of the gateway the node joins is the one it joined before, and records it the first
+    /// time: a gateway whose database was wiped (or another cluster's) would give every namespace new keys.
+    ///
+    /// - Throws: `FAILED_PRECONDITION` naming both registry identities when they differ; nothing is recorded then.
+    public func checkRegistry(_ registryIdentity: String) throws {
+        guard !registryIdentity.isEmpty else { return }
+        let meta = try database.defaultColumnFamily
+        if let joined = try database.get(NodeMetadata.registryIdentityKey, in: meta) {
+            let recorded = String(decoding: joined, as: UTF8.self)
+            guard recorded == registryIdentity else {
+                throw DurableObjectError(
+                    .failedPrecondition,
+                    "The gateway's registry is \(registryIdentity), but this node joined registry \(recorded): it is "
+                        + "another cluster's gateway, or one whose database was replaced. Its namespaces would not "
+                        + "match this node's data.")
+            }
+            return
+        }
+        var batch = WriteBatch()
+        batch.put(Array(registryIdentity.utf8), forKey: NodeMetadata.registryIdentityKey, in: meta)
+        try database.write(batch, sync: true)
+        logger.info("joined a registry", metadata: ["registry": "\(registryIdentity)"])
     }
 
     /// Sends what this node's objects write on their sockets to `hub` (the gateway that holds the connections).
@@ -157,6 +199,11 @@ public final class StorageNode: Service, Sendable {
 
 /// What a node keeps about itself in its database's default column family.
 enum NodeMetadata {
+    /// The database's identity (``DatabaseIdentity``).
+    static let databaseIdentityKey = Array("node/database-identity".utf8)
+    /// The identity of the registry the node joined.
+    static let registryIdentityKey = Array("node/registry-identity".utf8)
+
     static func namespaceKey(_ className: String, database: Database, family: ColumnFamily) throws -> NamespaceKey {
         let key = Array("node/namespace-secret/\(className)".utf8)
         if let stored = try database.get(key, in: family) { return NamespaceKey(secret: stored) }

@@ -52,7 +52,10 @@ final class LocalCluster: Sendable {
             try node.routeObjectCalls(through: gateway.objectTransport)
             node.sendWebSocketFrames(through: gateway.webSockets)
             let port = try await node.start()
-            try await gateway.register(nodeID: "node-\(number)", address: "127.0.0.1:\(port)")
+            let registry = try await gateway.register(
+                nodeID: "node-\(number)", address: "127.0.0.1:\(port)", databaseIdentity: node.databaseIdentity,
+                joinedRegistry: try node.joinedRegistryIdentity)
+            try node.checkRegistry(registry)
             nodes.append(node)
         }
         var group: ServiceGroup?
@@ -128,7 +131,10 @@ final class LocalCluster: Sendable {
         try node.routeObjectCalls(through: gateway.objectTransport)
         node.sendWebSocketFrames(through: gateway.webSockets)
         let port = try await node.start()
-        try await gateway.register(nodeID: old.configuration.nodeID, address: "127.0.0.1:\(port)")
+        let registry = try await gateway.register(
+            nodeID: old.configuration.nodeID, address: "127.0.0.1:\(port)", databaseIdentity: node.databaseIdentity,
+            joinedRegistry: try node.joinedRegistryIdentity)
+        try node.checkRegistry(registry)
         nodeList.withLock { $0[index] = node }
     }
 

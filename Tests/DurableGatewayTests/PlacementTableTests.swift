@@ -97,4 +97,34 @@ struct PlacementTableTests {
             database.close()
         }
     }
+
+    @Test("a node id keeps its database identity: another one is refused naming both, unless it replaces a lost node")
+    func databaseIdentities() throws {
+        let folder = TemporaryDirectory("placement-identity")
+        let path = folder.child("db")
+        do {
+            let database = try Database(path: path)
+            let table = try PlacementTable(database: database)
+            #expect(try table.register(nodeID: "n1", address: "127.0.0.1:1", databaseIdentity: "aaaa") == .recorded)
+            #expect(try table.register(nodeID: "n1", address: "127.0.0.1:2", databaseIdentity: "aaaa") == .matched)
+            #expect(try table.register(nodeID: "n1", address: "127.0.0.1:3") == .unchecked)
+            database.close()
+        }
+        let database = try Database(path: path)
+        defer { database.close() }
+        let table = try PlacementTable(database: database)
+        #expect(table.databaseIdentity(of: "n1") == "aaaa", "kept across a restart of the gateway")
+        let refused = #expect(throws: DurableObjectError.self) {
+            try table.register(nodeID: "n1", address: "127.0.0.1:4", databaseIdentity: "bbbb")
+        }
+        #expect(refused?.code == .failedPrecondition)
+        #expect(refused?.message.contains("came back with database bbbb") == true, "\(refused?.message ?? "")")
+        #expect(refused?.message.contains("knows it with database aaaa") == true)
+        #expect(table.nodes["n1"] == "127.0.0.1:3", "a refused node changes nothing")
+        #expect(
+            try table.register(nodeID: "n1", address: "127.0.0.1:5", databaseIdentity: "bbbb", replacingLostNode: true)
+                == .replaced(lost: "aaaa"))
+        #expect(table.databaseIdentity(of: "n1") == "bbbb")
+        #expect(try table.register(nodeID: "n1", address: "127.0.0.1:5", databaseIdentity: "bbbb") == .matched)
+    }
 }

@@ -88,31 +88,29 @@ extension ProcessTests {
             #expect(published.status == 0, "\(published)")
             #expect(published.output.contains("Published"), "\(published)")
 
-            // A node with another secret cannot join.
+            // A node with another secret cannot join: it stops, saying why.
             var impostorEnvironment = TestKeys.environment(included: false)
             impostorEnvironment["DURABLE_CLUSTER_SECRET"] = "some-other-cluster-secret-42"
-            let impostor = impostorEnvironment
-            let other = try await ServerProcess.launch(
+            let other = try await ChildProcess.run(
+                BuiltExecutable.durable,
                 [
                     "node", "--port", "0", "--data", folder.child("impostor"), "--node-id", "impostor", "--gateway",
                     "127.0.0.1:\(gateway.port)",
-                ], dataDirectory: folder.child("impostor"), environment: impostor)
-            #expect(
-                await eventually {
-                    other.child.errorText.contains("the gateway refused this node")
-                        && other.child.errorText.contains("refused our cluster secret")
-                }, "\(other.child.errorText)")
-            await other.stop()
+                ], environment: impostorEnvironment)
+            #expect(other.status != 0)
+            #expect(other.errors.contains("the gateway refused this node"), "\(other.errors)")
+            #expect(other.errors.contains("refused our cluster secret"), "\(other.errors)")
 
             await client.close()
             #expect(await node.stop() == 0)
             #expect(await gateway.stop() == 0)
-            for process in [gateway, node, other] {
-                let text = process.child.errorText
+            for (name, text) in [
+                ("gateway", gateway.child.errorText), ("node", node.child.errorText), ("impostor", other.errors),
+            ] {
                 #expect(!text.isEmpty)
                 for secret in [TestKeys.clusterText, TestKeys.adminText, TestKeys.apiText, "some-other-cluster-secret"]
                 {
-                    #expect(!text.contains(secret), "\(process.child.name) logs a key")
+                    #expect(!text.contains(secret), "the \(name) logs a key")
                 }
             }
         }

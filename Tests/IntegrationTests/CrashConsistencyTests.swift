@@ -51,7 +51,10 @@ extension ProcessTests {
                     BuiltExecutable.durable,
                     ["debug-crash-writer", "--data", path, "--run", "r\(run)", "--keys", "\(Self.keysPerBatch)"])
             }
-            #expect(await eventually { writer.outputLines.count >= afterAcks || !writer.isRunning })
+            #expect(
+                await eventually {
+                    writer.outputLines.lazy.filter { $0.hasPrefix("ack ") }.count >= afterAcks || !writer.isRunning
+                })
             writer.send(SIGKILL)
             let outcome = try await writer.outcome()
             var acks = Set<BatchID>()

@@ -76,13 +76,18 @@ public final class TestCluster: Sendable {
         state.withLock { $0.gateway = gateway }
     }
 
+    /// The arguments `durable` starts node `number` with (joined to the gateway running now).
+    public func nodeCommandLine(_ number: Int, arguments: [String] = []) throws -> [String] {
+        [
+            "node", "--port", "0", "--data", nodeFolder(number), "--log-level", "warning", "--node-id", "node\(number)",
+            "--gateway", "127.0.0.1:\(try gateway.port)",
+        ] + nodeArguments + arguments
+    }
+
     /// Starts (or starts again) node `number` on its folder, joined to the gateway.
     public func startNode(_ number: Int, arguments: [String] = []) async throws {
-        let gatewayPort = try gateway.port
-        let node = try await ServerProcess.node(
-            dataDirectory: nodeFolder(number),
-            arguments: ["--node-id", "node\(number)", "--gateway", "127.0.0.1:\(gatewayPort)"] + nodeArguments
-                + arguments)
+        let node = try await ServerProcess.launch(
+            nodeCommandLine(number, arguments: arguments), dataDirectory: nodeFolder(number))
         state.withLock { $0.nodes[number] = node }
     }
 

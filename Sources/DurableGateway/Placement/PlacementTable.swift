@@ -18,9 +18,22 @@ public final class PlacementTable: Sendable {
         public var epoch: UInt64
     }
 
+    /// What registering a node did with its database identity.
+    public enum IdentityCheck: Sendable, Equatable {
+        /// The node id is new here, or came without an identity before: its identity is recorded now.
+        case recorded
+        /// The node came back with the database it had.
+        case matched
+        /// The operator said the node replaces a lost one: the identity it had (whose data is gone) was replaced.
+        case replaced(lost: String)
+        /// The node sent no identity (an older node): nothing was checked.
+        case unchecked
+    }
+
     private struct State {
         var slots: [UInt16: Assignment] = [:]
         var nodes: [String: String] = [:]
+        var identities: [String: String] = [:]
         /// Slots per node, kept up to date so that choosing the least-loaded node costs nothing per call.
         var load: [String: Int] = [:]
     }
@@ -35,6 +48,7 @@ public final class PlacementTable: Sendable {
     private static let legacyKey = Array("placement/state".utf8)
     private static let slotPrefix = Array("slot/".utf8)
     private static let nodePrefix = Array("node/".utf8)
+    private static let identityPrefix = Array("identity/".utf8)
     private let database: Database
     private let family: ColumnFamily
     private let state: Mutex<State>
@@ -59,6 +73,10 @@ public final class PlacementTable: Sendable {
             state.nodes[String(decoding: key.dropFirst(Self.nodePrefix.count), as: UTF8.self)] = String(
                 decoding: value, as: UTF8.self)
         }
+        for entry in try database.scan(in: family, ScanOptions(prefix: Self.identityPrefix)) {
+            state.identities[String(decoding: entry.key.dropFirst(Self.identityPrefix.count), as: UTF8.self)] =
+                String(decoding: entry.value, as: UTF8.self)
+        }
         if let bytes = try database.get(Self.legacyKey, in: family) {
             let legacy = try decoder.decode(LegacyState.self, from: Data(bytes))
             var batch = WriteBatch()
@@ -78,15 +96,51 @@ public final class PlacementTable: Sendable {
         self.state = Mutex(state)
     }
 
-    /// Records where `nodeID` listens (a restarted node may have a new address).
-    public func register(nodeID: String, address: String) throws {
+    /// Records where `nodeID` listens (a restarted node may have a new address) and checks that it comes with the
+    /// database it had: the database identity recorded for the node id the first time it registered.
+    ///
+    /// - Parameters:
+    ///   - databaseIdentity: the identity of the node's database (nil from a node too old to send one: not checked).
+    ///   - replacingLostNode: the operator says this node replaces a lost one: a new identity replaces the recorded
+    ///     one instead of being refused.
+    /// - Returns: what was done with the identity.
+    /// - Throws: `FAILED_PRECONDITION` naming both identities when the node came back with another database and
+    ///   `replacingLostNode` is not set; nothing is recorded then.
+    @discardableResult
+    public func register(
+        nodeID: String, address: String, databaseIdentity: String? = nil, replacingLostNode: Bool = false
+    ) throws -> IdentityCheck {
         try state.withLock { state in
+            var check = IdentityCheck.unchecked
+            if let databaseIdentity, !databaseIdentity.isEmpty {
+                switch state.identities[nodeID] {
+                case nil: check = .recorded
+                case databaseIdentity: check = .matched
+                case let recorded? where replacingLostNode: check = .replaced(lost: recorded)
+                case let recorded?:
+                    throw DurableObjectError(
+                        .failedPrecondition,
+                        "Node '\(nodeID)' came back with database \(databaseIdentity), but this cluster knows it with "
+                            + "database \(recorded): its slots' data is not in this database. Start the node on its "
+                            + "own data folder, or, if that data is lost for good, start it with --replace-lost-node.")
+                }
+            }
             var batch = WriteBatch()
             batch.put(Array(address.utf8), forKey: Self.nodePrefix + Array(nodeID.utf8), in: family)
+            if let databaseIdentity, check != .matched, check != .unchecked {
+                batch.put(Array(databaseIdentity.utf8), forKey: Self.identityPrefix + Array(nodeID.utf8), in: family)
+            }
             try database.write(batch, sync: true)
             state.nodes[nodeID] = address
+            if let databaseIdentity, check != .unchecked { state.identities[nodeID] = databaseIdentity }
             if state.load[nodeID] == nil { state.load[nodeID] = 0 }
+            return check
         }
+    }
+
+    /// The database identity recorded for `nodeID`, if any.
+    public func databaseIdentity(of nodeID: String) -> String? {
+        state.withLock { $0.identities[nodeID] }
     }
 
     /// The registered nodes and their addresses.

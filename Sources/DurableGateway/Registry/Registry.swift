@@ -10,10 +10,15 @@ import Synchronization
 /// survives a crash. A refused publish changes nothing.
 public final class Registry: Sendable {
     private static let stateKey = Array("registry/state".utf8)
+    private static let identityKey = Array("registry/identity".utf8)
 
     private let database: Database
     private let family: ColumnFamily
     private let current: Mutex<RegistryState>
+
+    /// The registry's identity: made when the gateway's database was created (or first opened by a version that
+    /// knew identities), and handed to every node that registers, so that a node can tell this registry from another.
+    public let identity: String
 
     /// Opens the registry stored in `database` (an empty one when there is none yet).
     ///
@@ -30,6 +35,7 @@ public final class Registry: Sendable {
             }
         }
         current = Mutex(state)
+        identity = try DatabaseIdentity.loadOrCreate(in: database, family: family, key: Self.identityKey).identity
     }
 
     /// The current state.

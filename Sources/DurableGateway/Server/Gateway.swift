@@ -128,9 +128,24 @@ public final class Gateway: Service, Sendable {
     }
 
     /// Adds a node (or its new address after a restart) and sends it the registry's namespaces and its slots.
-    public func register(nodeID: String, address: String) async throws {
+    ///
+    /// - Parameters:
+    ///   - databaseIdentity: the identity of the node's database; a node id that comes back with another database is
+    ///     refused (`FAILED_PRECONDITION`, naming both) unless `replacingLostNode` is set.
+    ///   - replacingLostNode: the operator says the node replaces a lost one (its data is gone).
+    /// - Returns: the identity of the gateway's registry, which the node checks against the one it joined.
+    ///   - joinedRegistry: the identity of the registry the node joined before; another one is refused
+    ///     (`FAILED_PRECONDITION`, naming both) before the node is told anything.
+    @discardableResult
+    public func register(
+        nodeID: String, address: String, databaseIdentity: String? = nil, replacingLostNode: Bool = false,
+        joinedRegistry: String? = nil
+    ) async throws -> String {
         do {
-            try await router.register(nodeID: nodeID, address: address)
+            try await router.register(
+                nodeID: nodeID, address: address, databaseIdentity: databaseIdentity,
+                replacingLostNode: replacingLostNode, joinedRegistry: joinedRegistry)
+            return registry.identity
         } catch let error as RPCError {
             throw DurableObjectError(error)
         }
@@ -245,8 +260,11 @@ final class Router: RPCHandler {
             return try await GatewayTail.serve(call, router: self)
         case Methods.registerNode:
             let request = try Durable_V1_RegisterNodeRequest(serializedBytes: call.payload)
-            try await register(nodeID: request.nodeID, address: request.address)
-            return try Durable_V1_RegisterNodeResponse().serializedBytes()
+            try await register(
+                nodeID: request.nodeID, address: request.address, databaseIdentity: request.databaseIdentity,
+                replacingLostNode: request.replaceLostNode, joinedRegistry: request.registryIdentity)
+            return try Durable_V1_RegisterNodeResponse.with { $0.registryIdentity = registry.identity }
+                .serializedBytes()
         case Methods.publish:
             let request = try Durable_V1_PublishRequest(serializedBytes: call.payload)
             let app = try ConfigurationParser.parse(request.configuration)
@@ -521,11 +539,43 @@ final class Router: RPCHandler {
 
     // MARK: Nodes
 
-    func register(nodeID: String, address: String) async throws {
+    func register(
+        nodeID: String, address: String, databaseIdentity: String? = nil, replacingLostNode: Bool = false,
+        joinedRegistry: String? = nil
+    ) async throws {
         guard !nodeID.isEmpty, address.contains(":") else {
             throw RPCError(.invalidArgument, "A node registers with a node id and a host:port address.")
         }
-        try placement.register(nodeID: nodeID, address: address)
+        if let joinedRegistry, !joinedRegistry.isEmpty, joinedRegistry != registry.identity {
+            let message =
+                "Node '\(nodeID)' joined registry \(joinedRegistry), but this gateway's registry is "
+                + "\(registry.identity): the gateway is another cluster's, or its database was replaced, and its "
+                + "namespaces would not match the node's data."
+            logger.error("node refused", metadata: ["node": "\(nodeID)", "error": "\(message)"])
+            throw RPCError(.failedPrecondition, message)
+        }
+        let check: PlacementTable.IdentityCheck
+        do {
+            check = try placement.register(
+                nodeID: nodeID, address: address, databaseIdentity: databaseIdentity,
+                replacingLostNode: replacingLostNode)
+        } catch let error as DurableObjectError {
+            logger.error("node refused", metadata: ["node": "\(nodeID)", "error": "\(error.message)"])
+            throw RPCError(error)
+        }
+        switch check {
+        case .replaced(let lost):
+            logger.warning(
+                "node replaces a lost node: the data of its slots is gone",
+                metadata: [
+                    "node": "\(nodeID)", "lost-database": "\(lost)", "database": "\(databaseIdentity ?? "")",
+                    "slots": "\(placement.slots(of: nodeID).count)",
+                ])
+        case .unchecked:
+            logger.notice("node registered without a database identity", metadata: ["node": "\(nodeID)"])
+        case .recorded, .matched:
+            break
+        }
         logger.info("node registered", metadata: ["node": "\(nodeID)", "address": "\(address)"])
         try await push(to: nodeID, dropping: [])
     }

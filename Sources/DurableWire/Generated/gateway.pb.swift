@@ -40,6 +40,19 @@ public nonisolated struct Durable_V1_RegisterNodeRequest: Sendable {
   /// host:port of the node's RPC listener.
   public var address: String = String()
 
+  /// The identity of the node's database, made when the database was created. The gateway records it the first
+  /// time the node id registers and refuses (FAILED_PRECONDITION) a node id that comes back with another database:
+  /// that database does not hold the objects of the node's slots.
+  public var databaseIdentity: String = String()
+
+  /// The operator says this node replaces a lost one (durable node --replace-lost-node): the gateway records the
+  /// new database identity, logs that the old data is gone, and hands the node its slots.
+  public var replaceLostNode: Bool = false
+
+  /// The identity of the registry the node joined before (empty the first time). A gateway with another registry
+  /// refuses the node (FAILED_PRECONDITION) before it tells the node anything.
+  public var registryIdentity: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -49,6 +62,10 @@ public nonisolated struct Durable_V1_RegisterNodeResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  /// The identity of the gateway's registry, made when its database was created. A node records the registry it
+  /// joined and refuses a gateway with another one (a wiped gateway would give every namespace new keys).
+  public var registryIdentity: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -157,7 +174,7 @@ fileprivate nonisolated let _protobuf_package = "durable.v1"
 
 nonisolated extension Durable_V1_RegisterNodeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterNodeRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}address\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}address\0\u{3}database_identity\0\u{3}replace_lost_node\0\u{3}registry_identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -167,6 +184,9 @@ nonisolated extension Durable_V1_RegisterNodeRequest: SwiftProtobuf.Message, Swi
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.databaseIdentity) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.replaceLostNode) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.registryIdentity) }()
       default: break
       }
     }
@@ -179,12 +199,24 @@ nonisolated extension Durable_V1_RegisterNodeRequest: SwiftProtobuf.Message, Swi
     if !self.address.isEmpty {
       try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
     }
+    if !self.databaseIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.databaseIdentity, fieldNumber: 3)
+    }
+    if self.replaceLostNode != false {
+      try visitor.visitSingularBoolField(value: self.replaceLostNode, fieldNumber: 4)
+    }
+    if !self.registryIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.registryIdentity, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Durable_V1_RegisterNodeRequest, rhs: Durable_V1_RegisterNodeRequest) -> Bool {
     if lhs.nodeID != rhs.nodeID {return false}
     if lhs.address != rhs.address {return false}
+    if lhs.databaseIdentity != rhs.databaseIdentity {return false}
+    if lhs.replaceLostNode != rhs.replaceLostNode {return false}
+    if lhs.registryIdentity != rhs.registryIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -192,18 +224,29 @@ nonisolated extension Durable_V1_RegisterNodeRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Durable_V1_RegisterNodeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RegisterNodeResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}registry_identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.registryIdentity) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.registryIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.registryIdentity, fieldNumber: 1)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Durable_V1_RegisterNodeResponse, rhs: Durable_V1_RegisterNodeResponse) -> Bool {
+    if lhs.registryIdentity != rhs.registryIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
