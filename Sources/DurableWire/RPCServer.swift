@@ -326,6 +326,16 @@ final class ServerConnectionHandler: ChannelInboundHandler {
     }
 
     private func start(_ call: Durable_V1_Call, id: UInt64, context: ChannelHandlerContext) {
+        // A reply must name one call: a call without an id, or with the id of a call still running, breaks the
+        // protocol, and the connection goes (a reply on that id would be ambiguous).
+        guard id != 0 else {
+            goAwayAndClose(reason: "call id 0 is reserved: number calls from 1", context)
+            return
+        }
+        guard calls[id] == nil else {
+            goAwayAndClose(reason: "call id \(id) is already in use by a call in flight on this connection", context)
+            return
+        }
         highestCallID = max(highestCallID, id)
         if call.method.hasPrefix(authMethodPrefix) {
             answerAuthentication(call, id: id, context: context)
@@ -356,12 +366,6 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         }
         guard !draining else {
             reply(id, .failure(.unavailable("The server is shutting down; call again on another connection.")), context)
-            return
-        }
-        guard calls[id] == nil else {
-            reply(
-                id, .failure(RPCError(.invalidArgument, "Call id \(id) is already in use on this connection.")), context
-            )
             return
         }
         let deadline: ContinuousClock.Instant? =

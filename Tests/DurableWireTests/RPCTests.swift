@@ -155,6 +155,37 @@ struct RPCTests {
         }
     }
 
+    @Test("call id 0, and the id of a call still running, break the protocol: the connection gets a go-away naming it")
+    func callIDs() async throws {
+        try await withServer { _, port, handler in
+            func call(_ id: UInt64, _ method: String, _ payload: String = "") throws -> [UInt8] {
+                var frame = Durable_V1_Frame()
+                frame.callID = id
+                frame.call = Durable_V1_Call.with {
+                    $0.method = method
+                    $0.payload = Data(payload.utf8)
+                }
+                return try RawSocket.encode(frame)
+            }
+            let zero = try await RawSocket.connect(port: port)
+            await zero.send(try call(0, "test/echo"))
+            let reserved = try #require(RawSocket.firstFrame(await zero.receiveAll()))
+            #expect(reserved.goAway.reason == "call id 0 is reserved: number calls from 1")
+            #expect(handler.started.load(ordering: .relaxed) == 0, "the call never ran")
+
+            let twice = try await RawSocket.connect(port: port)
+            await twice.send(try call(5, "test/hold", "held") + call(5, "test/echo", "again"))
+            let reply = try #require(RawSocket.firstFrame(await twice.receiveAll()))
+            #expect(reply.goAway.reason == "call id 5 is already in use by a call in flight on this connection")
+            #expect(reply.goAway.lastCallID == 5)
+            handler.latch("held").open()
+            // Other connections are unaffected.
+            let healthy = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+            #expect(try await healthy.call("test/echo", payload: [4]) == [4])
+            await healthy.close()
+        }
+    }
+
     @Test("the server answers pings")
     func ping() async throws {
         try await withServer { _, port, _ in
