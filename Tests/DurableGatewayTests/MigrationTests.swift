@@ -188,6 +188,51 @@ struct MigrationTests {
         #expect(unknownTag?.message.contains("'v1'") == true)
     }
 
+    @Test("a rename or transfer onto a class that already has a namespace is refused: one binding, one dataset")
+    func ontoExistingNamespace() throws {
+        let base = """
+            name = "app"
+            [durable_objects]
+            bindings = [ { name = "COUNTER", class_name = "Counter" }, { name = "TALLY", class_name = "Tally" } ]
+            [[migrations]]
+            tag = "v1"
+            new_classes = ["Counter", "Tally"]
+            """
+        let first = try publish(base)
+        let rename = #expect(throws: MigrationPlanner.PublishError.self) {
+            try publish(
+                base + """
+
+                    [[migrations]]
+                    tag = "v2"
+                    renamed_classes = [ { from = "Counter", to = "Tally" } ]
+                    """, state: first.state)
+        }
+        #expect(
+            rename?.message
+                == "Cannot apply rename migration to class Tally: it already implements Durable Objects in script app.")
+        let other = try publish(
+            """
+            name = "other"
+            [[migrations]]
+            tag = "v1"
+            new_classes = ["Room"]
+            """, state: first.state)
+        let transfer = #expect(throws: MigrationPlanner.PublishError.self) {
+            try publish(
+                base + """
+
+                    [[migrations]]
+                    tag = "v2"
+                    transferred_classes = [ { from = "Room", from_script = "other", to = "Tally" } ]
+                    """, state: other.state)
+        }
+        #expect(
+            transfer?.message
+                == "Cannot apply transfer migration to class Tally: it already implements Durable Objects in script app."
+        )
+    }
+
     @Test("a refused publish leaves the state as it was")
     func atomicPublish() throws {
         let first = try publish(

@@ -56,6 +56,9 @@ actor AlarmProbe: DurableObject, AlarmHandling {
         case "/block":
             try state.storage.put("block", true)
             return Response("ok")
+        case "/rollback-in-alarm":
+            try state.storage.put("rollback-in-alarm", true)
+            return Response("ok")
         default:
             return Response("Not found", status: .notFound)
         }
@@ -74,6 +77,13 @@ actor AlarmProbe: DurableObject, AlarmHandling {
         if failures > 0 {
             try state.storage.put("failures", failures - 1)
             throw DurableObjectError(.internal, "planned alarm failure")
+        }
+        if try await state.storage.get("rollback-in-alarm", as: Bool.self) == true {
+            try await state.storage.transaction { transaction in
+                try await transaction.setAlarm(Date().addingTimeInterval(3_600))
+                transaction.rollback()
+            }
+            Board.log(tag, "rolled back get=\(try await alarmText())")
         }
         if let delay = try await state.storage.get("reschedule", as: Double.self) {
             try await state.storage.delete("reschedule")
@@ -191,6 +201,23 @@ struct AlarmTests {
             clock.advance(by: .milliseconds(1))
             #expect(await eventually { Board.entries(tag).count == 2 })
             #expect(Board.entries(tag).last == "ran retry=1 isRetry=true get=none")
+        }
+    }
+
+    @Test("a setAlarm() rolled back inside alarm() leaves no alarm: the one that ran is removed and does not run again")
+    func rollbackInsideHandler() async throws {
+        try await withAlarmRuntime { runtime in
+            let tag = uniqueName("rollback-in-alarm")
+            let stub = try runtime.namespace("ALARMS").getByName(tag)
+            #expect(try await stub.text("/rollback-in-alarm?tag=\(tag)") == "ok")
+            #expect(try await stub.text("/set?at=1") == "ok")
+            #expect(await eventually { Board.entries(tag).count == 2 })
+            #expect(Board.entries(tag) == ["ran retry=0 isRetry=false get=none", "rolled back get=none"])
+            #expect(await eventually { (try? runtime.runtime.scheduledAlarmCount) == 0 })
+            #expect(try await stub.fetch("http://a/get").text() == "none", "no alarm is left set")
+            try await runtime.restart()
+            #expect(try await stub.fetch("http://a/get").text() == "none", "nor on disk")
+            #expect(try runtime.runtime.scheduledAlarmCount == 0)
         }
     }
 

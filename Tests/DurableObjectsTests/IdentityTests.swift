@@ -106,4 +106,15 @@ struct IdentityTests {
             #expect(name == "self-aware")
         }
     }
+
+    @Test("an id keeps a name only when the name derives it: a name a caller merely claims is dropped")
+    func claimedNames() throws {
+        let key = NamespaceKey(secret: Array(repeating: 9, count: 32))
+        let alice = key.id(forName: "alice")
+        #expect(try key.id(bytes: alice.bytes, name: "alice").name == "alice")
+        #expect(try key.id(bytes: alice.bytes, name: "mallory").name == nil)
+        #expect(try key.id(bytes: alice.bytes, name: nil).name == nil)
+        let unique = key.newUniqueID()
+        #expect(try key.id(bytes: unique.bytes, name: "alice").name == nil)
+    }
 }

@@ -205,6 +205,25 @@ struct TransactionTests {
         }
     }
 
+    @Test("any call on a transaction after rollback() throws, naming the call, and nothing of it is kept")
+    func callsAfterRollback() async throws {
+        try await withObject { _, storage throws in
+            try await storage.transaction { txn async throws in
+                try txn.put("before", 1)
+                txn.rollback()
+                let put = #expect(throws: DurableObjectError.self) { try txn.put("after", 2) }
+                #expect(put?.message == "Cannot put on rolled back transaction")
+                let get = await #expect(throws: DurableObjectError.self) { try await txn.get("before", as: Int.self) }
+                #expect(get?.message == "Cannot get on rolled back transaction")
+                let delete = await #expect(throws: DurableObjectError.self) { try await txn.delete("before") }
+                #expect(delete?.message == "Cannot delete on rolled back transaction")
+                let list = await #expect(throws: DurableObjectError.self) { try await txn.list(as: Int.self) }
+                #expect(list?.message == "Cannot list on rolled back transaction")
+            }
+            #expect(try await storage.list(as: Int.self).isEmpty)
+        }
+    }
+
     @Test("a transaction's writes land in one flush, with the writes of its turn")
     func atomicCommit() async throws {
         try await withRuntime { runtime in

@@ -84,6 +84,11 @@ public enum MigrationPlanner {
                     throw PublishError(
                         "Cannot apply rename migration to class \(rename.to) that is not exported by script")
                 }
+                guard !state.hasNamespace(script: script, className: rename.to) else {
+                    throw PublishError(
+                        "Cannot apply rename migration to class \(rename.to): it already implements Durable Objects in script \(script)."
+                    )
+                }
                 namespace.className = rename.to
                 state.namespaces[namespace.id] = namespace
                 state.forwards[RegistryState.classKey(script, rename.from)] = RegistryState.classKey(script, rename.to)
@@ -114,6 +119,11 @@ public enum MigrationPlanner {
                 guard exportedClasses.contains(transfer.to) else {
                     throw PublishError(
                         "Cannot apply transfer migration to class \(transfer.to) that is not exported by script")
+                }
+                guard !state.hasNamespace(script: script, className: transfer.to) else {
+                    throw PublishError(
+                        "Cannot apply transfer migration to class \(transfer.to): it already implements Durable Objects in script \(script)."
+                    )
                 }
                 namespace.script = script
                 namespace.className = transfer.to

@@ -48,6 +48,11 @@ public struct RegistryState: Codable, Sendable, Equatable {
         return namespaces.values.first { Self.classKey($0.script, $0.className) == key }
     }
 
+    /// Whether `className` of `script` has a namespace of its own (not one reached through a rename or transfer).
+    public func hasNamespace(script: String, className: String) -> Bool {
+        namespaces.values.contains { $0.script == script && $0.className == className }
+    }
+
     /// The namespace a binding of `script` reaches.
     public func namespace(for binding: BindingConfiguration, script: String) -> Namespace? {
         namespace(script: binding.scriptName ?? script, className: binding.className)

@@ -102,12 +102,15 @@ public struct NamespaceKey: Sendable, Hashable {
         return DurableObjectId(bytes: bytes, name: nil)
     }
 
-    /// The id with these 32 bytes, checked against this namespace; `name` is what it was derived from, if known.
+    /// The id with these 32 bytes, checked against this namespace, with the name a caller says it was derived from.
+    /// The name is kept only when it really derives these bytes (an object's `state.id.name` is never a name somebody
+    /// merely claims); otherwise the id has no name.
     ///
     /// - Throws: `Durable Object ID is not valid for this namespace.` when the bytes are not an id of it.
     public func id(bytes: [UInt8], name: String?) throws(DurableObjectError) -> DurableObjectId {
         try verify(bytes)
-        return DurableObjectId(bytes: bytes, name: name)
+        let derived = name.flatMap { id(forName: $0).bytes == bytes ? $0 : nil }
+        return DurableObjectId(bytes: bytes, name: derived)
     }
 
     /// Checks that `bytes` is an id of this namespace.

@@ -6,7 +6,7 @@ extension DurableObjectStorageView {
     public func getAlarm(
         options: StorageReadOptions = StorageReadOptions(), isolation: isolated (any Actor)? = #isolation
     ) async throws -> Date? {
-        try operations().readAlarm().map { Date(timeIntervalSince1970: Double($0) / 1_000) }
+        try operations("getAlarm").readAlarm().map { Date(timeIntervalSince1970: Double($0) / 1_000) }
     }
 
     /// Sets the object's alarm to `date`, replacing any alarm set before (an object has at most one). A time in
@@ -34,14 +34,14 @@ extension DurableObjectStorageView {
         guard epochMilliseconds.isFinite, epochMilliseconds > 0 else { throw DurableObjectError.alarmTimeNotPositive }
         let milliseconds = Int64(min(epochMilliseconds.rounded(.down), Double(Int64.max / 2)))
         guard milliseconds > 0 else { throw DurableObjectError.alarmTimeNotPositive }
-        try operations().writeAlarm(milliseconds, options: options)
+        try operations("setAlarm").writeAlarm(milliseconds, options: options)
     }
 
     /// Deletes the object's alarm, if one is set.
     public func deleteAlarm(
         options: StorageWriteOptions = StorageWriteOptions(), isolation: isolated (any Actor)? = #isolation
     ) async throws {
-        try operations().writeAlarm(nil, options: options)
+        try operations("deleteAlarm").writeAlarm(nil, options: options)
     }
 }
 

@@ -11,8 +11,9 @@ public class DurableObjectStorageView: @unchecked Sendable {
         self.inTransaction = inTransaction
     }
 
-    /// The operations of this view; a finished transaction refuses them.
-    func operations() throws -> StorageOperations {
+    /// The operations of this view for the call `operation` (`get`, `put`, …); a finished or rolled-back
+    /// transaction refuses them, naming the call.
+    func operations(_ operation: String) throws -> StorageOperations {
         StorageOperations(engine: engine, inTransaction: inTransaction)
     }
 
@@ -24,7 +25,7 @@ public class DurableObjectStorageView: @unchecked Sendable {
         _ key: String, as type: V.Type = V.self, options: StorageReadOptions = StorageReadOptions(),
         isolation: isolated (any Actor)? = #isolation
     ) async throws -> V? {
-        try await operations().get(key, as: V.self, options: options)
+        try await operations("get").get(key, as: V.self, options: options)
     }
 
     /// The values stored under `keys` (at most 128), in ascending key order, missing keys omitted.
@@ -32,7 +33,7 @@ public class DurableObjectStorageView: @unchecked Sendable {
         _ keys: [String], as type: V.Type = V.self, options: StorageReadOptions = StorageReadOptions(),
         isolation: isolated (any Actor)? = #isolation
     ) async throws -> StorageEntries<V> {
-        try await operations().get(keys, as: V.self, options: options)
+        try await operations("get").get(keys, as: V.self, options: options)
     }
 
     /// Stores `value` under `key`. Returns at once; the write is flushed after the current turn.
@@ -41,12 +42,12 @@ public class DurableObjectStorageView: @unchecked Sendable {
     public func put<V: Encodable>(_ key: String, _ value: V, options: StorageWriteOptions = StorageWriteOptions())
         throws
     {
-        try operations().put([(key, value)], options: options)
+        try operations("put").put([(key, value)], options: options)
     }
 
     /// Stores every entry (at most 128); all are validated before any is applied.
     public func put<V: Encodable>(_ entries: [String: V], options: StorageWriteOptions = StorageWriteOptions()) throws {
-        try operations().put(entries.map { ($0.key, $0.value) }, options: options)
+        try operations("put").put(entries.map { ($0.key, $0.value) }, options: options)
     }
 
     /// Deletes `key`; returns whether it existed (exact even before earlier writes are flushed).
@@ -55,7 +56,7 @@ public class DurableObjectStorageView: @unchecked Sendable {
         _ key: String, options: StorageWriteOptions = StorageWriteOptions(),
         isolation: isolated (any Actor)? = #isolation
     ) async throws -> Bool {
-        try operations().delete([key], options: options) == 1
+        try operations("delete").delete([key], options: options) == 1
     }
 
     /// Deletes `keys` (at most 128); returns how many existed.
@@ -64,7 +65,7 @@ public class DurableObjectStorageView: @unchecked Sendable {
         _ keys: [String], options: StorageWriteOptions = StorageWriteOptions(),
         isolation: isolated (any Actor)? = #isolation
     ) async throws -> Int {
-        try operations().delete(keys, options: options)
+        try operations("delete").delete(keys, options: options)
     }
 
     /// The entries selected by `options`, in key order (no 128 cap).
@@ -74,6 +75,6 @@ public class DurableObjectStorageView: @unchecked Sendable {
         _ options: StorageListOptions = StorageListOptions(), as type: V.Type = V.self,
         isolation: isolated (any Actor)? = #isolation
     ) async throws -> StorageEntries<V> {
-        try await operations().list(options, as: V.self)
+        try await operations("list").list(options, as: V.self)
     }
 }

@@ -8,17 +8,22 @@ public final class DurableObjectTransaction: DurableObjectStorageView, @unchecke
 
     init(engine: StorageEngine) { super.init(engine: engine, inTransaction: true) }
 
-    override func operations() throws -> StorageOperations {
-        if state.withLock({ $0.finished }) {
+    override func operations(_ operation: String) throws -> StorageOperations {
+        let (rolledBack, finished) = state.withLock { ($0.rolledBack, $0.finished) }
+        if rolledBack {
+            throw DurableObjectError(.failedPrecondition, "Cannot \(operation) on rolled back transaction")
+        }
+        if finished {
             throw DurableObjectError(.failedPrecondition, "This transaction has already finished.")
         }
-        return try super.operations()
+        return try super.operations(operation)
     }
 
     var isRolledBack: Bool { state.withLock { $0.rolledBack } }
     func finish() { state.withLock { $0.finished = true } }
 
-    /// Discards every write of the transaction when it ends.
+    /// Discards every write of the transaction when it ends; any call on the transaction afterwards throws
+    /// `Cannot <call> on rolled back transaction`.
     public func rollback() { state.withLock { $0.rolledBack = true } }
 
     /// Always throws: `Cannot call deleteAll() within a transaction`.

@@ -84,6 +84,8 @@ final class StorageEngine: Sendable {
         var alarmRunning = false
         /// The alarm was set, deleted or cleared while the handler ran.
         var alarmTouchedWhileRunning = false
+        /// The open transaction set or deleted the alarm (it counts as touched only if the transaction commits).
+        var alarmTouchedInTransaction = false
     }
 
     /// The overlay key that stands for the alarm. No user key is this: UTF-8 never contains the byte 0xFF. Flushes
@@ -281,6 +283,9 @@ final class StorageEngine: Sendable {
         let flush = try state.withLock { state throws -> PreparedFlush? in
             guard let layer = state.transaction else { return nil }
             state.transaction = nil
+            // A rolled-back setAlarm() or deleteAlarm() never happened, also for a running alarm handler.
+            if commit && state.alarmTouchedInTransaction && state.alarmRunning { state.alarmTouchedWhileRunning = true }
+            state.alarmTouchedInTransaction = false
             guard commit, !layer.entries.isEmpty else { return nil }
             if let failure = state.failure { throw failure }
             for (key, slot) in layer.entries {
@@ -432,7 +437,11 @@ final class StorageEngine: Sendable {
             [(Self.alarmOverlayKey, milliseconds.map { .value(AlarmRecord.encode($0)) } ?? .deleted)],
             unconfirmed: unconfirmed, inTransaction: inTransaction)
         state.withLock { state in
-            if state.alarmRunning { state.alarmTouchedWhileRunning = true }
+            if inTransaction {
+                state.alarmTouchedInTransaction = true
+            } else if state.alarmRunning {
+                state.alarmTouchedWhileRunning = true
+            }
         }
     }
 
