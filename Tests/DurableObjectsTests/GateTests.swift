@@ -246,6 +246,41 @@ struct GateTests {
         }
     }
 
+    @Test("the writes of a blockConcurrencyWhile body between two suspensions are one turn: one atomic batch")
+    func blockConcurrencyWritesAreOneTurn() async throws {
+        try await withRuntime { runtime in
+            let stub = try runtime.namespace("PROBE").getByName(uniqueName())
+            #expect(try await stub.text("/instance") == "1")
+            let committer = try runtime.runtime.committer
+            let before = committer.statistics.batches
+            try await runtime.runInDurableObject(stub, as: Probe.self) { _, state in
+                try await state.blockConcurrencyWhile {
+                    try state.storage.put("a", 1)
+                    try state.storage.put("b", 2)
+                }
+                try await state.storage.sync()
+            }
+            #expect(committer.statistics.batches - before == 1, "one flush for both writes")
+
+            // And so they fail together: a failed flush leaves neither on disk.
+            try runtime.injectWriteFailure(stub)
+            await #expect(throws: DurableObjectError.self) {
+                try await runtime.runInDurableObject(stub, as: Probe.self) { _, state in
+                    try await state.blockConcurrencyWhile {
+                        try state.storage.put("c", 3)
+                        try state.storage.put("d", 4)
+                    }
+                    try await state.storage.sync()
+                }
+            }
+            try await runtime.restart()
+            let keys = try await runtime.runInDurableObject(stub, as: Probe.self) { _, state in
+                try await state.storage.list(as: Int.self).keys
+            }
+            #expect(keys == ["a", "b"])
+        }
+    }
+
     @Test("a throwing blockConcurrencyWhile resets the object")
     func throwingBlockResets() async throws {
         try await withRuntime { runtime in

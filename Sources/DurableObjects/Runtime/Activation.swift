@@ -133,7 +133,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         inner.withLock { $0.phase = .ready(object) }
         while let block = inner.withLock({ $0.startupBlocks.isEmpty ? nil : $0.startupBlocks.removeFirst() }) {
             do {
-                try await withTimeLimit(blockTimeout, isolation: nil, block)
+                try await withTimeLimit(blockTimeout, isolation: nil, on: executor, block)
             } catch {
                 let reported = error is TimeLimitExceeded ? DurableObjectError.blockConcurrencyTimedOut : error
                 logger.error("start-up of the object failed; resetting it: \(reported)")
@@ -327,7 +327,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         isolation: isolated (any Actor)? = #isolation, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         do {
-            return try await withTimeLimit(blockTimeout, isolation: isolation, body)
+            return try await withTimeLimit(blockTimeout, isolation: isolation, on: executor, body)
         } catch let error as TimeLimitExceeded {
             _ = error
             logger.error("blockConcurrencyWhile() ran past its time limit; resetting the object")
@@ -420,8 +420,12 @@ struct TimeLimitExceeded: Error {}
 
 /// Runs `body` in a task of its own and returns its result, or throws ``TimeLimitExceeded`` once `limit` has
 /// passed (cancelling the body, without waiting for it to notice).
+///
+/// The body's task prefers `executor` (the object's), so that its code runs in the object's turns: the writes it
+/// makes between two suspensions are one turn's, flushed as one atomic batch.
 func withTimeLimit<T: Sendable>(
-    _ limit: Duration, isolation: isolated (any Actor)? = #isolation, _ body: @escaping @Sendable () async throws -> T
+    _ limit: Duration, isolation: isolated (any Actor)? = #isolation, on executor: (any TaskExecutor)? = nil,
+    _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = Mutex<CheckedContinuation<T, any Error>?>(nil)
     let tasks = Mutex<[Task<Void, Never>]>([])
@@ -438,7 +442,7 @@ func withTimeLimit<T: Sendable>(
                 winner.resume(with: result)
                 tasks.withLock { $0.forEach { $0.cancel() } }
             }
-            let work = Task { finish(await Result(catching: body)) }
+            let work = Task(executorPreference: executor) { finish(await Result(catching: body)) }
             let timer = Task {
                 if (try? await Task.sleep(for: limit)) != nil { finish(.failure(TimeLimitExceeded())) }
             }
