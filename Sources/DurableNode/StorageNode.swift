@@ -100,7 +100,7 @@ public final class StorageNode: Service, Sendable {
         }
         for definition in served!.namespaces { try runtime.defineNamespace(definition) }
         try runtime.setEnvironment(bindings: served!.bindings)
-        runtime.assignSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
+        runtime.loadSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
         service = ObjectService(
             nodeID: configuration.nodeID, runtime: runtime, bindings: served!.bindings, database: database,
             meta: meta, logger: logger)
@@ -323,7 +323,7 @@ final class ObjectService: RPCHandler {
             let request = try Durable_V1_AssignSlotsRequest(serializedBytes: call.payload)
             let assignments = request.assignments.map { (slot: UInt16($0.slot % 4096), epoch: $0.epoch) }
             try NodeMetadata.saveSlotEpochs(assignments, database: database, family: meta)
-            runtime.assignSlots(assignments)
+            await runtime.assignSlots(assignments)
             return try Durable_V1_AssignSlotsResponse().serializedBytes()
         case Methods.defineNamespaces:
             try define(Durable_V1_DefineNamespacesRequest(serializedBytes: call.payload))

@@ -37,10 +37,17 @@ public final class GroupCommitter: Sendable {
         var completion: Completion
     }
 
+    /// What waits for the commit thread: a batch, or work that must run between two groups.
+    private enum Item {
+        case batch(Pending)
+        case exclusive(@Sendable () -> Void)
+    }
+
     private struct State {
-        var queue: [Pending] = []
+        var queue: [Item] = []
         var draining = false
         var statistics = Statistics()
+        var exclusiveWaiting = 0
     }
 
     /// The database the batches go to.
@@ -88,8 +95,31 @@ public final class GroupCommitter: Sendable {
     /// Queues `batch` for the next group and calls `completion` once it is durable or has failed. The same as
     /// ``commit(_:check:)`` without a task switch, for callers that run their own scheduling.
     public func commit(_ batch: WriteBatch, check: Check? = nil, completion: @escaping Completion) {
+        enqueue(.batch(Pending(batch: batch, check: check, completion: completion)))
+    }
+
+    /// Runs `work` on the commit thread between two groups, and returns once it has run: after every batch queued
+    /// before it is written (or refused), before any batch queued after it is checked.
+    ///
+    /// This is what makes a change to what the batches' checks test atomic with respect to writes: a placement
+    /// epoch raised here either happens before a batch's check (the batch is refused) or waits for its write.
+    public func exclusively(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            state.withLock { $0.exclusiveWaiting += 1 }
+            enqueue(
+                .exclusive {
+                    work()
+                    continuation.resume()
+                })
+        }
+    }
+
+    /// How many ``exclusively(_:)`` calls wait for the commit thread now.
+    public var exclusiveWorkWaiting: Int { state.withLock { $0.exclusiveWaiting } }
+
+    private func enqueue(_ item: Item) {
         let startDrain = state.withLock { state in
-            state.queue.append(Pending(batch: batch, check: check, completion: completion))
+            state.queue.append(item)
             if state.draining { return false }
             state.draining = true
             return true
@@ -97,27 +127,41 @@ public final class GroupCommitter: Sendable {
         if startDrain { thread.async { self.drain() } }
     }
 
-    /// Runs on the commit thread until the queue is empty.
+    /// Runs on the commit thread until the queue is empty: each turn either runs one piece of exclusive work or
+    /// writes one group (the batches up to the next exclusive work, within the byte bound).
     private func drain() {
+        enum Next {
+            case done
+            case exclusive(@Sendable () -> Void)
+            case group([Pending])
+        }
         while true {
-            let group: [Pending] = state.withLock { state in
-                guard !state.queue.isEmpty else {
+            let next: Next = state.withLock { state in
+                guard let first = state.queue.first else {
                     state.draining = false
-                    return []
+                    return .done
+                }
+                if case .exclusive(let work) = first {
+                    state.queue.removeFirst()
+                    state.exclusiveWaiting -= 1
+                    return .exclusive(work)
                 }
                 var bytes = 0
-                var taken = 0
-                for pending in state.queue {
-                    if taken > 0 && bytes + pending.batch.byteCount > maximumGroupBytes { break }
+                var group: [Pending] = []
+                for item in state.queue {
+                    guard case .batch(let pending) = item else { break }
+                    if !group.isEmpty && bytes + pending.batch.byteCount > maximumGroupBytes { break }
                     bytes += pending.batch.byteCount
-                    taken += 1
+                    group.append(pending)
                 }
-                let group = Array(state.queue.prefix(taken))
-                state.queue.removeFirst(taken)
-                return group
+                state.queue.removeFirst(group.count)
+                return .group(group)
             }
-            if group.isEmpty { return }
-            write(group)
+            switch next {
+            case .done: return
+            case .exclusive(let work): work()
+            case .group(let group): write(group)
+            }
         }
     }
 

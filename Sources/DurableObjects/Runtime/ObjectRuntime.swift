@@ -235,8 +235,21 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
 
     /// Records new placement epochs and retires the activations of every slot whose epoch rose: their pending and
     /// later writes are refused, and the next call makes a fresh activation under the new epoch.
-    public func assignSlots(_ assignments: [(slot: UInt16, epoch: UInt64)]) {
-        let raised = placement.assign(assignments)
+    ///
+    /// The raise runs on the group committer's thread between two groups, so it is atomic with respect to the
+    /// fence: a write checked before the raise is on disk when this returns, and one checked after it is refused.
+    public func assignSlots(_ assignments: [(slot: UInt16, epoch: UInt64)]) async {
+        let raisedBox = Mutex<Set<UInt16>>([])
+        await committer.exclusively { [placement] in raisedBox.withLock { $0 = placement.assign(assignments) } }
+        retireActivations(ofSlots: raisedBox.withLock { $0 })
+    }
+
+    /// Records the placement epochs a node kept from before a restart (nothing runs yet, so nothing is fenced).
+    public func loadSlots(_ assignments: [(slot: UInt16, epoch: UInt64)]) {
+        retireActivations(ofSlots: placement.assign(assignments))
+    }
+
+    private func retireActivations(ofSlots raised: Set<UInt16>) {
         guard !raised.isEmpty else { return }
         let stale = state.withLock { state in
             state.activations.values.filter { raised.contains(PlacementEpochs.slot(of: $0.id)) }
