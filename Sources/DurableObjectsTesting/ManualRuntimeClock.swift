@@ -2,7 +2,7 @@ import DurableObjects
 import Foundation
 import Synchronization
 
-/// A ``DurableObjects/RuntimeClock`` that moves only when a test moves it, so that a test of a rule about time (a
+/// A `RuntimeClock` (of DurableObjects) that moves only when a test moves it, so that a test of a rule about time (a
 /// request that waited past the queue's age bound, an object idle past the idle timeout, an alarm coming due) does
 /// not depend on how fast the machine runs it.
 ///

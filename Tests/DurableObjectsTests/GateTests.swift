@@ -281,6 +281,38 @@ struct GateTests {
         }
     }
 
+    @Test("an object reset while its flush is in flight: the caller's answer matches the disk, and the next instance reads it")
+    func resetDuringHeldFlush() async throws {
+        try await withRuntime { runtime in
+            let stub = try runtime.namespace("PROBE").getByName(uniqueName())
+            #expect(try await stub.text("/instance") == "1")
+            let gate = try runtime.holdStorageWrites()
+            let write = Task { try await stub.text("/put", body: "v") }
+            #expect(await eventually { gate.heldCount == 1 }, "the flush passed its check and is held")
+            // The object is reset meanwhile (its blockConcurrencyWhile throws); the error, like any answer, waits for
+            // the writes before it.
+            let reset = Task { try await stub.text("/throw-in-block") }
+            #expect(await eventually { (try? runtime.isActive(stub)) == false }, "the instance was reset")
+            // A new instance is asked for at once; it must not read before the old flush is resolved.
+            let read = Task { try await stub.text("/x") }
+            #expect(await eventually { (try? runtime.queuedCount(stub)) == 1 }, "the next request waits")
+            gate.open()
+            await #expect(throws: Probe.ProbeError.self) { try await reset.value }
+            let answer = await Result { try await write.value }
+            let seen = try await read.value
+            try await runtime.restart()
+            let stored = try await stub.text("/x")
+            switch answer {
+            case .success(let text):
+                #expect(text == "stored")
+                #expect(stored == "v", "told it was stored, so it is on disk")
+            case .failure(let error):
+                #expect(stored == "none", "told it failed (\(error)), so it is not on disk")
+            }
+            #expect(seen == stored, "the next instance read what the old flush left")
+        }
+    }
+
     @Test("a throwing blockConcurrencyWhile resets the object")
     func throwingBlockResets() async throws {
         try await withRuntime { runtime in

@@ -158,6 +158,42 @@ struct LifecycleTests {
         }
     }
 
+    @Test("requests racing evictions in a tight loop all reach an instance: none hangs, none is told it was superseded")
+    func evictionRacingRequests() async throws {
+        try await withRuntime { runtime in
+            let stub = try runtime.namespace("PROBE").getByName(uniqueName())
+            let done = Latch()
+            let evictions = Recorder<Bool>()
+            // Two evictors, so that an eviction often meets a request half-way through its arrival.
+            let evictors = (0..<2).map { _ in
+                Task {
+                    while !done.isOpen {
+                        evictions.append((try? runtime.evict(stub)) ?? false)
+                        await Task.yield()
+                    }
+                }
+            }
+            let requests = Task {
+                try await withThrowingTaskGroup(of: String.self) { group in
+                    var answers: [String] = []
+                    for index in 0..<3_000 {
+                        if index >= 2, let answer = try await group.next() { answers.append(answer) }
+                        group.addTask { try await stub.text("/increment") }
+                    }
+                    for try await answer in group { answers.append(answer) }
+                    return answers
+                }
+            }
+            #expect(await finishes(requests, within: .seconds(300)), "no request hangs")
+            done.open()
+            for evictor in evictors { await evictor.value }
+            let answers = try await requests.value
+            #expect(Set(answers) == Set((1...3_000).map(String.init)), "every increment ran once, in order")
+            #expect(evictions.values.contains(true), "the object was evicted between requests")
+            #expect(try await stub.text("/count") == "3000")
+        }
+    }
+
     @Test("a superseded instance that touches storage gets the platform's error")
     func supersededInstance() async throws {
         try await withRuntime { runtime in

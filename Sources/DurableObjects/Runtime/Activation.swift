@@ -70,13 +70,19 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     /// Where the object's log lines and uncaught errors go while someone tails.
     private let tap: ObjectLogTap
 
+    /// The storage of the activation this one replaces, while its last flush is unresolved: this one reads nothing
+    /// before that flush is written or refused.
+    private let predecessor: StorageEngine?
+
     init(
         runtime: ObjectRuntime, namespace: NamespaceDefinition, id: DurableObjectId, epoch: UInt64,
         family: ColumnFamily,
         configuration: RuntimeConfiguration,
         make: @escaping @Sendable (DurableObjectState, Environment) -> any DurableObject,
-        handlesAlarms: Bool, environment: Environment, storageMetrics: StorageMetrics, logger: Logger
+        handlesAlarms: Bool, environment: Environment, storageMetrics: StorageMetrics, logger: Logger,
+        predecessor: StorageEngine? = nil
     ) {
+        self.predecessor = predecessor
         self.make = make
         self.environment = environment
         self.epoch = epoch
@@ -129,6 +135,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     /// Creates the instance and runs the `blockConcurrencyWhile` bodies its initializer scheduled; then opens the
     /// input gate. A failure resets the object and fails the queued events with the error.
     private func start() async {
+        await predecessor?.waitUntilSettled()
         let object = make(state, environment)
         inner.withLock { $0.phase = .ready(object) }
         while let block = inner.withLock({ $0.startupBlocks.isEmpty ? nil : $0.startupBlocks.removeFirst() }) {
@@ -372,6 +379,9 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         for pending in queued { pending.slot.resolve(.success(.retry)) }
     }
 
+    /// The engine of this activation (a successor waits for its last flush).
+    var storageEngine: StorageEngine { engine }
+
     private func retire(_ error: DurableObjectError) -> [Pending] {
         let queued = inner.withLock { inner -> [Pending]? in
             if case .retired = inner.phase { return nil }
@@ -395,15 +405,23 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     /// Retires the activation if it has been idle (no queued or running event, no input-gate hold, nothing to
     /// flush) since `idleSince`, or at all when `idleSince` is `nil`. Returns whether it did.
+    ///
+    /// The check and the retirement are one step under the activation's lock: an event that arrives meanwhile either
+    /// counts (the object is not idle) or finds the activation retired and goes to a fresh one; none is left queued
+    /// on a retired activation or delivered to an instance about to go.
     func retireIfIdle(idleSince: ContinuousClock.Instant?) -> Bool {
-        let idle = inner.withLock { inner -> Bool in
-            guard case .ready = inner.phase, inner.queue.isEmpty, inner.inFlight == 0, inner.gateHolds == 0
+        let retired = inner.withLock { inner -> Bool in
+            guard case .ready = inner.phase, inner.queue.isEmpty, inner.inFlight == 0, inner.gateHolds == 0,
+                inner.awaitingStart == 0
             else { return false }
             if let idleSince, let lastActivity = inner.lastActivity, lastActivity > idleSince { return false }
+            guard engine.isClean, !executor.isBusy, !state.sockets.hasPendingFrames else { return false }
+            inner.phase = .retired(.instanceInactive)
             return true
         }
-        guard idle, engine.isClean, !executor.isBusy, !state.sockets.hasPendingFrames else { return false }
-        _ = retire(.instanceInactive)
+        guard retired else { return false }
+        engine.invalidate(.instanceInactive)
+        runtime?.forget(self)
         return true
     }
 

@@ -37,6 +37,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         var classes: [String: DurableObjectClass] = [:]
         var namespaces: [String: Namespace] = [:]
         var activations: [ActivationKey: Activation] = [:]
+        /// The storage of retired instances whose last flush was still in flight; the sweep drops settled ones.
+        var retiring: [ActivationKey: StorageEngine] = [:]
         var environment = Environment()
         var webSocketHub: (any WebSocketHub)?
         var sweeper: Task<Void, Never>?
@@ -329,12 +331,14 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 return (existing, false, namespace.metrics)
             }
             try namespace.definition.key.verify(id.bytes)
+            // The instance this one replaces may still have a flush in flight: the new one waits for its outcome.
+            let predecessor = state.retiring.removeValue(forKey: key).flatMap { $0.isFlushing ? $0 : nil }
             let activation = Activation(
                 runtime: self, namespace: namespace.definition, id: id, epoch: placement.epoch(of: id),
                 family: namespace.family,
                 configuration: configuration, make: namespace.objectClass.make,
                 handlesAlarms: namespace.objectClass.handlesAlarms, environment: state.environment,
-                storageMetrics: namespace.metrics.storage, logger: logger)
+                storageMetrics: namespace.metrics.storage, logger: logger, predecessor: predecessor)
             state.activations[key] = activation
             if state.sweeper == nil { state.sweeper = startSweeper() }
             return (activation, true, namespace.metrics)
@@ -357,8 +361,11 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     /// Called by an activation that retired itself (reset or evicted).
     func forget(_ activation: Activation) {
         let key = ActivationKey(namespaceID: activation.namespace.id, id: activation.id.bytes)
+        let engine = activation.storageEngine
         state.withLock { state in
-            if state.activations[key] === activation { state.activations[key] = nil }
+            guard state.activations[key] === activation else { return }
+            state.activations[key] = nil
+            if engine.isFlushing { state.retiring[key] = engine }
         }
     }
 
@@ -403,7 +410,10 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 try? await Task.sleep(for: interval)
                 guard let self else { return }
                 let cutoff = self.configuration.clock.now - timeout
-                let activations = self.state.withLock { Array($0.activations.values) }
+                let activations = self.state.withLock { state in
+                    state.retiring = state.retiring.filter { $0.value.isFlushing }
+                    return Array(state.activations.values)
+                }
                 for activation in activations where activation.retireIfIdle(idleSince: cutoff) {
                     self.metrics.evictions.increment()
                     self.logger.debug("evicted idle object", metadata: ["id": "\(activation.id)"])

@@ -80,6 +80,8 @@ final class StorageEngine: Sendable {
         var turnActive = false
         var failure: DurableObjectError?
         var waiters: [Waiter] = []
+        /// Who waits for the flush in flight to be resolved (written or refused) after the engine was stopped.
+        var settleWaiters: [CheckedContinuation<Void, Never>] = []
         /// An alarm handler is running: `getAlarm()` answers `nil` unless the alarm is set again meanwhile.
         var alarmRunning = false
         /// The alarm was set, deleted or cleared while the handler ran.
@@ -365,12 +367,20 @@ final class StorageEngine: Sendable {
     private func flushCompleted(_ result: Result<Void, any Error>) {
         var resumed: [CheckedContinuation<Void, any Error>] = []
         var failed: [CheckedContinuation<Void, any Error>] = []
+        var settled: [CheckedContinuation<Void, Never>] = []
         var failure: (any Error)?
         var alarmChange: Int64??
+        defer { for waiter in settled { waiter.resume() } }
         let next = state.withLock { state -> PreparedFlush? in
             guard let layer = state.flushing else { return nil }
             state.flushing = nil
             state.generation += 1
+            defer {
+                if state.flushing == nil {
+                    settled = state.settleWaiters
+                    state.settleWaiters.removeAll()
+                }
+            }
             switch result {
             case .success:
                 state.durableSequence = max(state.durableSequence, layer.maxSequence)
@@ -390,10 +400,15 @@ final class StorageEngine: Sendable {
                     resumed.append(waiter.continuation)
                     return true
                 }
+                // A stopped engine flushes nothing more: whoever waits for a later write is told it failed.
+                if state.failure != nil {
+                    failed = state.waiters.map(\.continuation)
+                    state.waiters.removeAll()
+                }
                 return prepareFlush(&state)
             case .failure(let error):
                 failure = error
-                state.failure = .instanceInactive
+                if state.failure == nil { state.failure = .instanceInactive }
                 failed = state.waiters.map(\.continuation)
                 state.waiters.removeAll()
                 return nil
@@ -483,7 +498,10 @@ final class StorageEngine: Sendable {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let outcome = state.withLock { state -> Result<Bool, DurableObjectError> in
                 if state.durableSequence >= target { return .success(true) }
-                if state.failure != nil { return .failure(.storageWriteFailed) }
+                // Stopped: only a write in the flush still in flight may yet become durable.
+                if state.failure != nil, target > (state.flushing?.maxSequence ?? state.durableSequence) {
+                    return .failure(.storageWriteFailed)
+                }
                 state.waiters.append(Waiter(target: target, continuation: continuation))
                 return .success(false)
             }
@@ -498,16 +516,41 @@ final class StorageEngine: Sendable {
     /// Whether nothing is waiting to be written.
     var isClean: Bool { state.withLock { $0.dirty.isEmpty && $0.flushing == nil } }
 
-    /// Stops the engine: later reads and writes throw `error`, and output-gate waiters fail.
+    /// Stops the engine: later reads and writes throw `error`, and nothing more is flushed.
+    ///
+    /// Output-gate waiters for writes that will never be flushed fail now. A flush already handed to the group
+    /// committer is not abandoned: it may still be written (its check ran before the stop) or be refused, and whoever
+    /// waits for its writes learns which, so that a caller is told success exactly when its writes are durable.
     func invalidate(_ error: DurableObjectError) {
         let failed = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
             if state.failure == nil { state.failure = error }
-            let continuations = state.waiters.map(\.continuation)
-            state.waiters.removeAll()
-            return continuations
+            let inFlight = state.flushing?.maxSequence ?? state.durableSequence
+            var failed: [CheckedContinuation<Void, any Error>] = []
+            state.waiters.removeAll { waiter in
+                guard waiter.target > inFlight else { return false }
+                failed.append(waiter.continuation)
+                return true
+            }
+            return failed
         }
         for continuation in failed { continuation.resume(throwing: DurableObjectError.storageWriteFailed) }
     }
+
+    /// Returns once no flush of this engine is in flight: the last one handed to the group committer was written or
+    /// refused. A new activation of the object waits for this before it reads anything.
+    func waitUntilSettled() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.flushing == nil { return true }
+                state.settleWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// Whether a flush is in flight.
+    var isFlushing: Bool { state.withLock { $0.flushing != nil } }
 
     // MARK: Helpers
 
