@@ -281,7 +281,7 @@ struct GateTests {
         }
     }
 
-    @Test("an object reset while its flush is in flight: the caller's answer matches the disk, and the next instance reads it")
+    @Test("an object reset while its flush is in flight: the answer matches the disk; the next instance reads it")
     func resetDuringHeldFlush() async throws {
         try await withRuntime { runtime in
             let stub = try runtime.namespace("PROBE").getByName(uniqueName())
