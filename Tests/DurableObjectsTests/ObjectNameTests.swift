@@ -1,5 +1,6 @@
 import DurableObjects
 import DurableObjectsTesting
+import DurableStorage
 import TestSupport
 import Testing
 
@@ -29,15 +30,41 @@ struct ObjectNameTests {
             #expect(try name(named.id) == "alice")
             #expect(try name(unique) == nil)
             #expect(try name(other) == nil)
-            // Reached by its real name later, it is recorded then.
+            // Reached by its real name later, it is recorded with its next write.
             #expect(try runtime.evict(probes.get(other)))
             #expect(try await probes.get(probes.idFromName("bob")).text("/count") == "1")
+            #expect(try name(other) == nil, "a read writes nothing")
+            #expect(try await probes.get(probes.idFromName("bob")).text("/increment") == "2")
             #expect(try name(other) == "bob")
 
             // Dropping the namespace removes its names with its data.
             try engine.dropNamespace(probes.namespaceID)
             #expect(try name(named.id) == nil)
             #expect(try name(other) == nil)
+        }
+    }
+
+    @Test("an object reached by name that never writes leaves nothing on disk")
+    func readOnlyLeavesNothing() async throws {
+        try await withRuntime { runtime in
+            let probes = try runtime.namespace("PROBE")
+            let engine = try runtime.runtime
+            let database = engine.database
+            let reader = probes.getByName("only-reads")
+            #expect(try await reader.text("/count") == "0")
+            #expect(try await reader.text("/instance") == "1")
+            #expect(try runtime.evict(reader))
+            #expect(
+                try ObjectNames.name(namespaceID: probes.namespaceID, id: reader.id.bytes, database: database) == nil)
+            #expect(try runtime.listDurableObjectIds(probes).isEmpty)
+            // Nothing in the node's metadata names the object either.
+            var rows: [String] = []
+            try database.forEach(in: database.defaultColumnFamily, ScanOptions()) { key, _ in
+                let text = String(decoding: key, as: UTF8.self)
+                if text.contains(reader.id.hexString) { rows.append(text) }
+                return true
+            }
+            #expect(rows.isEmpty, "\(rows)")
         }
     }
 

@@ -114,7 +114,9 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 alarmChanged: { [weak runtime, namespace, id] time in
                     runtime?.alarmChanged(namespaceID: namespace.id, id: id, to: time)
                 },
-                metrics: storageMetrics))
+                metrics: storageMetrics,
+                firstFlushRecord: ObjectNames.pendingRecord(
+                    id, namespace: namespace, database: runtime.database, logger: logger)))
         box.value = self
         let storage = DurableObjectStorage(engine: engine, control: self)
         let sockets = ObjectSockets(

@@ -5,9 +5,9 @@ import Logging
 /// `name/<namespace id>/<id hex>`, so that listings can show a name beside each id (ids made from names are MACs:
 /// the name cannot be computed back).
 ///
-/// A name is recorded once, when an object reached by that name is activated and no name is recorded yet: one
-/// read, and one unsynced write that reaches disk with the next synced write of the database (a name lost in a
-/// crash is recorded again at the next activation). Dropping a namespace removes its names.
+/// A name is recorded once, with the first flush of an object reached by that name when no name is recorded yet
+/// (one read at activation; the row rides in the flush's atomic batch), so an object that never writes leaves
+/// nothing on disk. Dropping a namespace removes its names.
 public enum ObjectNames {
     static let prefix = Array("name/".utf8)
 
@@ -25,20 +25,21 @@ public enum ObjectNames {
         }
     }
 
-    /// Records the name `id` was derived from, unless one is recorded already or the name does not derive the
-    /// id under `namespace`'s key (a caller may send any name beside an id). Failures are logged, never thrown:
-    /// a name is a convenience for operators.
-    static func record(_ id: DurableObjectId, namespace: NamespaceDefinition, database: Database, logger: Logger) {
-        guard let name = id.name else { return }
+    /// The row that records the name `id` was derived from, for the object's first flush; nil when one is recorded
+    /// already or the name does not derive the id under `namespace`'s key (a caller may send any name beside an
+    /// id). Failures are logged, never thrown: a name is a convenience for operators.
+    static func pendingRecord(
+        _ id: DurableObjectId, namespace: NamespaceDefinition, database: Database, logger: Logger
+    ) -> (key: [UInt8], value: [UInt8])? {
+        guard let name = id.name else { return nil }
         do {
             let family = try database.defaultColumnFamily
             let key = key(namespaceID: namespace.id, id: id.bytes)
-            guard try database.get(key, in: family) == nil, namespace.key.id(forName: name) == id else { return }
-            var batch = WriteBatch()
-            batch.put(Array(name.utf8), forKey: key, in: family)
-            try database.write(batch, sync: false)
+            guard try database.get(key, in: family) == nil, namespace.key.id(forName: name) == id else { return nil }
+            return (key, Array(name.utf8))
         } catch {
-            logger.debug("cannot record an object's name", metadata: ["error": "\(error)"])
+            logger.debug("cannot read an object's recorded name", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 

@@ -345,7 +345,6 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         }
         if created {
             logger.debug("activating object", metadata: ["namespace": "\(namespaceID)", "id": "\(id)"])
-            ObjectNames.record(id, namespace: activation.namespace, database: database, logger: logger)
         }
         return (activation, metrics)
     }

@@ -21,6 +21,9 @@ struct StorageHooks: Sendable {
     var alarmChanged: @Sendable (Int64?) -> Void
     /// Where the object's reads and writes are counted.
     var metrics: StorageMetrics = .disabled
+    /// A row of the default column family to write with the object's first flush (the name the object was
+    /// reached by), so that an object that never writes leaves nothing on disk.
+    var firstFlushRecord: (key: [UInt8], value: [UInt8])? = nil
 }
 
 /// One entry of an overlay: a value written, or a deletion.
@@ -80,6 +83,8 @@ final class StorageEngine: Sendable {
         var turnActive = false
         var failure: DurableObjectError?
         var waiters: [Waiter] = []
+        /// Whether ``StorageHooks/firstFlushRecord`` still waits for a flush.
+        var firstFlushRecordPending = true
         /// Who waits for the flush in flight to be resolved (written or refused) after the engine was stopped.
         var settleWaiters: [CheckedContinuation<Void, Never>] = []
         /// An alarm handler is running: `getAlarm()` answers `nil` unless the alarm is set again meanwhile.
@@ -331,6 +336,12 @@ final class StorageEngine: Sendable {
         state.dirty = OverlayLayer()
         state.flushing = layer
         var batch = WriteBatch()
+        if state.firstFlushRecordPending, let record = hooks.firstFlushRecord,
+            let metadata = try? database.defaultColumnFamily
+        {
+            state.firstFlushRecordPending = false
+            batch.put(record.value, forKey: record.key, in: metadata)
+        }
         if layer.clearsBelow {
             // No UTF-8 key contains the byte 0xFF, so `id ‖ 0xFF` is above every key of the object.
             batch.deleteRange(from: objectID, to: objectID + [0xFF], in: family)
