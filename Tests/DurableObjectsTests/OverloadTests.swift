@@ -1,5 +1,6 @@
 import DurableObjects
 import DurableObjectsTesting
+import DurableStorage
 import Foundation
 import TestSupport
 import Testing
@@ -251,6 +252,35 @@ struct NamespaceLifecycleTests {
             await #expect(throws: DurableObjectError.self) { try await namespace.getByName("doomed").text("/count") }
             try inner.defineNamespace(definition)
             #expect(try await namespace.getByName("doomed").text("/count") == "0")
+        }
+    }
+
+    @Test("dropping a namespace removes every row the node keeps for it: names, alarms, sockets, auto-responses")
+    func dropRemovesEveryRow() async throws {
+        try await withRuntime { runtime in
+            let namespace = try runtime.namespace("PROBE")
+            let named = namespace.getByName("doomed")
+            #expect(try await named.text("/increment") == "1")
+            let inner = try runtime.runtime
+            let database = inner.database
+            let meta = try database.defaultColumnFamily
+            let hex = named.id.hexString
+            // The rows an object with an alarm, a socket and an automatic response leaves, for this namespace and
+            // for one whose id extends it with "/" (which must keep its own).
+            var batch = WriteBatch()
+            for space in ["Probe", "Probe/other"] {
+                batch.put([1], forKey: Array("ws/\(space)/\(hex)/socket-1".utf8), in: meta)
+                batch.put([1], forKey: Array("wsauto/\(space)/\(hex)".utf8), in: meta)
+            }
+            try database.write(batch, sync: true)
+            try inner.dropNamespace("Probe")
+            var left: [String] = []
+            try database.forEach(in: meta, ScanOptions()) { key, _ in
+                let text = String(decoding: key, as: UTF8.self)
+                if text.contains(hex) { left.append(text) }
+                return true
+            }
+            #expect(left.sorted() == ["ws/Probe/other/\(hex)/socket-1", "wsauto/Probe/other/\(hex)"], "\(left)")
         }
     }
 }

@@ -121,6 +121,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             try database.dropColumnFamily(named: Self.namespaceFamilyPrefix + id)
         }
         try ObjectNames.removeAll(namespaceID: id, database: database)
+        try ObjectSockets.removeAll(namespaceID: id, database: database)
     }
 
     /// The ids of the namespaces served, sorted.

@@ -33,6 +33,27 @@ final class ObjectSockets: Sendable {
     private let logger: Logger
     private let state = Mutex(State())
 
+    /// Removes the socket rows and automatic responses of every object of namespace `namespaceID` (and only those:
+    /// a namespace whose id extends this one with `/` keeps its own).
+    static func removeAll(namespaceID: String, database: Database) throws {
+        let family = try database.defaultColumnFamily
+        var batch = WriteBatch()
+        for (prefix, rowsAfterID) in [("ws/", true), ("wsauto/", false)] {
+            let namespacePrefix = Array("\(prefix)\(namespaceID)/".utf8)
+            try database.forEach(in: family, ScanOptions(prefix: namespacePrefix)) { key, _ in
+                let rest = key[namespacePrefix.count...]
+                // `<64 hex digits>` (an automatic response) or `<64 hex digits>/<socket id>` (a socket row).
+                let idPart = rest.prefix(64)
+                let isObjectRow =
+                    idPart.count == 64 && !idPart.contains(UInt8(ascii: "/"))
+                    && (rowsAfterID ? rest.dropFirst(64).first == UInt8(ascii: "/") : rest.count == 64)
+                if isObjectRow { batch.delete(key, in: family) }
+                return true
+            }
+        }
+        if !batch.isEmpty { try database.write(batch, sync: true) }
+    }
+
     /// Loads the object's sockets from `database`'s default column family.
     init(
         namespaceID: String, id: DurableObjectId, database: Database, engine: StorageEngine,
