@@ -225,13 +225,15 @@ enum NodeMetadata {
         }
         var namespaces: [Namespace]
         var bindings: [String: String]
+        /// The ids of the namespaces a registry defined (the others the node serves on its own); absent in
+        /// databases written before it was kept.
+        var registryNamespaces: [String]?
     }
 
     static func definitions(database: Database, family: ColumnFamily) throws
         -> (namespaces: [NamespaceDefinition], bindings: [String: String])?
     {
-        guard let bytes = try database.get(definitionsKey, in: family) else { return nil }
-        let stored = try JSONDecoder().decode(Definitions.self, from: Data(bytes))
+        guard let stored = try storedDefinitions(database: database, family: family) else { return nil }
         return (
             stored.namespaces.map {
                 NamespaceDefinition(id: $0.id, className: $0.className, key: NamespaceKey(secret: $0.secret))
@@ -239,12 +241,23 @@ enum NodeMetadata {
         )
     }
 
+    /// The ids of the namespaces a registry defined here, as last saved.
+    static func registryNamespaces(database: Database, family: ColumnFamily) throws -> Set<String> {
+        Set(try storedDefinitions(database: database, family: family)?.registryNamespaces ?? [])
+    }
+
+    private static func storedDefinitions(database: Database, family: ColumnFamily) throws -> Definitions? {
+        guard let bytes = try database.get(definitionsKey, in: family) else { return nil }
+        return try JSONDecoder().decode(Definitions.self, from: Data(bytes))
+    }
+
     static func saveDefinitions(
-        _ namespaces: [NamespaceDefinition], bindings: [String: String], database: Database, family: ColumnFamily
+        _ namespaces: [NamespaceDefinition], bindings: [String: String], registryNamespaces: Set<String>,
+        database: Database, family: ColumnFamily
     ) throws {
         let stored = Definitions(
             namespaces: namespaces.map { .init(id: $0.id, className: $0.className, secret: $0.key.secret) },
-            bindings: bindings)
+            bindings: bindings, registryNamespaces: registryNamespaces.sorted())
         var batch = WriteBatch()
         batch.put(Array(try JSONEncoder().encode(stored)), forKey: definitionsKey, in: family)
         try database.write(batch, sync: true)
@@ -405,15 +418,31 @@ final class ObjectService: RPCHandler {
         var newBindings: [String: String] = [:]
         for binding in request.bindings { newBindings[binding.name] = binding.namespaceID }
         let known = Set(definitions.map(\.id))
+        let previouslyDefined = try NodeMetadata.registryNamespaces(database: database, family: meta)
+        // A complete list retires what the registry no longer has: a class deleted while this node was down.
+        let retired = request.complete ? previouslyDefined.subtracting(known) : []
         for (name, namespaceID) in newBindings
-        where !known.contains(namespaceID) && runtime.namespaceDefinition(namespaceID) == nil {
+        where !known.contains(namespaceID)
+            && (retired.contains(namespaceID) || runtime.namespaceDefinition(namespaceID) == nil)
+        {
             throw RPCError(
                 .invalidArgument, "Binding '\(name)' names namespace '\(namespaceID)', which is not defined.")
         }
-        let all =
-            (runtime.namespaceIDs.compactMap { runtime.namespaceDefinition($0) }.filter { !known.contains($0.id) })
-            + definitions
-        try NodeMetadata.saveDefinitions(all, bindings: newBindings, database: database, family: meta)
+        // The data goes before the record of the namespace: a crash in between leaves it listed, and the next
+        // complete definition drops it again.
+        for namespaceID in retired.sorted() {
+            try runtime.dropNamespace(namespaceID)
+            logger.notice(
+                "namespace dropped: the registry no longer has it (its class was deleted while this node was away)",
+                metadata: ["namespace": "\(namespaceID)"])
+        }
+        let kept = runtime.namespaceIDs.compactMap { runtime.namespaceDefinition($0) }.filter {
+            !known.contains($0.id) && !retired.contains($0.id)
+        }
+        try NodeMetadata.saveDefinitions(
+            kept + definitions, bindings: newBindings,
+            registryNamespaces: previouslyDefined.subtracting(retired).union(known),
+            database: database, family: meta)
         for definition in definitions { try runtime.defineNamespace(definition) }
         try runtime.setEnvironment(bindings: newBindings, transport: objectTransport.withLock { $0 })
         bindings.withLock { $0 = newBindings }
@@ -428,7 +457,10 @@ final class ObjectService: RPCHandler {
             runtime.namespaceDefinition($0)
         }
         let remainingBindings = bindings.withLock { $0.filter { !dropped.contains($0.value) } }
-        try NodeMetadata.saveDefinitions(remaining, bindings: remainingBindings, database: database, family: meta)
+        let registryNamespaces = try NodeMetadata.registryNamespaces(database: database, family: meta)
+        try NodeMetadata.saveDefinitions(
+            remaining, bindings: remainingBindings, registryNamespaces: registryNamespaces.subtracting(dropped),
+            database: database, family: meta)
         for id in request.namespaceIds { try runtime.dropNamespace(id) }
         try runtime.setEnvironment(bindings: remainingBindings, transport: objectTransport.withLock { $0 })
         bindings.withLock { $0 = remainingBindings }

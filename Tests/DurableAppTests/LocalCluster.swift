@@ -119,8 +119,18 @@ final class LocalCluster: Sendable {
     /// Shuts node `index` down gracefully and starts it again on the same database (a new port); it joins the
     /// gateway again.
     func restartNode(_ index: Int) async throws {
+        await stopNode(index)
+        try await startNode(index)
+    }
+
+    /// Shuts node `index` down gracefully; the gateway keeps its slots until ``startNode(_:)`` brings it back.
+    func stopNode(_ index: Int) async {
+        await nodes[index].shutdown()
+    }
+
+    /// Starts node `index` again on its database (a new port) after ``stopNode(_:)``; it joins the gateway again.
+    func startNode(_ index: Int) async throws {
         let old = nodes[index]
-        await old.shutdown()
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let node = try StorageNode(

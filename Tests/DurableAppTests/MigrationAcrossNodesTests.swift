@@ -186,4 +186,52 @@ struct MigrationAcrossNodesTests {
             withExtendedLifetime(cluster) {}
         }
     }
+
+    @Test("a node that was down when a class was deleted drops the class's data when it joins again")
+    func deleteWhileNodeDown() async throws {
+        let configuration = """
+            name = "app"
+            [durable_objects]
+            bindings = [ { name = "OLD", class_name = "OldThing" }, { name = "COUNTER", class_name = "Counter" } ]
+            [[migrations]]
+            tag = "v1"
+            new_classes = ["OldThing", "Counter"]
+            """
+        let cluster = try await LocalCluster.start(app: migratingApp, nodes: 2, configuration: configuration)
+        let olds = try cluster.namespace(script: "app", className: "OldThing")
+        let counters = try cluster.namespace(script: "app", className: "Counter")
+        try await fill(olds, prefix: "o", count: 30)
+        try await fill(counters, prefix: "c", count: 30)
+        let absent = try #require(
+            try (0..<2).first { try cluster.nodes[$0].runtime.objectIDs(inNamespace: olds.namespaceID).count > 0 })
+        let countersThere = try cluster.nodes[absent].runtime.objectIDs(inNamespace: counters.namespaceID).count
+
+        await cluster.stopNode(absent)
+        try await cluster.publish(
+            """
+            name = "app"
+            [durable_objects]
+            bindings = [ { name = "COUNTER", class_name = "Counter" } ]
+            [[migrations]]
+            tag = "v1"
+            new_classes = ["OldThing", "Counter"]
+            [[migrations]]
+            tag = "v2"
+            deleted_classes = ["OldThing"]
+            """)
+        try await cluster.startNode(absent)
+
+        let node = cluster.nodes[absent]
+        #expect(!node.runtime.namespaceIDs.contains(olds.namespaceID))
+        #expect(node.runtime.namespaceIDs.contains(counters.namespaceID))
+        #expect(try node.runtime.objectIDs(inNamespace: counters.namespaceID).count == countersThere)
+        #expect(try await values(counters, prefix: "c", count: 30) == Array(repeating: "1", count: 30))
+        let folder = cluster.folder.path
+        await cluster.close()
+        for number in 1...2 {
+            let families = try Database.columnFamilyNames(atPath: "\(folder)/node-\(number)")
+            #expect(!families.contains { $0.contains(olds.namespaceID) }, "node-\(number): \(families)")
+        }
+        withExtendedLifetime(cluster) {}
+    }
 }

@@ -623,6 +623,7 @@ final class Router: RPCHandler {
                         }
                     }
                     $0.bindings = bindings
+                    $0.complete = true
                 })
         }
         let slots = placement.slots(of: nodeID)

@@ -317,6 +317,11 @@ public nonisolated struct Durable_V1_DefineNamespacesRequest: Sendable {
 
   public var bindings: [Durable_V1_BindingDefinition] = []
 
+  /// True when `namespaces` is every namespace the registry has (a gateway always sends its whole registry): the node
+  /// then drops, with all their data, the namespaces an earlier DefineNamespaces gave it that are no longer listed
+  /// (a class deleted while the node was down). Namespaces the node serves on its own (no registry) are kept.
+  public var complete: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1095,7 +1100,7 @@ nonisolated extension Durable_V1_BindingDefinition: SwiftProtobuf.Message, Swift
 
 nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DefineNamespacesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespaces\0\u{1}bindings\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespaces\0\u{1}bindings\0\u{1}complete\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1105,6 +1110,7 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.namespaces) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.bindings) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
       default: break
       }
     }
@@ -1117,12 +1123,16 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
     if !self.bindings.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.bindings, fieldNumber: 2)
     }
+    if self.complete != false {
+      try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Durable_V1_DefineNamespacesRequest, rhs: Durable_V1_DefineNamespacesRequest) -> Bool {
     if lhs.namespaces != rhs.namespaces {return false}
     if lhs.bindings != rhs.bindings {return false}
+    if lhs.complete != rhs.complete {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
