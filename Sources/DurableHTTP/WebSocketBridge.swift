@@ -15,6 +15,14 @@ public protocol WebSocketRelay: Sendable {
 
     /// Something happened on the client's side of the socket; returns once the object has it.
     func clientEvent(socketID: String, event: DurableObjects.WebSocketEvent) async
+
+    /// A new, unique id for a socket the bridge is about to offer an object.
+    func makeSocketID() -> String
+}
+
+extension WebSocketRelay {
+    /// A random UUID, lowercased.
+    public func makeSocketID() -> String { UUID().uuidString.lowercased() }
 }
 
 /// The client's side of an open socket, as the gateway writes to it.
@@ -66,7 +74,7 @@ final class WebSocketUpgrades: Sendable {
         head: HTTPRequest, channel: any Channel,
         answer: @Sendable (DurableObjects.Request) async -> DurableObjects.Response
     ) async -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        let socketID = UUID().uuidString.lowercased()
+        let socketID = relay.makeSocketID()
         var head = head
         head.headerFields[WebSocketLimits.socketIDHeader] = socketID
         let response = await answer(
@@ -76,6 +84,7 @@ final class WebSocketUpgrades: Sendable {
             return .dontUpgrade
         }
         logger.debug("WebSocket accepted", metadata: ["socket": "\(socketID)", "object": "\(accepted.object)"])
+        let observedClose = await ObservedClose.observe(channel)
         let relay = self.relay
         let logger = self.logger
         let maximumMessageSize = self.maximumMessageSize
@@ -101,7 +110,16 @@ final class WebSocketUpgrades: Sendable {
                     }
                     await relay.clientEvent(socketID: socketID, event: .message(event))
                 }
-                await relay.clientEvent(socketID: socketID, event: .close(code: 1005, reason: "", wasClean: true))
+                // The inbound stream ends at the client's close frame, or when the connection ends without one.
+                let event: DurableObjects.WebSocketEvent
+                if let frame = observedClose?.closeFrame {
+                    event = .close(code: frame.code ?? 1005, reason: frame.reason, wasClean: true)
+                } else if observedClose == nil {
+                    event = .close(code: 1005, reason: "", wasClean: true)
+                } else {
+                    event = .close(code: 1006, reason: "", wasClean: false)
+                }
+                await relay.clientEvent(socketID: socketID, event: event)
             } catch {
                 await relay.clientEvent(socketID: socketID, event: .error("\(error)"))
             }

@@ -448,6 +448,38 @@ final class ObjectService: RPCHandler {
         bindings.withLock { $0 = newBindings }
         logger.info(
             "namespaces defined", metadata: ["namespaces": "\(definitions.map(\.id))", "bindings": "\(newBindings)"])
+        if !request.gatewaySessions.isEmpty {
+            closeSockets(ofEndedSessions: Set(request.gatewaySessions))
+        }
+    }
+
+    /// The sweep of sockets whose gateway session ended (one at a time; a newer sweep replaces a running one).
+    private let socketSweep = Mutex<Task<Void, Never>?>(nil)
+
+    private func closeSockets(ofEndedSessions live: Set<String>) {
+        let runtime = self.runtime
+        let logger = self.logger
+        socketSweep.withLock { sweep in
+            let previous = sweep
+            sweep = Task {
+                await previous?.value
+                do {
+                    let closed = try await runtime.closeSockets(ofEndedSessions: live)
+                    if closed > 0 {
+                        logger.notice(
+                            "closed the WebSockets of ended gateway sessions",
+                            metadata: ["sockets": "\(closed)", "live-sessions": "\(live.sorted())"])
+                    }
+                } catch {
+                    logger.error("could not sweep the WebSockets of ended gateway sessions: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Waits for the running sweep of ended gateway sessions' sockets, if any.
+    func waitForSocketSweep() async {
+        await socketSweep.withLock { $0 }?.value
     }
 
     /// Deletes namespaces and their data.

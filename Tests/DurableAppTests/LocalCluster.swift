@@ -12,19 +12,38 @@ import TestSupport
 /// A gateway and storage nodes in the test process, talking RPC over loopback sockets, each on its own RocksDB
 /// database in a temporary folder; optionally the HTTP bridge in front.
 final class LocalCluster: Sendable {
+    /// The gateway and the HTTP bridge in front of it; both are replaced by ``restartGateway()``.
+    private struct Front {
+        var gateway: Gateway
+        var rpcPort: Int
+        var client: DurableClient
+        var bridgeGroup: ServiceGroup?
+        var bridgeTask: Task<Void, any Error>?
+        var httpPort: Int?
+    }
+
     let folder: TemporaryDirectory
-    let gateway: Gateway
+    private let front: Mutex<Front>
     private let nodeList: Mutex<[StorageNode]>
+    private let app: DurableApplication
     private let runtimeConfiguration: RuntimeConfiguration
-    private let classes: [DurableObjectClass]
+    private let objectCallTimeout: Duration
     /// The running nodes.
     var nodes: [StorageNode] { nodeList.withLock { $0 } }
-    let rpcPort: Int
-    let client: DurableClient
-    private let bridgeGroup: ServiceGroup?
-    private let bridgeTask: Task<Void, any Error>?
+    /// The running gateway.
+    var gateway: Gateway { front.withLock { $0.gateway } }
+    /// The gateway's RPC port.
+    var rpcPort: Int { front.withLock { $0.rpcPort } }
+    /// A client of the gateway's RPC port.
+    var client: DurableClient { front.withLock { $0.client } }
     /// The HTTP bridge's port, when it runs.
-    let httpPort: Int?
+    var httpPort: Int? { front.withLock { $0.httpPort } }
+
+    private static var logger: Logger {
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return logger
+    }
 
     /// Starts a gateway for `app` and `nodeCount` nodes, publishes `configuration` (when given), and starts the
     /// HTTP bridge when the app has a worker.
@@ -33,8 +52,27 @@ final class LocalCluster: Sendable {
         runtime: RuntimeConfiguration = RuntimeConfiguration(), objectCallTimeout: Duration = .seconds(60)
     ) async throws -> LocalCluster {
         let folder = TemporaryDirectory("cluster")
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        let front = try await startFront(
+            app: app, folder: folder, objectCallTimeout: objectCallTimeout, configuration: configuration)
+        var nodes: [StorageNode] = []
+        for number in 1...nodeCount {
+            let node = try StorageNode(
+                configuration: NodeConfiguration(
+                    port: 0, dataDirectory: folder.child("node-\(number)"), nodeID: "node-\(number)", runtime: runtime),
+                classes: app.classes, bindings: [:], logger: logger)
+            try await join(node, to: front.gateway)
+            nodes.append(node)
+        }
+        return LocalCluster(
+            folder: folder, front: front, nodes: nodes, app: app, runtime: runtime,
+            objectCallTimeout: objectCallTimeout)
+    }
+
+    /// Starts a gateway on `folder/gateway` (publishing `configuration`, when given) and the HTTP bridge in front of
+    /// it when the app has a worker.
+    private static func startFront(
+        app: DurableApplication, folder: TemporaryDirectory, objectCallTimeout: Duration, configuration: String?
+    ) async throws -> Front {
         let gateway = try Gateway(
             configuration: GatewayConfiguration(
                 rpcPort: 0, dataDirectory: folder.child("gateway"), objectCallTimeout: objectCallTimeout),
@@ -43,24 +81,8 @@ final class LocalCluster: Sendable {
             try await gateway.publish(ConfigurationParser.parse(configuration), environment: nil)
         }
         let rpcPort = try await gateway.start()
-        var nodes: [StorageNode] = []
-        for number in 1...nodeCount {
-            let node = try StorageNode(
-                configuration: NodeConfiguration(
-                    port: 0, dataDirectory: folder.child("node-\(number)"), nodeID: "node-\(number)", runtime: runtime),
-                classes: app.classes, bindings: [:], logger: logger)
-            try node.routeObjectCalls(through: gateway.objectTransport)
-            node.sendWebSocketFrames(through: gateway.webSockets)
-            let port = try await node.start()
-            let registry = try await gateway.register(
-                nodeID: "node-\(number)", address: "127.0.0.1:\(port)", databaseIdentity: node.databaseIdentity,
-                joinedRegistry: try node.joinedRegistryIdentity)
-            try node.checkRegistry(registry)
-            nodes.append(node)
-        }
-        var group: ServiceGroup?
-        var task: Task<Void, any Error>?
-        var httpPort: Int?
+        var front = Front(
+            gateway: gateway, rpcPort: rpcPort, client: DurableClient(host: "127.0.0.1", port: rpcPort))
         if let worker = app.worker {
             let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
             let bridge = HTTPBridge(
@@ -68,32 +90,37 @@ final class LocalCluster: Sendable {
                 environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
                 onStarted: { port in continuation.yield(port) })
             let serviceGroup = ServiceGroup(configuration: .init(services: [bridge], logger: logger))
-            task = Task { try await serviceGroup.run() }
-            group = serviceGroup
+            front.bridgeTask = Task { try await serviceGroup.run() }
+            front.bridgeGroup = serviceGroup
             for await port in ports {
-                httpPort = port
+                front.httpPort = port
                 break
             }
         }
-        return LocalCluster(
-            folder: folder, gateway: gateway, nodes: nodes, rpcPort: rpcPort, bridgeGroup: group, bridgeTask: task,
-            httpPort: httpPort, runtime: runtime, classes: app.classes)
+        return front
+    }
+
+    /// Points `node`'s calls and socket frames at `gateway`, starts it and registers it.
+    private static func join(_ node: StorageNode, to gateway: Gateway) async throws {
+        try node.routeObjectCalls(through: gateway.objectTransport)
+        node.sendWebSocketFrames(through: gateway.webSockets)
+        let port = try await node.start()
+        let registry = try await gateway.register(
+            nodeID: node.configuration.nodeID, address: "127.0.0.1:\(port)", databaseIdentity: node.databaseIdentity,
+            joinedRegistry: try node.joinedRegistryIdentity)
+        try node.checkRegistry(registry)
     }
 
     private init(
-        folder: TemporaryDirectory, gateway: Gateway, nodes: [StorageNode], rpcPort: Int, bridgeGroup: ServiceGroup?,
-        bridgeTask: Task<Void, any Error>?, httpPort: Int?, runtime: RuntimeConfiguration, classes: [DurableObjectClass]
+        folder: TemporaryDirectory, front: Front, nodes: [StorageNode], app: DurableApplication,
+        runtime: RuntimeConfiguration, objectCallTimeout: Duration
     ) {
         self.folder = folder
-        self.gateway = gateway
+        self.front = Mutex(front)
         self.nodeList = Mutex(nodes)
+        self.app = app
         self.runtimeConfiguration = runtime
-        self.classes = classes
-        self.rpcPort = rpcPort
-        self.bridgeGroup = bridgeGroup
-        self.bridgeTask = bridgeTask
-        self.httpPort = httpPort
-        client = DurableClient(host: "127.0.0.1", port: rpcPort)
+        self.objectCallTimeout = objectCallTimeout
     }
 
     /// The base URL of the HTTP bridge.
@@ -131,31 +158,44 @@ final class LocalCluster: Sendable {
     /// Starts node `index` again on its database (a new port) after ``stopNode(_:)``; it joins the gateway again.
     func startNode(_ index: Int) async throws {
         let old = nodes[index]
-        var logger = Logger(label: "test")
-        logger.logLevel = .warning
         let node = try StorageNode(
             configuration: NodeConfiguration(
                 port: 0, dataDirectory: old.configuration.dataDirectory, nodeID: old.configuration.nodeID,
                 runtime: runtimeConfiguration),
-            classes: classes, bindings: [:], logger: logger)
-        try node.routeObjectCalls(through: gateway.objectTransport)
-        node.sendWebSocketFrames(through: gateway.webSockets)
-        let port = try await node.start()
-        let registry = try await gateway.register(
-            nodeID: old.configuration.nodeID, address: "127.0.0.1:\(port)", databaseIdentity: node.databaseIdentity,
-            joinedRegistry: try node.joinedRegistryIdentity)
-        try node.checkRegistry(registry)
+            classes: app.classes, bindings: [:], logger: Self.logger)
+        try await Self.join(node, to: gateway)
         nodeList.withLock { $0[index] = node }
+    }
+
+    /// Stops the gateway and then the HTTP bridge, as if the process crashed (every client connection ends and no
+    /// close event reaches an object), and starts them again on the gateway's database, with new ports; the nodes
+    /// keep running and are pointed at the new gateway, which tells them its session when it starts.
+    func restartGateway() async throws {
+        await stopFront(gatewayFirst: true)
+        let front = try await Self.startFront(
+            app: app, folder: folder, objectCallTimeout: objectCallTimeout, configuration: nil)
+        for node in nodes {
+            try node.routeObjectCalls(through: front.gateway.objectTransport)
+            node.sendWebSocketFrames(through: front.gateway.webSockets)
+        }
+        self.front.withLock { $0 = front }
+        await front.gateway.waitForStartupPush()
+    }
+
+    private func stopFront(gatewayFirst: Bool = false) async {
+        let front = self.front.withLock { $0 }
+        await front.client.close()
+        if gatewayFirst { await front.gateway.shutdown() }
+        if let bridgeGroup = front.bridgeGroup {
+            await bridgeGroup.triggerGracefulShutdown()
+            _ = try? await front.bridgeTask?.value
+        }
+        if !gatewayFirst { await front.gateway.shutdown() }
     }
 
     /// Stops everything and closes the databases.
     func close() async {
-        await client.close()
-        if let bridgeGroup {
-            await bridgeGroup.triggerGracefulShutdown()
-            _ = try? await bridgeTask?.value
-        }
-        await gateway.shutdown()
+        await stopFront()
         for node in nodes { await node.shutdown() }
     }
 }

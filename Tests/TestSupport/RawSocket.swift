@@ -54,6 +54,11 @@ public final class RawSocket: @unchecked Sendable {
         shutdown(fd, Int32(SHUT_WR))
     }
 
+    /// Ends the connection without any goodbye (the peer sees end of stream in both directions).
+    public func disconnect() {
+        shutdown(fd, Int32(SHUT_RDWR))
+    }
+
     /// Reads until the peer closes the connection (or no data came for the read timeout).
     public func receiveAll() async -> [UInt8] {
         await receive(minimum: .max)

@@ -1,13 +1,14 @@
 import Foundation
 import HummingbirdWSClient
 import Logging
+import NIOWebSocket
 import Synchronization
 
 /// A real WebSocket client for tests: messages arrive in ``next()``; ``send(_:)`` and ``close()`` write.
 public final class TestWebSocket: Sendable {
     private enum Command: Sendable {
         case text(String)
-        case close
+        case close(code: WebSocketErrorCode, reason: String)
     }
 
     private let inbox = Inbox()
@@ -35,8 +36,8 @@ public final class TestWebSocket: Sendable {
                         for await command in stream {
                             switch command {
                             case .text(let text): try await outbound.write(.text(text))
-                            case .close:
-                                try await outbound.close(.normalClosure, reason: "bye")
+                            case .close(let code, let reason):
+                                try await outbound.close(code, reason: reason)
                                 return
                             }
                         }
@@ -53,7 +54,12 @@ public final class TestWebSocket: Sendable {
     public func send(_ text: String) { commands.yield(.text(text)) }
 
     /// Closes the socket normally.
-    public func close() { commands.yield(.close) }
+    public func close() { commands.yield(.close(code: .normalClosure, reason: "bye")) }
+
+    /// Closes the socket with a status code (1000, or 3000–4999) and reason of the test's choosing.
+    public func close(code: Int, reason: String) {
+        commands.yield(.close(code: WebSocketErrorCode(codeNumber: code), reason: reason))
+    }
 
     /// The next text message, or `nil` once the socket closed.
     public func next() async -> String? { await inbox.next() }

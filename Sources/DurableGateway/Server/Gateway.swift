@@ -155,6 +155,10 @@ public final class Gateway: Service, Sendable {
     /// (as their hub).
     public var webSockets: any WebSocketRelay & WebSocketHub { router.sockets }
 
+    /// How many client sockets ended whose close event still waits for its object (its node is unreachable or the
+    /// object overloaded); the gateway keeps trying until the object has it.
+    public var pendingWebSocketCloses: Int { router.sockets.pendingCloseCount }
+
     /// Calls objects along the gateway's routes: what in-process nodes give their objects for calls to others.
     public var objectTransport: any ObjectTransport {
         RoutingTransport(router: router, timeout: router.objectCallTimeout)
@@ -178,7 +182,19 @@ public final class Gateway: Service, Sendable {
         router.gateway.withLock { $0 = self }
         let port = try await server.start()
         logger.info("gateway serving", metadata: ["address": "\(configuration.host):\(port)"])
+        // The nodes that joined before learn this gateway's session (their sockets of an earlier session lost their
+        // clients) and the registry as it is now.
+        let router = self.router
+        startupPush.withLock { $0 = Task { await router.pushDefinitions(dropping: []) } }
         return port
+    }
+
+    /// The push of the registry to the known nodes when the gateway starts.
+    private let startupPush = Mutex<Task<Void, Never>?>(nil)
+
+    /// Waits until the nodes known at start were sent the registry (or found unreachable).
+    public func waitForStartupPush() async {
+        await startupPush.withLock { $0 }?.value
     }
 
     /// Runs as a service (starting unless ``start()`` already did) until graceful shutdown, then stops.
@@ -193,6 +209,8 @@ public final class Gateway: Service, Sendable {
     /// Stops serving and closes the database.
     public func shutdown() async {
         await server.shutdown(gracePeriod: .seconds(10))
+        await waitForStartupPush()
+        await router.sockets.stop()
         await router.closeClients()
         database.close()
         logger.info("gateway stopped")
@@ -624,6 +642,7 @@ final class Router: RPCHandler {
                     }
                     $0.bindings = bindings
                     $0.complete = true
+                    $0.gatewaySessions = [sockets.session]
                 })
         }
         let slots = placement.slots(of: nodeID)

@@ -20,11 +20,31 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
     private let open = Mutex<[String: OpenSocket]>([:])
     /// The router that reaches the objects' nodes (attached once the router exists; it owns this registry).
     private let routerBox = Mutex<Router?>(nil)
+    /// Close events still to be delivered to objects that could not take them yet, by socket id.
+    private let pendingCloses = Mutex<[String: Task<Void, Never>]>([:])
+    /// Set by ``stop()``: client events are no longer handed on.
+    private let stopped = Atomic<Bool>(false)
+    /// How long the gateway waits between attempts to hand an object a close event, at most.
+    let closeRetryCeiling: Duration
 
-    init(registry: Registry, logger: Logger) {
+    /// This gateway process's session: the prefix of every socket id it makes. A node drops the rows of sockets
+    /// whose session is not a live gateway's (their client connections died with that gateway).
+    let session: String
+
+    init(registry: Registry, logger: Logger, closeRetryCeiling: Duration = .seconds(30)) {
         self.registry = registry
         self.logger = logger
+        self.closeRetryCeiling = closeRetryCeiling
+        session = (0..<8).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
+
+    /// `<session>:<random uuid>`.
+    func makeSocketID() -> String {
+        WebSocketSessions.socketID(session: session, unique: UUID().uuidString.lowercased())
+    }
+
+    /// How many close events wait for their object.
+    var pendingCloseCount: Int { pendingCloses.withLock { $0.count } }
 
     func attach(_ router: Router) {
         routerBox.withLock { $0 = router }
@@ -48,38 +68,88 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
     }
 
     func clientEvent(socketID: String, event: WebSocketEvent) async {
-        guard let socket = open.withLock({ $0[socketID] }) else { return }
+        // A stopping gateway hands nothing on: the next gateway session's sweep closes its sockets at the nodes.
+        guard !stopped.load(ordering: .acquiring), let socket = open.withLock({ $0[socketID] }) else { return }
         let ends: Bool
         switch event {
         case .message: ends = false
         case .close, .error: ends = true
         }
         if ends { open.withLock { _ = $0.removeValue(forKey: socketID) } }
-        var message = Durable_V1_WebSocketEventRequest()
-        message.namespaceID = socket.namespaceID
-        message.objectID = Data(socket.id.bytes)
-        message.socketID = socketID
-        event.fill(&message)
         do {
-            guard let router = routerBox.withLock({ $0 }) else {
-                throw RPCError.unavailable("The gateway is stopping.")
-            }
-            let response: Durable_V1_WebSocketEventResponse = try await router.withOwner(of: socket.id) {
-                client, epoch in
-                message.placementEpoch = epoch
-                return try await client.call(Methods.webSocketEvent, message)
-            }
-            if !response.known && !ends {
+            let known = try await send(event, of: socketID, to: socket)
+            if !known && !ends {
                 await close(socketID, code: 1011, reason: "The Durable Object no longer holds this WebSocket.")
             }
         } catch {
             logger.warning(
                 "could not deliver a WebSocket event", metadata: ["socket": "\(socketID)", "error": "\(error)"])
-            if !ends {
-                let reason = (error as? RPCError)?.message ?? "\(error)"
-                await close(socketID, code: 1011, reason: String(reason.prefix(120)))
+            if ends {
+                // The object must still learn that the socket ended, or it lists it forever.
+                retryUntilDelivered(event, of: socketID, to: socket)
+            } else {
+                let reason = String(((error as? RPCError)?.message ?? "\(error)").prefix(120))
+                await close(socketID, code: 1011, reason: reason)
             }
         }
+    }
+
+    /// Hands `event` to the socket's object; returns whether the object still held the socket.
+    private func send(_ event: WebSocketEvent, of socketID: String, to socket: OpenSocket) async throws -> Bool {
+        var message = Durable_V1_WebSocketEventRequest()
+        message.namespaceID = socket.namespaceID
+        message.objectID = Data(socket.id.bytes)
+        message.socketID = socketID
+        event.fill(&message)
+        guard let router = routerBox.withLock({ $0 }) else {
+            throw RPCError.unavailable("The gateway is stopping.")
+        }
+        let response: Durable_V1_WebSocketEventResponse = try await router.withOwner(of: socket.id) {
+            client, epoch in
+            message.placementEpoch = epoch
+            return try await client.call(Methods.webSocketEvent, message)
+        }
+        return response.known
+    }
+
+    /// Keeps trying to hand a closing event to its object (its node may be down, or the object overloaded), with a
+    /// backoff up to ``closeRetryCeiling``, until the object has it or the gateway stops.
+    private func retryUntilDelivered(_ event: WebSocketEvent, of socketID: String, to socket: OpenSocket) {
+        guard !stopped.load(ordering: .acquiring) else { return }
+        let task = Task { [self] in
+            var delay = Duration.milliseconds(100)
+            var attempts = 1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: delay)
+                if Task.isCancelled { break }
+                attempts += 1
+                do {
+                    _ = try await send(event, of: socketID, to: socket)
+                    logger.info(
+                        "delivered a WebSocket close event after \(attempts) attempts",
+                        metadata: ["socket": "\(socketID)"])
+                    break
+                } catch {
+                    if attempts % 10 == 0 {
+                        logger.warning(
+                            "still cannot deliver a WebSocket close event",
+                            metadata: ["socket": "\(socketID)", "attempts": "\(attempts)", "error": "\(error)"])
+                    }
+                    delay = min(delay * 2, closeRetryCeiling)
+                }
+            }
+            _ = pendingCloses.withLock { $0.removeValue(forKey: socketID) }
+        }
+        pendingCloses.withLock { $0[socketID] = task }
+    }
+
+    /// Stops retrying close events (the gateway is stopping: the nodes drop this session's sockets when the next
+    /// gateway session reaches them).
+    func stop() async {
+        stopped.store(true, ordering: .releasing)
+        let tasks = pendingCloses.withLock { $0.values }
+        for task in tasks { task.cancel() }
+        for task in tasks { await task.value }
     }
 
     /// Writes objects' frames to their clients, in order.
@@ -94,8 +164,16 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
         }
     }
 
+    /// Closes a client's socket on the gateway's own account, and tells its object the socket is gone (the client
+    /// sees `code` and `reason`; the object sees the connection end abnormally, 1006).
     private func close(_ socketID: String, code: Int, reason: String) async {
         guard let socket = open.withLock({ $0.removeValue(forKey: socketID) }) else { return }
         await socket.client.write(.close(code: code, reason: reason))
+        let event = WebSocketEvent.close(code: 1006, reason: reason, wasClean: false)
+        do {
+            _ = try await send(event, of: socketID, to: socket)
+        } catch {
+            retryUntilDelivered(event, of: socketID, to: socket)
+        }
     }
 }

@@ -69,6 +69,24 @@ public enum WebSocketLimits {
     public static let objectHeader = HTTPField.Name("X-Durable-Object")!
 }
 
+/// Socket ids name the gateway session that holds the client's connection: `<session>:<unique part>`. When a
+/// gateway session ends (the process stopped or crashed), its client connections are gone, and the nodes drop the
+/// rows of its sockets, telling each object its socket closed (1006).
+public enum WebSocketSessions {
+    /// The id of a socket held by gateway session `session`.
+    public static func socketID(session: String, unique: String) -> String { "\(session):\(unique)" }
+
+    /// The gateway session of `socketID`, or `nil` for an id that names none (sockets opened in-process).
+    public static func session(ofSocket socketID: String) -> String? {
+        guard let colon = socketID.firstIndex(of: ":"), colon != socketID.startIndex else { return nil }
+        return String(socketID[..<colon])
+    }
+
+    /// The close event an object receives for a socket whose gateway session ended.
+    public static let lostConnection = WebSocketEvent.close(
+        code: 1006, reason: "The gateway that held this WebSocket's connection stopped.", wasClean: false)
+}
+
 /// A WebSocket an object accepted. The client's connection stays with the gateway, so the object can be evicted
 /// from memory while its sockets stay open ("hibernation"); the next event re-creates it, and
 /// ``DurableObjectState/getWebSockets(tag:)`` returns them again.

@@ -189,6 +189,34 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         return value as? Bool ?? false
     }
 
+    /// Closes the sockets held by gateway sessions that ended: every socket whose id names a session not in
+    /// `liveSessions` is reported to its object as closed (``WebSocketSessions/lostConnection``), which removes
+    /// its row. Sockets whose ids name no session are kept.
+    ///
+    /// - Returns: how many sockets were closed; those whose object could not take the event (overloaded, its
+    ///   namespace gone) stay for the next sweep.
+    @discardableResult
+    public func closeSockets(ofEndedSessions liveSessions: Set<String>) async throws -> Int {
+        var closed = 0
+        for row in try ObjectSockets.allRows(database: database) {
+            guard let session = WebSocketSessions.session(ofSocket: row.socketID), !liveSessions.contains(session),
+                let definition = namespaceDefinition(row.namespaceID),
+                let id = try? definition.key.id(fromString: row.idHex)
+            else { continue }
+            do {
+                try await deliverWebSocketEvent(
+                    namespaceID: row.namespaceID, id: id, socketID: row.socketID,
+                    event: WebSocketSessions.lostConnection)
+                closed += 1
+            } catch {
+                logger.warning(
+                    "could not close a WebSocket of an ended gateway session",
+                    metadata: ["socket": "\(row.socketID)", "error": "\(error)"])
+            }
+        }
+        return closed
+    }
+
     // MARK: Calls
 
     /// Delivers `request` to the object and returns its response once the object's writes made before the

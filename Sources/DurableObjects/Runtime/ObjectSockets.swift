@@ -54,6 +54,26 @@ final class ObjectSockets: Sendable {
         if !batch.isEmpty { try database.write(batch, sync: true) }
     }
 
+    /// Every socket row the node keeps: the object (namespace id, id hex) and the socket id.
+    static func allRows(database: Database) throws -> [(namespaceID: String, idHex: String, socketID: String)] {
+        let family = try database.defaultColumnFamily
+        var rows: [(namespaceID: String, idHex: String, socketID: String)] = []
+        try database.forEach(in: family, ScanOptions(prefix: Array("ws/".utf8))) { key, _ in
+            // `ws/<namespace id>/<64 hex digits>/<socket id>`; socket ids hold no `/`, namespace ids may.
+            let rest = String(decoding: key.dropFirst(3), as: UTF8.self)
+            guard let lastSlash = rest.lastIndex(of: "/") else { return true }
+            let socketID = String(rest[rest.index(after: lastSlash)...])
+            let objectPart = rest[..<lastSlash]
+            guard objectPart.count > 65,
+                let slash = objectPart.index(objectPart.endIndex, offsetBy: -65, limitedBy: objectPart.startIndex),
+                objectPart[slash] == "/"
+            else { return true }
+            rows.append((String(objectPart[..<slash]), String(objectPart[objectPart.index(after: slash)...]), socketID))
+            return true
+        }
+        return rows
+    }
+
     /// Loads the object's sockets from `database`'s default column family.
     init(
         namespaceID: String, id: DurableObjectId, database: Database, engine: StorageEngine,

@@ -322,6 +322,11 @@ public nonisolated struct Durable_V1_DefineNamespacesRequest: Sendable {
   /// (a class deleted while the node was down). Namespaces the node serves on its own (no registry) are kept.
   public var complete: Bool = false
 
+  /// The sessions of the gateways that hold client WebSockets now (a socket id is "<session>:<unique part>"). When
+  /// the list is not empty, the node closes the sockets of every other session (their client connections ended with
+  /// that gateway): each object receives a close event (1006) and the socket's row goes.
+  public var gatewaySessions: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1100,7 +1105,7 @@ nonisolated extension Durable_V1_BindingDefinition: SwiftProtobuf.Message, Swift
 
 nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DefineNamespacesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespaces\0\u{1}bindings\0\u{1}complete\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespaces\0\u{1}bindings\0\u{1}complete\0\u{3}gateway_sessions\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1111,6 +1116,7 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.namespaces) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.bindings) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.gatewaySessions) }()
       default: break
       }
     }
@@ -1126,6 +1132,9 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
     if self.complete != false {
       try visitor.visitSingularBoolField(value: self.complete, fieldNumber: 3)
     }
+    if !self.gatewaySessions.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.gatewaySessions, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1133,6 +1142,7 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
     if lhs.namespaces != rhs.namespaces {return false}
     if lhs.bindings != rhs.bindings {return false}
     if lhs.complete != rhs.complete {return false}
+    if lhs.gatewaySessions != rhs.gatewaySessions {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
