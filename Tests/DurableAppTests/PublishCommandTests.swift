@@ -1,4 +1,6 @@
+import DurableClient
 import DurableObjects
+import DurableWire
 import Foundation
 import Testing
 
@@ -140,5 +142,32 @@ struct PublishCommandTests {
         let command = try PublishCommand.parse(["--transfer-class", "other", "X", "Y", "--rename-class", "A", "B"])
         #expect(command.transferredClasses == ["other", "X", "Y"])
         #expect(command.renamedClasses == ["A", "B"])
+    }
+}
+
+@Suite("Gateway/Publish over RPC")
+struct PublishOverRPCTests {
+    @Test("a configuration that does not parse is INVALID_ARGUMENT naming the problem; the gateway keeps serving")
+    func malformedConfiguration() async throws {
+        try await withLocalCluster(app: migratingApp, nodes: 1) { cluster in
+            let error = await #expect(throws: DurableObjectError.self) {
+                let _: Durable_V1_PublishResponse = try await cluster.client.call(
+                    Methods.publish, Durable_V1_PublishRequest.with { $0.configuration = "name = [" })
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains("not valid TOML") == true, "\(String(describing: error))")
+            let _: Durable_V1_PublishResponse = try await cluster.client.call(
+                Methods.publish,
+                Durable_V1_PublishRequest.with {
+                    $0.configuration = """
+                        name = "app"
+                        [durable_objects]
+                        bindings = [ { name = "COUNTER", class_name = "Counter" } ]
+                        [[migrations]]
+                        tag = "v1"
+                        new_classes = ["Counter"]
+                        """
+                })
+        }
     }
 }

@@ -285,7 +285,12 @@ final class Router: RPCHandler {
                 .serializedBytes()
         case Methods.publish:
             let request = try Durable_V1_PublishRequest(serializedBytes: call.payload)
-            let app = try ConfigurationParser.parse(request.configuration)
+            let app: AppConfiguration
+            do {
+                app = try ConfigurationParser.parse(request.configuration)
+            } catch let error as ConfigurationError {
+                throw RPCError(.invalidArgument, error.description)
+            }
             guard let gateway = gateway.withLock({ $0 }) else { throw RPCError.unavailable("The gateway is starting.") }
             var migrations: [Migration]?
             var expectedTag: String?
