@@ -100,11 +100,13 @@ public nonisolated struct Durable_V1_InvokeRequest: Sendable {
   /// name (idFromName), so a client without HMAC-SHA256 can still address objects by name.
   public var objectID: Data = Data()
 
-  /// The name the id was derived from, when the caller used idFromName (the object can read it).
+  /// The name the id was derived from, when the caller used idFromName. The object reads it as its id's name only
+  /// when it derives object_id; otherwise the id has no name.
   public var objectName: String = String()
 
-  /// The placement epoch of the object's slot as the caller knows it. A node refuses a stale epoch with
-  /// FAILED_PRECONDITION. Zero when the caller does not route by placement (a client talking to one node).
+  /// The placement epoch of the object's slot as the caller knows it; a gateway sets it. A node serves the call
+  /// only when it equals the node's epoch for the slot (0 until a gateway assigned the slot), and otherwise answers
+  /// FAILED_PRECONDITION (retryable). A client calling a gateway leaves it 0.
   public var placementEpoch: UInt64 = 0
 
   public var request: Durable_V1_HttpRequest {
