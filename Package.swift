@@ -239,7 +239,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableGatewayTests",
-            dependencies: ["DurableGateway", "DurableObjects", "DurableStorage", "TestSupport"],
+            dependencies: ["DurableGateway", "DurableObjects", "DurableStorage", "DurableWire", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
