@@ -157,29 +157,42 @@ public final class HTTPBridge: Service, Sendable {
     }
 }
 
-/// How errors that reach the bridge become HTTP responses.
+/// How errors that reach the bridge become HTTP responses: one status per code, the error's message as the body.
 public enum HTTPErrorMapping {
+    /// The HTTP status of each code, for an error that came back from an object (``DurableObjectError/remote``).
+    public static let statuses: [DurableObjectError.Code: Int] = [
+        .invalidArgument: 400, .outOfRange: 400, .failedPrecondition: 400,
+        .unauthenticated: 401,
+        .permissionDenied: 403,
+        .notFound: 404,
+        .alreadyExists: 409, .aborted: 409,
+        .resourceExhausted: 503,
+        .cancelled: 499,
+        .unknown: 500, .internal: 500, .dataLoss: 500,
+        .unimplemented: 501,
+        .unavailable: 503,
+        .deadlineExceeded: 504,
+    ]
+
     /// The response for `error`:
-    /// - overloaded objects and unreachable nodes: `503` with the message and `Retry-After`;
-    /// - invalid ids and other bad arguments: `400`;
-    /// - a deadline that passed: `504`;
-    /// - anything else, an unknown binding included: `500` with the reason.
+    /// - an overloaded object: `503` with `Retry-After: 1` (as for `UNAVAILABLE` and `RESOURCE_EXHAUSTED`);
+    /// - a ``DurableObjectError``: the status of its code in ``statuses``, except that a `NOT_FOUND` raised on the
+    ///   worker's side (an unknown binding: the app's configuration is wrong) is `500`;
+    /// - any other error: `500` with its description.
     public static func response(for error: any Error) -> DurableObjects.Response {
         guard let error = error as? DurableObjectError else {
             return DurableObjects.Response("\(error)", status: .internalServerError)
         }
-        if error.overloaded || error.code == .unavailable || error.code == .resourceExhausted {
-            return DurableObjects.Response(
-                error.message, status: .serviceUnavailable, headers: [HTTPField.Name.retryAfter: "1"])
-        }
-        switch error.code {
-        case .invalidArgument:
-            return DurableObjects.Response(error.message, status: .badRequest)
-        case .deadlineExceeded:
-            return DurableObjects.Response(error.message, status: .gatewayTimeout)
-        default:
-            return DurableObjects.Response(error.message, status: .internalServerError)
-        }
+        let code = error.overloaded ? 503 : status(of: error)
+        var headers: HTTPFields = [:]
+        if code == 503 { headers[HTTPField.Name.retryAfter] = "1" }
+        return DurableObjects.Response(error.message, status: HTTPResponse.Status(code: code), headers: headers)
+    }
+
+    /// The status of `error`'s code (ignoring `overloaded`).
+    public static func status(of error: DurableObjectError) -> Int {
+        if error.code == .notFound && !error.remote { return 500 }
+        return statuses[error.code] ?? 500
     }
 }
 

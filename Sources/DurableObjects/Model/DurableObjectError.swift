@@ -65,17 +65,37 @@ public struct DurableObjectError: Error, Hashable, Sendable, CustomStringConvert
     public var retryable: Bool
     /// Whether the object refused the call because it is overloaded (never executed).
     public var overloaded: Bool
+    /// Whether the error came back from a call to an object (raised by the object, its queue, its node or the
+    /// gateway on the way) rather than on the caller's side (an unknown binding, a malformed id). Set by
+    /// ``DurableObjectStub/fetch(_:)``.
+    public var remote: Bool
 
     /// Creates an error.
-    public init(_ code: Code, _ message: String, retryable: Bool = false, overloaded: Bool = false) {
+    public init(
+        _ code: Code, _ message: String, retryable: Bool = false, overloaded: Bool = false, remote: Bool = false
+    ) {
         self.code = code
         self.message = message
         self.retryable = retryable
         self.overloaded = overloaded
+        self.remote = remote
     }
 
     /// The message.
     public var description: String { message }
+
+    /// Two errors are equal when they say the same: ``remote`` tells where an error was seen, not what it is.
+    public static func == (lhs: DurableObjectError, rhs: DurableObjectError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.retryable == rhs.retryable
+            && lhs.overloaded == rhs.overloaded
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+        hasher.combine(retryable)
+        hasher.combine(overloaded)
+    }
 }
 
 extension DurableObjectError {

@@ -59,9 +59,17 @@ public struct DurableObjectStub: Sendable {
     ///
     /// Called from inside another object, the request leaves only once that object's earlier writes are durable
     /// (the output gate).
+    ///
+    /// - Throws: what the call answered; a ``DurableObjectError`` from the call is marked
+    ///   ``DurableObjectError/remote``.
     public func fetch(_ request: Request) async throws -> Response {
         if let caller = ObjectContext.current { try await caller.waitUntilDurable(caller.gateSequence) }
-        return try await namespace.transport.invoke(namespaceID: namespace.namespaceID, id: id, request: request)
+        do {
+            return try await namespace.transport.invoke(namespaceID: namespace.namespaceID, id: id, request: request)
+        } catch var error as DurableObjectError {
+            error.remote = true
+            throw error
+        }
     }
 
     /// Sends a request built from its parts.
