@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "DurableNode",
             dependencies: [
-                "DurableObjects", "DurableWire", "DurableStorage", "DurableClient",
+                "DurableObjects", "DurableWire", "DurableStorage", "DurableProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "DurableGateway",
             dependencies: [
-                "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableHTTP",
+                "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableProtocol",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -103,9 +103,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
-            name: "DurableClient",
+            name: "DurableProtocol",
             dependencies: [
                 "DurableWire", "DurableObjects",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "DurableClient",
+            dependencies: [
+                "DurableWire", "DurableObjects", "DurableProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],

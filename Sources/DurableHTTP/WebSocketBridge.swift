@@ -6,27 +6,8 @@ import NIOCore
 import NIOWebSocket
 import Synchronization
 
-/// Where the bridge hands the sockets it opened: the gateway, which routes their events to the objects and their
-/// objects' frames back to the clients.
-public protocol WebSocketRelay: Sendable {
-    /// A client's socket is open for the object `object` (`<namespace id>/<object id hex>`); frames for it go to
-    /// `client` until ``clientEvent(socketID:event:)`` reports its close.
-    func opened(socketID: String, object: String, client: WebSocketClientConnection) async
-
-    /// Something happened on the client's side of the socket; returns once the object has it.
-    func clientEvent(socketID: String, event: DurableObjects.WebSocketEvent) async
-
-    /// A new, unique id for a socket the bridge is about to offer an object.
-    func makeSocketID() -> String
-}
-
-extension WebSocketRelay {
-    /// A random UUID, lowercased.
-    public func makeSocketID() -> String { UUID().uuidString.lowercased() }
-}
-
 /// The client's side of an open socket, as the gateway writes to it.
-public final class WebSocketClientConnection: Sendable {
+public final class WebSocketClientConnection: WebSocketClientWriter {
     private let outbound: WebSocketOutboundWriter
     private let logger: Logger
 

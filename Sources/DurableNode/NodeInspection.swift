@@ -1,5 +1,5 @@
-import DurableClient
 import DurableObjects
+import DurableProtocol
 import DurableStorage
 import DurableWire
 import Foundation

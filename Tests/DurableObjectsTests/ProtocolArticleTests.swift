@@ -62,7 +62,7 @@ struct ProtocolArticleTests {
     @Test("the article names every method the code defines")
     func methodsNamed() throws {
         let article = try Self.article()
-        let folders = ["Sources/DurableClient", "Sources/DurableWire"]
+        let folders = ["Sources/DurableProtocol", "Sources/DurableWire"]
         var methods: Set<String> = []
         for folder in folders {
             let directory = Self.repositoryRoot.appendingPathComponent(folder)
@@ -72,7 +72,7 @@ struct ProtocolArticleTests {
                 methods.formUnion(Self.methodNames(in: text))
             }
         }
-        // The method constants of `Methods` (DurableClient) and `AuthMethods` (DurableWire), at least.
+        // The method constants of `Methods` (DurableProtocol) and `AuthMethods` (DurableWire), at least.
         #expect(methods.count >= 23, "found only \(methods.sorted())")
         for method in methods.sorted() {
             #expect(article.contains("`\(method)`"), "WireProtocol.md does not name \(method)")

@@ -1,6 +1,5 @@
 import CoreMetrics
 import DurableClient
-import DurableHTTP
 import DurableObjects
 import DurableStorage
 import DurableWire
@@ -87,12 +86,7 @@ public final class Gateway: Service, Sendable {
     /// Who may call each of the gateway's methods: publishing and the operator methods (`durable.v1.Admin/…`) take
     /// an admin token, what nodes send takes the cluster secret, and calls to objects take any key.
     public static func roles(allowedToCall method: String) -> Set<RPCRole> {
-        switch method {
-        case Methods.publish: [.admin]
-        case let admin where admin.hasPrefix(Methods.adminPrefix): [.admin]
-        case Methods.registerNode, Methods.webSocketSend: [.cluster]
-        default: [.client, .admin, .cluster]
-        }
+        Methods.rolesAtGateway(method)
     }
 
     /// Publishes a configuration and tells every node about the resulting namespaces.

@@ -1,6 +1,6 @@
 import DurableClient
-import DurableHTTP
 import DurableObjects
+import DurableProtocol
 import DurableWire
 import Foundation
 import Logging
@@ -12,7 +12,7 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
     private struct OpenSocket {
         var namespaceID: String
         var id: DurableObjectId
-        var client: WebSocketClientConnection
+        var client: any WebSocketClientWriter
     }
 
     private let registry: Registry
@@ -53,7 +53,7 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
     /// How many client sockets are open.
     var count: Int { open.withLock { $0.count } }
 
-    func opened(socketID: String, object: String, client: WebSocketClientConnection) async {
+    func opened(socketID: String, object: String, client: any WebSocketClientWriter) async {
         let parts = object.split(separator: "/", maxSplits: 1).map(String.init)
         guard parts.count == 2, let namespace = registry.state.namespaces[parts[0]],
             let id = try? NamespaceKey(secret: namespace.secret).id(fromString: parts[1])

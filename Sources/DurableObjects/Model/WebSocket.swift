@@ -44,6 +44,31 @@ public protocol WebSocketHub: Sendable {
     func deliver(_ frames: [WebSocketFrame]) async throws
 }
 
+/// The client's side of an open socket, as the gateway writes to it (the HTTP bridge provides it).
+public protocol WebSocketClientWriter: Sendable {
+    /// Writes one frame from the object to the client.
+    func write(_ kind: WebSocketFrame.Kind) async
+}
+
+/// Where the HTTP bridge hands the sockets it opened: the gateway, which routes their events to the objects and
+/// their objects' frames back to the clients.
+public protocol WebSocketRelay: Sendable {
+    /// A client's socket is open for the object `object` (`<namespace id>/<object id hex>`); frames for it go to
+    /// `client` until ``clientEvent(socketID:event:)`` reports its close.
+    func opened(socketID: String, object: String, client: any WebSocketClientWriter) async
+
+    /// Something happened on the client's side of the socket; returns once the object has it.
+    func clientEvent(socketID: String, event: WebSocketEvent) async
+
+    /// A new, unique id for a socket the bridge is about to offer an object.
+    func makeSocketID() -> String
+}
+
+extension WebSocketRelay {
+    /// A random UUID, lowercased.
+    public func makeSocketID() -> String { UUID().uuidString.lowercased() }
+}
+
 /// What happened on a socket, delivered to its object as an event.
 public enum WebSocketEvent: Sendable, Hashable {
     /// The client sent a message.

@@ -1,3 +1,5 @@
+import DurableWire
+
 extension Methods {
     /// The objects of a binding's namespace, from every node (gateway, admin token).
     public static let adminListObjects = "durable.v1.Admin/ListObjects"
@@ -18,4 +20,18 @@ extension Methods {
 
     /// The prefix of the gateway's operator methods, which take the admin token.
     public static let adminPrefix = "durable.v1.Admin/"
+}
+
+extension Methods {
+    /// Who may call `method` at a gateway: publishing and the operator methods (`durable.v1.Admin/…`) take an admin
+    /// token, what nodes send takes the cluster secret, and every other method any key (methods the gateway does
+    /// not serve are then answered `UNIMPLEMENTED`). A node lets only the cluster secret in.
+    public static func rolesAtGateway(_ method: String) -> Set<RPCRole> {
+        switch method {
+        case publish: [.admin]
+        case let admin where admin.hasPrefix(adminPrefix): [.admin]
+        case registerNode, webSocketSend: [.cluster]
+        default: [.client, .admin, .cluster]
+        }
+    }
 }
