@@ -1,4 +1,3 @@
-import DequeModule
 import DurableStorage
 import Foundation
 import Logging
@@ -24,30 +23,15 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         case retry
     }
 
-    private struct Pending {
-        var ticket: UInt64
-        var bytes: Int
-        var enqueuedAt: ContinuousClock.Instant
-        var deadline: ContinuousClock.Instant?
-        var slot: DeliverySlot
-    }
+    private typealias Pending = Mailbox<DeliverySlot>.Entry
 
     private struct Inner {
         var phase: Phase = .starting
-        var queue = Deque<Pending>()
-        var queuedBytes = 0
-        /// Input-gate holds: the start-up, `blockConcurrencyWhile` calls, transactions.
-        var gateHolds = 1
-        /// Events delivered whose first turn has not started yet.
-        var awaitingStart = 0
-        /// Events admitted and not yet answered.
-        var inFlight = 0
-        /// When the object last took or finished an event, by the runtime's clock (nil: never).
-        var lastActivity: ContinuousClock.Instant?
+        /// The inbound queue and the counters of events in flight and gate holds.
+        var mailbox: Mailbox<DeliverySlot>
         var startupBlocks: [@Sendable () async throws -> Void] = []
         /// Whether the start-up task was launched (by the first admitted event).
         var startLaunched = false
-        var nextTicket: UInt64 = 0
     }
 
     let namespace: NamespaceDefinition
@@ -55,8 +39,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     let executor = ObjectExecutor()
     let engine: StorageEngine
     private(set) nonisolated(unsafe) var state: DurableObjectState!
-    private let inner = Mutex(Inner())
-    private let limits: MailboxLimits
+    private let inner: Mutex<Inner>
     private let clock: any RuntimeClock
     private let blockTimeout: Duration
     private let logger: Logger
@@ -90,7 +73,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         self.runtime = runtime
         self.namespace = namespace
         self.id = id
-        self.limits = configuration.mailbox
+        self.inner = Mutex(Inner(mailbox: Mailbox(limits: configuration.mailbox)))
         self.clock = configuration.clock
         self.blockTimeout = configuration.blockConcurrencyTimeout
         var logger = logger
@@ -147,7 +130,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 let reported = error is TimeLimitExceeded ? DurableObjectError.blockConcurrencyTimedOut : error
                 logger.error("start-up of the object failed; resetting it: \(reported)")
                 // The events waiting for this start-up get its error; the next one starts a fresh instance.
-                for pending in retire(.instanceInactive) { pending.slot.resolve(.failure(reported)) }
+                for pending in retire(.instanceInactive) { pending.item.resolve(.failure(reported)) }
                 return
             }
         }
@@ -170,15 +153,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         let slot = DeliverySlot()
         let admitted = try inner.withLock { inner -> (number: UInt64, deliveries: [Delivery])? in
             if case .retired = inner.phase { return nil }
-            if inner.queue.count + 1 > limits.maxQueuedRequests { throw DurableObjectError.tooManyRequestsQueued }
-            if inner.queuedBytes + bytes > limits.maxQueuedBytes { throw DurableObjectError.tooMuchDataQueued }
-            inner.nextTicket += 1
-            let number = inner.nextTicket
-            let now = clock.now
-            inner.queue.append(Pending(ticket: number, bytes: bytes, enqueuedAt: now, deadline: deadline, slot: slot))
-            inner.queuedBytes += bytes
-            inner.inFlight += 1
-            inner.lastActivity = now
+            let number = try inner.mailbox.admit(slot, bytes: bytes, deadline: deadline, now: clock.now)
             if !inner.startLaunched {
                 // Started by its first event, which is queued by now: if the start-up fails, that event gets the
                 // error.
@@ -201,14 +176,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
             try await ticket.slot.wait()
         } onCancel: {
             // A cancelled caller (its deadline passed, or it gave up) leaves the queue: it never runs.
-            let removed = inner.withLock { inner -> Pending? in
-                guard let index = inner.queue.firstIndex(where: { $0.ticket == ticket.number }) else { return nil }
-                let pending = inner.queue.remove(at: index)
-                inner.queuedBytes -= pending.bytes
-                inner.inFlight -= 1
-                return pending
-            }
-            removed?.slot.resolve(.failure(CancellationError()))
+            let removed = inner.withLock { $0.mailbox.withdraw(ticket.number) }
+            removed?.item.resolve(.failure(CancellationError()))
         }
     }
 
@@ -221,29 +190,17 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     /// The deliveries possible now (at most one event, plus expired ones dropped on the way).
     private func nextDeliveries(_ inner: inout Inner, executorIdle: Bool) -> [Delivery] {
-        guard case .ready(let object) = inner.phase, inner.gateHolds == 0, inner.awaitingStart == 0, executorIdle
-        else { return [] }
-        var deliveries: [Delivery] = []
-        let now = clock.now
-        let realNow = ContinuousClock.now
-        while let head = inner.queue.popFirst() {
-            inner.queuedBytes -= head.bytes
-            if now - head.enqueuedAt > limits.maxQueueAge {
-                inner.inFlight -= 1
-                deliveries.append(.expire(head.slot))
-                continue
-            }
-            // A caller's deadline is real time, whatever clock the runtime's rules use.
-            if let deadline = head.deadline, realNow >= deadline {
-                inner.inFlight -= 1
-                deliveries.append(.deadlinePassed(head.slot))
-                continue
-            }
-            inner.awaitingStart += 1
-            deliveries.append(.deliver(head.slot, object))
-            break
+        guard case .ready(let object) = inner.phase, inner.mailbox.canDeliver(executorIdle: executorIdle) else {
+            return []
         }
-        return deliveries
+        // A caller's deadline is real time, whatever clock the runtime's rules use.
+        return inner.mailbox.takeNext(now: clock.now, realNow: .now).map { entry, verdict in
+            switch verdict {
+            case .deliver: .deliver(entry.item, object)
+            case .expired: .expire(entry.item)
+            case .deadlinePassed: .deadlinePassed(entry.item)
+            }
+        }
     }
 
     private func perform(_ deliveries: [Delivery]) {
@@ -265,7 +222,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     /// The delivered event's first turn is running.
     func eventStarted() {
-        inner.withLock { $0.awaitingStart -= 1 }
+        inner.withLock { $0.mailbox.eventStarted() }
     }
 
     /// What a delivered event produced, and the write it must wait for before anyone may see it.
@@ -296,10 +253,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     /// Waits until the writes the event's outcome depends on are durable (the output gate), then returns it.
     func release(_ outcome: Outcome) async throws -> EventResult {
         defer {
-            inner.withLock { inner in
-                inner.inFlight -= 1
-                inner.lastActivity = clock.now
-            }
+            inner.withLock { $0.mailbox.eventAnswered(now: clock.now) }
         }
         try await engine.waitUntilDurable(outcome.gate)
         return try outcome.result.get()
@@ -324,11 +278,11 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     // MARK: ActivationControl
 
     func closeInputGate() {
-        inner.withLock { $0.gateHolds += 1 }
+        inner.withLock { $0.mailbox.closeGate() }
     }
 
     func openInputGate() {
-        inner.withLock { $0.gateHolds -= 1 }
+        inner.withLock { $0.mailbox.openGate() }
         deliverIfPossible(executorIdle: !executor.isBusy)
     }
 
@@ -355,7 +309,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 inner.startupBlocks.append(body)
                 return true
             }
-            inner.gateHolds += 1
+            inner.mailbox.closeGate()
             return false
         }
         guard !startingUp else { return }
@@ -378,7 +332,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     /// queued are admitted again on a fresh activation.
     func reset(_ error: DurableObjectError) {
         let queued = retire(error)
-        for pending in queued { pending.slot.resolve(.success(.retry)) }
+        for pending in queued { pending.item.resolve(.success(.retry)) }
     }
 
     /// The engine of this activation (a successor waits for its last flush).
@@ -388,11 +342,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         let queued = inner.withLock { inner -> [Pending]? in
             if case .retired = inner.phase { return nil }
             inner.phase = .retired(error)
-            let queued = Array(inner.queue)
-            inner.queue.removeAll()
-            inner.queuedBytes = 0
-            inner.inFlight -= queued.count
-            return queued
+            return inner.mailbox.removeAll()
         }
         guard let queued else { return [] }
         engine.invalidate(error)
@@ -413,10 +363,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     /// on a retired activation or delivered to an instance about to go.
     func retireIfIdle(idleSince: ContinuousClock.Instant?) -> Bool {
         let retired = inner.withLock { inner -> Bool in
-            guard case .ready = inner.phase, inner.queue.isEmpty, inner.inFlight == 0, inner.gateHolds == 0,
-                inner.awaitingStart == 0
-            else { return false }
-            if let idleSince, let lastActivity = inner.lastActivity, lastActivity > idleSince { return false }
+            guard case .ready = inner.phase, inner.mailbox.isIdle else { return false }
+            if let idleSince, let lastActivity = inner.mailbox.lastActivity, lastActivity > idleSince { return false }
             guard engine.isClean, !executor.isBusy, !state.sockets.hasPendingFrames else { return false }
             inner.phase = .retired(.instanceInactive)
             return true
@@ -428,7 +376,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     }
 
     /// Queued events (for tests and metrics).
-    var queuedCount: Int { inner.withLock { $0.queue.count } }
+    var queuedCount: Int { inner.withLock { $0.mailbox.queue.count } }
 }
 
 private final class WeakActivation: @unchecked Sendable {
