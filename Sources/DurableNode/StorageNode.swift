@@ -200,12 +200,12 @@ public final class StorageNode: Service, Sendable {
 /// What a node keeps about itself in its database's default column family.
 enum NodeMetadata {
     /// The database's identity (``DatabaseIdentity``).
-    static let databaseIdentityKey = Array("node/database-identity".utf8)
+    static let databaseIdentityKey = Array("\(NodeKeyspace.node)database-identity".utf8)
     /// The identity of the registry the node joined.
-    static let registryIdentityKey = Array("node/registry-identity".utf8)
+    static let registryIdentityKey = Array("\(NodeKeyspace.node)registry-identity".utf8)
 
     static func namespaceKey(_ className: String, database: Database, family: ColumnFamily) throws -> NamespaceKey {
-        let key = Array("node/namespace-secret/\(className)".utf8)
+        let key = Array("\(NodeKeyspace.node)namespace-secret/\(className)".utf8)
         if let stored = try database.get(key, in: family) { return NamespaceKey(secret: stored) }
         let fresh = NamespaceKey.random()
         var batch = WriteBatch()
@@ -214,7 +214,7 @@ enum NodeMetadata {
         return fresh
     }
 
-    static let definitionsKey = Array("node/definitions".utf8)
+    static let definitionsKey = Array("\(NodeKeyspace.node)definitions".utf8)
 
     /// What a registry last told the node to serve: namespaces and binding → namespace id.
     struct Definitions: Codable {
@@ -263,7 +263,7 @@ enum NodeMetadata {
         try database.write(batch, sync: true)
     }
 
-    static let slotPrefix = Array("node/slot-epoch/".utf8)
+    static let slotPrefix = Array("\(NodeKeyspace.node)slot-epoch/".utf8)
 
     static func slotEpochs(database: Database, family: ColumnFamily) throws -> [(slot: UInt16, epoch: UInt64)] {
         try database.scan(in: family, ScanOptions(prefix: slotPrefix)).compactMap { entry in

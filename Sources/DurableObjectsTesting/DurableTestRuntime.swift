@@ -69,7 +69,7 @@ public final class DurableTestRuntime: ObjectTransport, Sendable {
         let meta = try database.defaultColumnFamily
         for objectClass in classes { runtime.register(objectClass) }
         for className in Set(bindings.values) {
-            let secretKey = Array("test-runtime/namespace-secret/\(className)".utf8)
+            let secretKey = Array("\(NodeKeyspace.testRuntime)namespace-secret/\(className)".utf8)
             let secret: [UInt8]
             if let stored = try database.get(secretKey, in: meta) {
                 secret = stored

@@ -75,7 +75,7 @@ extension DurableObjectError {
 /// How an alarm is kept: in the node's metadata (the default column family), as the due time in milliseconds
 /// since the Unix epoch (8 bytes, big-endian), under `alarm/<namespace id>/<object id hex>`.
 enum AlarmRecord {
-    static let prefix = "alarm/"
+    static let prefix = NodeKeyspace.alarm
 
     static func key(namespaceID: String, objectIDHex: String) -> [UInt8] {
         Array("\(prefix)\(namespaceID)/\(objectIDHex)".utf8)

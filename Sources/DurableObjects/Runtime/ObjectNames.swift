@@ -9,7 +9,7 @@ import Logging
 /// (one read at activation; the row rides in the flush's atomic batch), so an object that never writes leaves
 /// nothing on disk. Dropping a namespace removes its names.
 public enum ObjectNames {
-    static let prefix = Array("name/".utf8)
+    static let prefix = Array(NodeKeyspace.name.utf8)
 
     /// The key of the name of object `id` of namespace `namespaceID`.
     static func key(namespaceID: String, id: [UInt8]) -> [UInt8] {

@@ -38,7 +38,7 @@ final class ObjectSockets: Sendable {
     static func removeAll(namespaceID: String, database: Database) throws {
         let family = try database.defaultColumnFamily
         var batch = WriteBatch()
-        for (prefix, rowsAfterID) in [("ws/", true), ("wsauto/", false)] {
+        for (prefix, rowsAfterID) in [(NodeKeyspace.socket, true), (NodeKeyspace.autoResponse, false)] {
             let namespacePrefix = Array("\(prefix)\(namespaceID)/".utf8)
             try database.forEach(in: family, ScanOptions(prefix: namespacePrefix)) { key, _ in
                 let rest = key[namespacePrefix.count...]
@@ -58,7 +58,7 @@ final class ObjectSockets: Sendable {
     static func allRows(database: Database) throws -> [(namespaceID: String, idHex: String, socketID: String)] {
         let family = try database.defaultColumnFamily
         var rows: [(namespaceID: String, idHex: String, socketID: String)] = []
-        try database.forEach(in: family, ScanOptions(prefix: Array("ws/".utf8))) { key, _ in
+        try database.forEach(in: family, ScanOptions(prefix: Array(NodeKeyspace.socket.utf8))) { key, _ in
             // `ws/<namespace id>/<64 hex digits>/<socket id>`; socket ids hold no `/`, namespace ids may.
             let rest = String(decoding: key.dropFirst(3), as: UTF8.self)
             guard let lastSlash = rest.lastIndex(of: "/") else { return true }
@@ -84,8 +84,8 @@ final class ObjectSockets: Sendable {
         self.engine = engine
         self.hub = hub
         self.logger = logger
-        prefix = Array("ws/\(address)/".utf8)
-        autoResponseKey = Array("wsauto/\(address)".utf8)
+        prefix = Array("\(NodeKeyspace.socket)\(address)/".utf8)
+        autoResponseKey = Array("\(NodeKeyspace.autoResponse)\(address)".utf8)
         // The default column family always exists.
         family = try! database.defaultColumnFamily
         var loaded = State()
@@ -106,7 +106,7 @@ final class ObjectSockets: Sendable {
     /// The automatic reply stored for the object at `address`, read without activating it.
     static func storedAutoResponse(database: Database, address: String) -> (request: String, response: String)? {
         guard let family = try? database.defaultColumnFamily,
-            let bytes = try? database.get(Array("wsauto/\(address)".utf8), in: family),
+            let bytes = try? database.get(Array("\(NodeKeyspace.autoResponse)\(address)".utf8), in: family),
             let pair = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String], pair.count == 2
         else { return nil }
         return (pair[0], pair[1])
