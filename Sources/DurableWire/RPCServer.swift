@@ -162,9 +162,14 @@ public final class RPCServer: Sendable {
         }
         try? await channel?.close()
         for connection in connections { connection.startDraining(reason: "server shutting down") }
-        let deadline = ContinuousClock.now + gracePeriod
-        while ContinuousClock.now < deadline, connections.contains(where: { $0.runningCalls > 0 }) {
-            try? await Task.sleep(for: .milliseconds(10))
+        // Running calls may finish within the grace period: wait for the last one, or for the period's end.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for connection in connections { await connection.waitUntilIdle() }
+            }
+            group.addTask { try? await Task.sleep(for: gracePeriod) }
+            await group.next()
+            group.cancelAll()
         }
         for connection in connections { try? await connection.channel.close() }
         let waiters = closed.withLock { waiters -> [CheckedContinuation<Void, Never>] in
@@ -193,7 +198,9 @@ public final class RPCServer: Sendable {
 /// One accepted connection, as the server tracks it.
 final class ServerConnection: Sendable {
     let channel: any Channel
-    private let running = Atomic<Int>(0)
+    /// Calls running, and who waits for there to be none.
+    private let running = Mutex<(count: Int, idleWaiters: [UInt64: CheckedContinuation<Void, Never>])>((0, [:]))
+    private let nextWaiter = Atomic<UInt64>(0)
     weak let server: RPCServer?
 
     init(server: RPCServer, channel: any Channel) {
@@ -201,9 +208,35 @@ final class ServerConnection: Sendable {
         self.channel = channel
     }
 
-    var runningCalls: Int { running.load(ordering: .relaxed) }
-    func callStarted() { running.add(1, ordering: .relaxed) }
-    func callEnded() { running.subtract(1, ordering: .relaxed) }
+    var runningCalls: Int { running.withLock { $0.count } }
+    func callStarted() { running.withLock { $0.count += 1 } }
+
+    func callEnded() {
+        let waiters = running.withLock { running -> [CheckedContinuation<Void, Never>] in
+            running.count -= 1
+            guard running.count == 0 else { return [] }
+            defer { running.idleWaiters.removeAll() }
+            return Array(running.idleWaiters.values)
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once no call runs on the connection (at once when none does), or when the task is cancelled.
+    func waitUntilIdle() async {
+        let key = nextWaiter.add(1, ordering: .relaxed).newValue
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = running.withLock { running -> Bool in
+                    if running.count == 0 || Task.isCancelled { return true }
+                    running.idleWaiters[key] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            running.withLock { $0.idleWaiters.removeValue(forKey: key) }?.resume()
+        }
+    }
 
     func startDraining(reason: String) {
         channel.pipeline.fireUserInboundEventTriggered(DrainEvent(reason: reason))

@@ -90,7 +90,7 @@ public struct DurableObjectError: Error, Hashable, Sendable, CustomStringConvert
             && lhs.overloaded == rhs.overloaded
     }
 
-    /// Hashes what ``==`` compares.
+    /// Hashes what `==` compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(code)
         hasher.combine(message)
