@@ -14,7 +14,7 @@ import Synchronization
 /// ```
 ///
 /// It keeps a small pool of multiplexed connections, replaces a connection that closed or was told to go away,
-/// applies a deadline to every call, and reports failures as ``DurableObjects/DurableObjectError`` with
+/// applies a deadline to every call, and reports failures as `DurableObjectError` with
 /// `retryable` and `overloaded` set as the server said. Safe to share across tasks.
 public final class DurableClient: ObjectTransport, Sendable {
     /// The server's host.
@@ -108,7 +108,7 @@ public final class DurableClient: ObjectTransport, Sendable {
 
     /// Calls `method` with a protobuf request and decodes the protobuf response.
     ///
-    /// - Throws: ``DurableObjects/DurableObjectError`` carrying the server's status.
+    /// - Throws: `DurableObjectError` carrying the server's status.
     public func call<Response: SwiftProtobuf.Message>(
         _ method: String, _ request: some SwiftProtobuf.Message, timeout: Duration? = nil,
         metadata: [String: String] = [:]
@@ -125,7 +125,7 @@ public final class DurableClient: ObjectTransport, Sendable {
     /// Calls `method` with an already serialized request and returns the serialized response as it came (what
     /// a relay such as the gateway needs).
     ///
-    /// - Throws: ``DurableObjects/DurableObjectError`` carrying the server's status.
+    /// - Throws: `DurableObjectError` carrying the server's status.
     public func callSerialized(
         _ method: String, payload: [UInt8], timeout: Duration? = nil, metadata: [String: String] = [:]
     ) async throws -> [UInt8] {
@@ -142,7 +142,7 @@ public final class DurableClient: ObjectTransport, Sendable {
     /// order, on the connection's event loop (keep it quick); the call returns the serialized final reply when the
     /// server ends the stream. Cancel the task to end it early. No deadline unless `timeout` is given.
     ///
-    /// - Throws: ``DurableObjects/DurableObjectError`` carrying the server's status.
+    /// - Throws: `DurableObjectError` carrying the server's status.
     public func callStreaming(
         _ method: String, payload: [UInt8], timeout: Duration? = nil, metadata: [String: String] = [:],
         onMessage: @escaping @Sendable ([UInt8]) -> Void

@@ -19,7 +19,7 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
     private let logger: Logger
     private let open = Mutex<[String: OpenSocket]>([:])
     /// The router that reaches the objects' nodes (attached once the router exists; it owns this registry).
-    private let routerBox = Mutex<Router?>(nil)
+    private let routerBox = Mutex<ObjectRouter?>(nil)
     /// Close events still to be delivered to objects that could not take them yet, by socket id.
     private let pendingCloses = Mutex<[String: Task<Void, Never>]>([:])
     /// Set by ``stop()``: client events are no longer handed on.
@@ -46,7 +46,7 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
     /// How many close events wait for their object.
     var pendingCloseCount: Int { pendingCloses.withLock { $0.count } }
 
-    func attach(_ router: Router) {
+    func attach(_ router: ObjectRouter) {
         routerBox.withLock { $0 = router }
     }
 

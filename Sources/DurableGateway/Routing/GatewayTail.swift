@@ -15,15 +15,17 @@ enum GatewayTail {
     /// Batches that may wait unsent per tail.
     static let capacity = 1_024
 
-    static func serve(_ call: IncomingCall, router: Router) async throws -> [UInt8] {
+    static func serve(
+        _ call: IncomingCall, placement: PlacementTable, links: NodeLinks, bindings workerBindings: WorkerBindings,
+        logger: Logger
+    ) async throws -> [UInt8] {
         let request = try Durable_V1_TailRequest(serializedBytes: call.payload)
-        let nodeRequest = try nodeRequest(for: request, router: router)
-        let bindings = bindingNames(router: router)
-        let nodes = router.placement.nodes.keys.sorted()
+        let nodeRequest = try nodeRequest(for: request, bindings: workerBindings)
+        let bindings = bindingNames(workerBindings)
+        let nodes = placement.nodes.keys.sorted()
         guard !nodes.isEmpty else {
             throw RPCError.unavailable("No storage node is registered with the gateway: nothing to tail.")
         }
-        let logger = router.logger
         logger.info(
             "tail started",
             metadata: [
@@ -44,7 +46,7 @@ enum GatewayTail {
             for nodeID in nodes {
                 group.addTask {
                     await follow(
-                        nodeID: nodeID, request: nodeRequest, router: router, bindings: bindings,
+                        nodeID: nodeID, request: nodeRequest, links: links, logger: logger, bindings: bindings,
                         isLive: nodeIsLive, enqueue: enqueue)
                 }
             }
@@ -72,12 +74,13 @@ enum GatewayTail {
 
     /// Follows one node's tail until cancelled; a node that cannot be reached is reported as an event.
     private static func follow(
-        nodeID: String, request: Durable_V1_NodeTailRequest, router: Router, bindings: [String: String],
+        nodeID: String, request: Durable_V1_NodeTailRequest, links: NodeLinks, logger: Logger,
+        bindings: [String: String],
         isLive: @escaping @Sendable (String) -> Void, enqueue: @escaping @Sendable (Durable_V1_TailBatch) -> Void
     ) async {
         let started = Atomic<Bool>(false)
         do {
-            let client = try router.client(for: nodeID)
+            let client = try links.client(for: nodeID)
             _ = try await client.callStreaming(Methods.nodeTail, payload: try request.serializedBytes()) { bytes in
                 guard var batch = try? Durable_V1_TailBatch(serializedBytes: bytes) else { return }
                 if !started.exchange(true, ordering: .relaxed) {
@@ -91,7 +94,7 @@ enum GatewayTail {
             }
         } catch {
             if Task.isCancelled { return }
-            router.logger.notice("tail of a node ended", metadata: ["node": "\(nodeID)", "error": "\(error)"])
+            logger.notice("tail of a node ended", metadata: ["node": "\(nodeID)", "error": "\(error)"])
             enqueue(
                 Durable_V1_TailBatch.with {
                     $0.events = [
@@ -109,7 +112,7 @@ enum GatewayTail {
     }
 
     /// What to ask each node for: everything, one namespace, or one object.
-    private static func nodeRequest(for request: Durable_V1_TailRequest, router: Router) throws
+    private static func nodeRequest(for request: Durable_V1_TailRequest, bindings: WorkerBindings) throws
         -> Durable_V1_NodeTailRequest
     {
         guard !request.binding.isEmpty else {
@@ -118,7 +121,7 @@ enum GatewayTail {
             }
             return Durable_V1_NodeTailRequest()
         }
-        let namespace = try router.resolve(.with { $0.binding = request.binding })
+        let namespace = try bindings.resolve(.with { $0.binding = request.binding })
         var nodeRequest = Durable_V1_NodeTailRequest.with { $0.namespaceID = namespace.namespaceID }
         if !request.object.isEmpty {
             let key = NamespaceKey(secret: Array(namespace.idKey))
@@ -139,8 +142,8 @@ enum GatewayTail {
     }
 
     /// Namespace id → the binding names of the served script that point at it.
-    private static func bindingNames(router: Router) -> [String: String] {
-        let environment = router.workerEnvironment()
+    private static func bindingNames(_ bindings: WorkerBindings) -> [String: String] {
+        let environment = bindings.workerEnvironment()
         var names: [String: [String]] = [:]
         for (binding, namespace) in environment.namespaces {
             names[namespace.namespaceID, default: []].append(binding)

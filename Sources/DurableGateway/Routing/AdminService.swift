@@ -3,16 +3,24 @@ import DurableObjects
 import DurableStorage
 import DurableWire
 import Foundation
+import Logging
 
 /// The gateway's operator methods (`durable.v1.Admin/…`, admin token only): read-only listings of a binding's
 /// objects and of one object's storage, answered by the nodes from their databases, and backups.
-extension Router {
+struct AdminService: Sendable {
+    let placement: PlacementTable
+    let links: NodeLinks
+    let bindings: WorkerBindings
+    /// The gateway's own database, for the gateway's part of a backup.
+    let gatewayDatabase: Database
+    let logger: Logger
+
     /// How long a node may take for one inspection call.
     static let inspectionTimeout: Duration = .seconds(60)
     /// How long a node may take to write its checkpoint.
     static let checkpointTimeout: Duration = .seconds(600)
 
-    func handleAdmin(_ call: IncomingCall) async throws -> [UInt8] {
+    func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.adminListObjects:
             return try await listObjects(Durable_V1_ListObjectsRequest(serializedBytes: call.payload)).serializedBytes()
@@ -30,12 +38,12 @@ extension Router {
     // MARK: Inspection
 
     private func listObjects(_ request: Durable_V1_ListObjectsRequest) async throws -> Durable_V1_ListObjectsResponse {
-        let namespace = try namespace(binding: request.binding, environment: request.environment)
+        let namespace = try bindings.namespace(binding: request.binding, environment: request.environment)
         var response = Durable_V1_ListObjectsResponse()
         response.namespaceID = namespace.id
         for nodeID in placement.nodes.keys.sorted() {
             do {
-                let client = try client(for: nodeID)
+                let client = try links.client(for: nodeID)
                 let answer: Durable_V1_NodeListObjectsResponse = try await client.call(
                     Methods.nodeListObjects,
                     Durable_V1_NodeListObjectsRequest.with {
@@ -66,7 +74,7 @@ extension Router {
                 $0.objectID = Data(id.bytes)
             }
         }
-        let client = try client(for: owner)
+        let client = try links.client(for: owner)
         let message = Durable_V1_NodeListStorageRequest.with {
             $0.namespaceID = namespace.id
             $0.objectID = Data(id.bytes)
@@ -74,7 +82,7 @@ extension Router {
             $0.startAfter = request.startAfter
             $0.limit = request.limit
         }
-        return try await nodeCall {
+        return try await passingNodeStatus {
             try await client.call(Methods.nodeListStorage, message, timeout: Self.inspectionTimeout)
         }
     }
@@ -87,13 +95,13 @@ extension Router {
                 "No value is stored under key '\(request.key)' in object \(id.hexString): the object has no stored data."
             )
         }
-        let client = try client(for: owner)
+        let client = try links.client(for: owner)
         let message = Durable_V1_NodeGetStorageRequest.with {
             $0.namespaceID = namespace.id
             $0.objectID = Data(id.bytes)
             $0.key = request.key
         }
-        return try await nodeCall {
+        return try await passingNodeStatus {
             try await client.call(Methods.nodeGetStorage, message, timeout: Self.inspectionTimeout)
         }
     }
@@ -102,41 +110,9 @@ extension Router {
     private func target(_ address: Durable_V1_ObjectAddress) throws -> (
         RegistryState.Namespace, DurableObjectId, String?
     ) {
-        let namespace = try namespace(binding: address.binding, environment: address.environment)
+        let namespace = try bindings.namespace(binding: address.binding, environment: address.environment)
         let id = try objectID(address, in: namespace)
         return (namespace, id, placement.assignment(of: PlacementEpochs.slot(of: id))?.nodeID)
-    }
-
-    /// Runs a call to a node, passing its status through with its message.
-    private func nodeCall<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let error as DurableObjectError {
-            throw RPCError(error)
-        }
-    }
-
-    /// The namespace a binding reaches in an environment ("" or the gateway's own: the bindings `ResolveBinding`
-    /// answers with).
-    func namespace(binding: String, environment: String) throws -> RegistryState.Namespace {
-        let state = registry.state
-        let served = script.withLock { $0 } ?? (state.bindings.count == 1 ? state.bindings.keys.first : nil)
-        var scriptName = served
-        if !environment.isEmpty, environment != self.environment, let served {
-            let base = self.environment.map { String(served.dropLast($0.count + 1)) } ?? served
-            scriptName = "\(base)-\(environment)"
-        }
-        guard let scriptName, let bindings = state.bindings[scriptName] else {
-            let which = environment.isEmpty ? "the served environment" : "environment '\(environment)'"
-            throw RPCError(.notFound, "No bindings are published for \(which).")
-        }
-        guard let found = bindings.first(where: { $0.name == binding }),
-            let namespace = state.namespace(for: found, script: scriptName)
-        else {
-            let known = bindings.map(\.name).sorted().joined(separator: ", ")
-            throw RPCError(.notFound, "No Durable Object binding named '\(binding)' (bindings: \(known)).")
-        }
-        return namespace
     }
 
     /// The id an address names: 64 hex digits that are an id of the namespace, else (or with `as_name`) the id of
@@ -184,11 +160,11 @@ extension Router {
             guard placement.nodes[request.nodeID] != nil else {
                 throw RPCError(.notFound, "Node '\(request.nodeID)' is not registered.")
             }
-            let client = try client(for: request.nodeID)
+            let client = try links.client(for: request.nodeID)
             let message = Durable_V1_CheckpointRequest.with {
                 $0.directory = Self.nodeFolder(directory, request.nodeID)
             }
-            let summary: Durable_V1_CheckpointSummary = try await nodeCall {
+            let summary: Durable_V1_CheckpointSummary = try await passingNodeStatus {
                 try await client.call(Methods.nodeCheckpoint, message, timeout: Self.checkpointTimeout)
             }
             logger.info(
@@ -196,10 +172,9 @@ extension Router {
                 metadata: ["node": "\(request.nodeID)", "directory": "\(summary.path)", "bytes": "\(summary.bytes)"])
             return .with { $0.checkpoint = summary }
         case .gateway:
-            guard let gateway = gateway.withLock({ $0 }) else { throw RPCError.unavailable("The gateway is starting.") }
             let report: CheckpointReport
             do {
-                report = try await gateway.database.writeCheckpoint(into: Self.gatewayFolder(directory))
+                report = try await gatewayDatabase.writeCheckpoint(into: Self.gatewayFolder(directory))
             } catch let error as StorageError {
                 throw RPCError(.failedPrecondition, "The gateway cannot write its checkpoint: \(error.message)")
             }

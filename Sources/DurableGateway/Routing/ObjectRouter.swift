@@ -1,0 +1,207 @@
+import DurableClient
+import DurableObjects
+import DurableProtocol
+import DurableWire
+import Foundation
+import Synchronization
+
+/// Routes calls to the node that owns each object's slot, with the slot's placement epoch, for RPC callers, the
+/// worker's bindings and the objects' calls to each other alike. The first call to a slot without an owner assigns
+/// it and announces it to the owner before anything reaches that node.
+final class ObjectRouter: Sendable {
+    private let registry: Registry
+    private let placement: PlacementTable
+    private let links: NodeLinks
+    /// Slot announcements to nodes in flight, by slot.
+    private let pendingAssignments = Mutex<[UInt16: Task<Void, any Error>]>([:])
+    /// The id key of each namespace, made once (making one absorbs the secret into an HMAC state).
+    private let namespaceKeys = Mutex<[String: NamespaceKey]>([:])
+
+    init(registry: Registry, placement: PlacementTable, links: NodeLinks) {
+        self.registry = registry
+        self.placement = placement
+        self.links = links
+    }
+
+    /// Delivers an invocation to the node that owns the object.
+    ///
+    /// - Throws: ``RPCError`` with the node's status, or `UNAVAILABLE` when the owner cannot be reached.
+    func route(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws
+        -> Durable_V1_InvokeResponse
+    {
+        let reply = try await forward(try message.serializedBytes(), decoded: message, deadline: deadline)
+        do {
+            return try Durable_V1_InvokeResponse(serializedBytes: reply)
+        } catch {
+            throw RPCError(.internal, "The node's reply to an invocation does not decode: \(error)")
+        }
+    }
+
+    /// Routes a serialized `InvokeRequest` and returns the owner's serialized `InvokeResponse` as it came.
+    ///
+    /// The request travels on as the caller sent it, with the routing fields the node needs (the object's id and
+    /// the slot's epoch) appended: in protobuf's encoding the last value of a field wins, so the gateway neither
+    /// re-encodes the request nor decodes the response it relays.
+    func forward(
+        _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?
+    ) async throws -> [UInt8] {
+        let (message, id) = try target(of: payload, decoded: decoded)
+        let remaining = deadline.map { $0 - .now }
+        return try await withOwner(of: id, forwarding: true) { client, epoch in
+            try await client.callSerialized(
+                Methods.invoke, payload: try Self.routed(payload, message, id, epoch), timeout: remaining)
+        }
+    }
+
+    /// Relays an invocation without a Swift task when its route is known already: the slot has an owner that
+    /// knows its epoch, and a connection to that node is open. Otherwise (`nil`) the call goes through
+    /// ``forward(_:decoded:deadline:)`` in a task, which can wait for those.
+    func start(_ call: IncomingCall, reply: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void)
+        -> (@Sendable () -> Void)?
+    {
+        guard call.method == Methods.invoke else { return nil }
+        do {
+            let (message, id) = try target(of: call.payload, decoded: nil)
+            let slot = PlacementEpochs.slot(of: id)
+            guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil })
+            else { return nil }
+            let node = try links.link(to: assignment.nodeID)
+            guard let connection = node.client.openConnection() else { return nil }
+            let payload = try Self.routed(call.payload, message, id, assignment.epoch)
+            let started = ContinuousClock.now
+            return connection.call(Methods.invoke, payload: payload, timeout: call.deadline.map { $0 - .now }) {
+                result in
+                if case .failure(let error) = result {
+                    node.calls.record(GatewayMetrics.outcome(error), since: started)
+                } else {
+                    node.calls.record(.ok, since: started)
+                }
+                reply(result)
+            }
+        } catch {
+            reply(.failure(error as? RPCError ?? RPCError(.internal, "\(error)")))
+            return {}
+        }
+    }
+
+    /// The object an invocation is for: its message decoded, its namespace registered, its id valid.
+    private func target(of payload: [UInt8], decoded: Durable_V1_InvokeRequest?) throws -> (
+        Durable_V1_InvokeRequest, DurableObjectId
+    ) {
+        let message: Durable_V1_InvokeRequest
+        do {
+            message = try decoded ?? Durable_V1_InvokeRequest(serializedBytes: payload)
+        } catch {
+            throw RPCError(.invalidArgument, "The invocation does not decode as a durable.v1.InvokeRequest: \(error)")
+        }
+        guard let namespace = registry.state.namespaces[message.namespaceID] else {
+            throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is registered.")
+        }
+        let key = namespaceKeys.withLock { keys in
+            if let cached = keys[message.namespaceID], cached.secret == namespace.secret { return cached }
+            let key = NamespaceKey(secret: namespace.secret)
+            keys[message.namespaceID] = key
+            return key
+        }
+        let name = message.objectName.isEmpty ? nil : message.objectName
+        do {
+            let id =
+                message.objectID.isEmpty && name != nil
+                ? key.id(forName: name!) : try key.id(bytes: Array(message.objectID), name: name)
+            return (message, id)
+        } catch {
+            throw RPCError(serving: error)
+        }
+    }
+
+    /// The request as the node gets it: the caller's bytes with the object's id (when the caller sent only a name)
+    /// and the slot's epoch appended.
+    private static func routed(
+        _ payload: [UInt8], _ message: Durable_V1_InvokeRequest, _ id: DurableObjectId, _ epoch: UInt64
+    ) throws -> [UInt8] {
+        var routing = Durable_V1_InvokeRequest()
+        if message.objectID.isEmpty { routing.objectID = Data(id.bytes) }
+        routing.placementEpoch = epoch
+        return payload + (try routing.serializedBytes())
+    }
+
+    /// Runs `body` with a client for the node that owns `id` and the slot's epoch.
+    ///
+    /// The first call to a new slot tells the owner about it; calls to the same slot that arrive meanwhile wait for
+    /// that, so that none reaches the node with an epoch it has not been given yet.
+    /// - Parameter forwarding: whether `body` forwards an invocation, to be counted in the node's metrics.
+    func withOwner<T>(
+        of id: DurableObjectId, forwarding: Bool = false, _ body: (DurableClient, UInt64) async throws -> T
+    ) async throws -> T {
+        let slot = PlacementEpochs.slot(of: id)
+        let (assignment, announcement) = try ownerAnnouncing(slot)
+        if let announcement {
+            defer { _ = pendingAssignments.withLock { $0.removeValue(forKey: slot) } }
+            try await announcement.value
+        }
+        let node = try links.link(to: assignment.nodeID)
+        guard forwarding else { return try await passingNodeStatus { try await body(node.client, assignment.epoch) } }
+        let started = ContinuousClock.now
+        do {
+            let result = try await passingNodeStatus { try await body(node.client, assignment.epoch) }
+            node.calls.record(.ok, since: started)
+            return result
+        } catch {
+            node.calls.record(GatewayMetrics.outcome(error), since: started)
+            throw error
+        }
+    }
+
+    /// The owner of `slot`, and the announcement of the slot to it when one is in flight (started here when the
+    /// slot is new).
+    private func ownerAnnouncing(_ slot: UInt16) throws -> (
+        assignment: PlacementTable.Assignment, announcement: Task<Void, any Error>?
+    ) {
+        try pendingAssignments.withLock { pending -> (PlacementTable.Assignment, Task<Void, any Error>?) in
+            let (assignment, isNew): (PlacementTable.Assignment, Bool)
+            do {
+                (assignment, isNew) = try placement.owner(of: slot)
+            } catch {
+                throw RPCError(serving: error)
+            }
+            guard isNew else { return (assignment, pending[slot]) }
+            let owner = try links.client(for: assignment.nodeID)
+            let request = Durable_V1_AssignSlotsRequest.with {
+                $0.assignments = [
+                    .with {
+                        $0.slot = UInt32(slot); $0.epoch = assignment.epoch
+                    }
+                ]
+            }
+            let task = Task<Void, any Error> {
+                try await passingNodeStatus {
+                    let _: Durable_V1_AssignSlotsResponse = try await owner.call(Methods.assignSlots, request)
+                }
+            }
+            pending[slot] = task
+            return (assignment, task)
+        }
+    }
+}
+
+/// Calls objects from inside the gateway (the worker's bindings, the in-process nodes' objects) along the same
+/// route as RPC invocations.
+struct RoutingTransport: ObjectTransport {
+    let router: ObjectRouter
+    /// How long a call may take when the caller gives no deadline.
+    var timeout: Duration
+
+    func invoke(namespaceID: String, id: DurableObjectId, request: Request) async throws -> Response {
+        var message = Durable_V1_InvokeRequest()
+        message.namespaceID = namespaceID
+        message.objectID = Data(id.bytes)
+        message.objectName = id.name ?? ""
+        message.request = request.wire
+        do {
+            let response = try await router.route(message, deadline: .now + timeout)
+            return Response(wire: response.response)
+        } catch let error as RPCError {
+            throw DurableObjectError(error)
+        }
+    }
+}
