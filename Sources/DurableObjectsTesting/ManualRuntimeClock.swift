@@ -66,12 +66,14 @@ public final class ManualRuntimeClock: RuntimeClock {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let now = state.withLock { state -> Bool in
-                    if startEpochMilliseconds + Self.milliseconds(state.offset) >= deadline { return true }
+                // A task cancelled before it got here (its cancellation handler found nothing to cancel) ends now.
+                let outcome = state.withLock { state -> Result<Void, any Error>? in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if startEpochMilliseconds + Self.milliseconds(state.offset) >= deadline { return .success(()) }
                     state.sleepers[ticket] = Sleeper(deadline: deadline, continuation: continuation)
-                    return false
+                    return nil
                 }
-                if now { continuation.resume() }
+                if let outcome { continuation.resume(with: outcome) }
             }
         } onCancel: {
             state.withLock { $0.sleepers.removeValue(forKey: ticket) }?.continuation.resume(

@@ -1,6 +1,8 @@
+import HeapModule
 import Synchronization
 
-/// The alarms a runtime has to deliver, each waiting for its time in a task of its own.
+/// The alarms a runtime has to deliver, waiting for their times in one timer loop: it sleeps until the earliest due
+/// alarm (woken early when an earlier one is scheduled) and hands each due alarm to its own delivery task.
 ///
 /// Alarms come from three places: the node's metadata when a namespace is served (``load(_:at:)``), flushes that
 /// set or delete an object's alarm (``set(_:at:)``), and failed deliveries waiting to be retried
@@ -22,15 +24,35 @@ final class AlarmScheduler: Sendable {
 
     private struct Entry {
         var delivery: Delivery
+        var due: Int64
         var generation: UInt64
-        var task: Task<Void, Never>
+    }
+
+    /// A due time in the timer's heap; stale once its entry was replaced or cancelled (another generation).
+    private struct Timer: Comparable {
+        var due: Int64
+        var generation: UInt64
+        var key: Key
+
+        static func < (lhs: Timer, rhs: Timer) -> Bool {
+            (lhs.due, lhs.generation) < (rhs.due, rhs.generation)
+        }
+
+        static func == (lhs: Timer, rhs: Timer) -> Bool {
+            lhs.due == rhs.due && lhs.generation == rhs.generation
+        }
     }
 
     private struct State {
         var entries: [Key: Entry] = [:]
+        var timers = Heap<Timer>()
         var firing: Set<Key> = []
         var nextGeneration: UInt64 = 0
         var stopped = false
+        /// The loop's current sleep and the time it sleeps until (`nil`: until something is scheduled).
+        var sleep: (task: Task<Void, Never>, until: Int64?)?
+        /// Bumped by every schedule, so that the loop notices one made while it chose how long to sleep.
+        var changes: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -41,6 +63,12 @@ final class AlarmScheduler: Sendable {
     init(clock: any RuntimeClock, deliver: @escaping @Sendable (Delivery) async -> Void) {
         self.clock = clock
         self.deliver = deliver
+        Task { [weak self] in
+            while let sleep = self?.nextSleep() {
+                await sleep.value
+                self?.fireDue()
+            }
+        }
     }
 
     /// Schedules (replacing any earlier time) or, with `nil`, cancels the alarm of `key`: a flush changed it.
@@ -67,16 +95,14 @@ final class AlarmScheduler: Sendable {
 
     /// Cancels the alarm of `key`, if scheduled.
     func cancel(_ key: Key) {
-        state.withLock { $0.entries.removeValue(forKey: key) }?.task.cancel()
+        _ = state.withLock { $0.entries.removeValue(forKey: key) }
     }
 
     /// Cancels every alarm of the namespace.
     func cancelNamespace(_ namespaceID: String) {
-        let removed = state.withLock { state -> [Entry] in
-            let keys = state.entries.keys.filter { $0.namespaceID == namespaceID }
-            return keys.compactMap { state.entries.removeValue(forKey: $0) }
+        state.withLock { state in
+            for key in state.entries.keys where key.namespaceID == namespaceID { state.entries[key] = nil }
         }
-        for entry in removed { entry.task.cancel() }
     }
 
     /// The time the scheduled alarm of `key` was set for (milliseconds since the epoch), if one is scheduled.
@@ -87,44 +113,92 @@ final class AlarmScheduler: Sendable {
     /// How many alarms wait for their time.
     var scheduledCount: Int { state.withLock { $0.entries.count } }
 
-    /// Cancels everything; nothing is scheduled afterwards.
+    /// Cancels everything; nothing is scheduled afterwards, and the timer loop ends.
     func stop() {
-        let entries = state.withLock { state -> [Entry] in
+        let sleep = state.withLock { state -> Task<Void, Never>? in
             state.stopped = true
-            defer { state.entries.removeAll() }
-            return Array(state.entries.values)
+            state.entries.removeAll()
+            state.timers = Heap()
+            return state.sleep?.task
         }
-        for entry in entries { entry.task.cancel() }
+        sleep?.cancel()
     }
 
-    // MARK: Internals
+    // MARK: The timer loop
 
     private func schedule(_ delivery: Delivery, at due: Int64, onlyIfIdle: Bool, allowWhileFiring: Bool = false) {
         let key = delivery.key
-        let previous = state.withLock { state -> Entry? in
+        let wake = state.withLock { state -> Task<Void, Never>? in
             guard !state.stopped else { return nil }
             if onlyIfIdle, state.entries[key] != nil || (!allowWhileFiring && state.firing.contains(key)) { return nil }
             state.nextGeneration += 1
-            let generation = state.nextGeneration
-            let clock = self.clock
-            let task = Task { [weak self] in
-                do { try await clock.sleep(untilEpochMilliseconds: due) } catch { return }
-                await self?.fire(key, generation: generation)
-            }
-            return state.entries.updateValue(Entry(delivery: delivery, generation: generation, task: task), forKey: key)
+            state.entries[key] = Entry(delivery: delivery, due: due, generation: state.nextGeneration)
+            state.timers.insert(Timer(due: due, generation: state.nextGeneration, key: key))
+            state.changes += 1
+            // Wake the loop when it sleeps past this alarm's time.
+            guard let sleep = state.sleep, sleep.until.map({ due < $0 }) ?? true else { return nil }
+            return sleep.task
         }
-        previous?.task.cancel()
+        wake?.cancel()
     }
 
-    private func fire(_ key: Key, generation: UInt64) async {
-        let delivery = state.withLock { state -> Delivery? in
-            guard let entry = state.entries[key], entry.generation == generation, !state.stopped else { return nil }
-            state.entries[key] = nil
-            state.firing.insert(key)
-            return entry.delivery
+    /// The loop's next sleep: until the earliest live timer, or until something is scheduled; `nil` once stopped.
+    private func nextSleep() -> Task<Void, Never>? {
+        let (until, changes) = state.withLock { state -> (Int64??, UInt64) in
+            guard !state.stopped else { return (nil, state.changes) }
+            Self.dropStale(&state)
+            return (.some(state.timers.min?.due), state.changes)
         }
-        guard let delivery else { return }
-        await deliver(delivery)
-        _ = state.withLock { $0.firing.remove(key) }
+        guard case .some(let due) = until else { return nil }
+        let clock = self.clock
+        let task = Task<Void, Never> {
+            if let due {
+                _ = try? await clock.sleep(untilEpochMilliseconds: due)
+            } else {
+                // Nothing to wait for: sleep (on the real clock) until a schedule wakes the loop.
+                _ = try? await Task.sleep(for: .seconds(86_400))
+            }
+        }
+        let current = state.withLock { state -> Bool in
+            guard !state.stopped, state.changes == changes else { return false }
+            state.sleep = (task, due)
+            return true
+        }
+        // Something was scheduled (or the scheduler stopped) meanwhile: choose again at once.
+        if !current { task.cancel() }
+        return task
+    }
+
+    /// Hands every alarm that is due to a delivery task of its own.
+    private func fireDue() {
+        let now = clock.epochMilliseconds
+        let due = state.withLock { state -> [Delivery] in
+            state.sleep = nil
+            guard !state.stopped else { return [] }
+            var due: [Delivery] = []
+            while let timer = state.timers.min, timer.due <= now {
+                state.timers.removeMin()
+                guard let entry = state.entries[timer.key], entry.generation == timer.generation else { continue }
+                state.entries[timer.key] = nil
+                state.firing.insert(timer.key)
+                due.append(entry.delivery)
+            }
+            return due
+        }
+        for delivery in due {
+            Task {
+                await deliver(delivery)
+                _ = state.withLock { $0.firing.remove(delivery.key) }
+            }
+        }
+    }
+
+    /// Removes the timers whose entries were replaced or cancelled from the top of the heap.
+    private static func dropStale(_ state: inout State) {
+        while let timer = state.timers.min,
+            state.entries[timer.key].map({ $0.generation != timer.generation }) ?? true
+        {
+            state.timers.removeMin()
+        }
     }
 }
