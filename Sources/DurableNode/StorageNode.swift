@@ -477,11 +477,6 @@ final class ObjectService: RPCHandler {
         }
     }
 
-    /// Waits for the running sweep of ended gateway sessions' sockets, if any.
-    func waitForSocketSweep() async {
-        await socketSweep.withLock { $0 }?.value
-    }
-
     /// Deletes namespaces and their data.
     private func drop(_ request: Durable_V1_DropNamespacesRequest) throws {
         let dropped = Set(request.namespaceIds)

@@ -208,7 +208,6 @@ final class ServerConnection: Sendable {
         self.channel = channel
     }
 
-    var runningCalls: Int { running.withLock { $0.count } }
     func callStarted() { running.withLock { $0.count += 1 } }
 
     func callEnded() {

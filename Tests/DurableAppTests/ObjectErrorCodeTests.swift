@@ -20,22 +20,13 @@ actor ErrorThrower: DurableObject {
     }
 }
 
-/// `/throw/CODE` reaches the thrower named `t` at `/CODE`; `/unbound` asks for a binding the app lacks.
+/// `/throw/NAME/CODE` reaches the thrower NAME at `/CODE`; `/unbound` asks for a binding the app lacks.
 let throwerApp = DurableApplication(
     classes: [DurableObjectClass(ErrorThrower.self)],
-    configuration: """
-        name = "throwers"
-        [durable_objects]
-        bindings = [ { name = "THROWERS", class_name = "ErrorThrower" } ]
-        [[migrations]]
-        tag = "v1"
-        new_classes = ["ErrorThrower"]
-        """,
+    configuration: singleClassConfiguration(script: "throwers", binding: "THROWERS", className: "ErrorThrower"),
     worker: Worker { request, env in
         if request.path == "/unbound" { _ = try env.namespace("NOPE") }
-        var forwarded = request
-        forwarded.head.path = String(request.path.dropFirst("/throw".count))
-        return try await env.namespace("THROWERS").getByName("t").fetch(forwarded)
+        return try await forwardByName(request, after: "/throw/", to: env.namespace("THROWERS"))
     })
 
 @Suite("An object's error keeps its code and message to every caller")
@@ -53,7 +44,7 @@ struct ObjectErrorCodeTests {
                 #expect(error?.message == "object failed with \(code.name)")
                 #expect(error?.retryable == (code == .unavailable), "\(code)")
 
-                let answer = try await HTTPTestClient.send(cluster.url + "/throw/\(code.name)")
+                let answer = try await HTTPTestClient.send(cluster.url + "/throw/t/\(code.name)")
                 let expected = try #require(HTTPErrorMapping.statuses[code], "\(code) has an HTTP status")
                 #expect(answer.status == expected, "threw \(code), the bridge answered \(answer.status)")
                 #expect(answer.text == "object failed with \(code.name)")

@@ -39,23 +39,9 @@ actor SocketProbe: DurableObject {
 /// `/probe/NAME/PATH` reaches the ``SocketProbe`` NAME at `/PATH`.
 let probeApp = DurableApplication(
     classes: [DurableObjectClass(SocketProbe.self)],
-    configuration: """
-        name = "probes"
-        [durable_objects]
-        bindings = [ { name = "PROBES", class_name = "SocketProbe" } ]
-        [[migrations]]
-        tag = "v1"
-        new_classes = ["SocketProbe"]
-        """,
+    configuration: singleClassConfiguration(script: "probes", binding: "PROBES", className: "SocketProbe"),
     worker: Worker { request, env in
-        let rest = request.path.dropFirst("/probe/".count)
-        guard request.path.hasPrefix("/probe/"), let slash = rest.firstIndex(of: "/") else {
-            return Response("Not found", status: .notFound)
-        }
-        let probes = try env.namespace("PROBES")
-        var forwarded = request
-        forwarded.head.path = String(rest[slash...])
-        return try await probes.getByName(String(rest[..<slash])).fetch(forwarded)
+        try await forwardByName(request, after: "/probe/", to: env.namespace("PROBES"))
     })
 
 extension LocalCluster {

@@ -79,7 +79,9 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
         do {
             let known = try await send(event, of: socketID, to: socket)
             if !known && !ends {
-                await close(socketID, code: 1011, reason: "The Durable Object no longer holds this WebSocket.")
+                await close(
+                    socketID, code: 1011, reason: "The Durable Object no longer holds this WebSocket.",
+                    tellingObject: false)
             }
         } catch {
             logger.warning(
@@ -164,11 +166,12 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
         }
     }
 
-    /// Closes a client's socket on the gateway's own account, and tells its object the socket is gone (the client
-    /// sees `code` and `reason`; the object sees the connection end abnormally, 1006).
-    private func close(_ socketID: String, code: Int, reason: String) async {
+    /// Closes a client's socket on the gateway's own account (the client sees `code` and `reason`) and, unless the
+    /// object no longer holds it, tells the object the connection ended abnormally (1006).
+    private func close(_ socketID: String, code: Int, reason: String, tellingObject: Bool = true) async {
         guard let socket = open.withLock({ $0.removeValue(forKey: socketID) }) else { return }
         await socket.client.write(.close(code: code, reason: reason))
+        guard tellingObject else { return }
         let event = WebSocketEvent.close(code: 1006, reason: reason, wasClean: false)
         do {
             _ = try await send(event, of: socketID, to: socket)

@@ -64,11 +64,6 @@ public protocol WebSocketRelay: Sendable {
     func makeSocketID() -> String
 }
 
-extension WebSocketRelay {
-    /// A random UUID, lowercased.
-    public func makeSocketID() -> String { UUID().uuidString.lowercased() }
-}
-
 /// What happened on a socket, delivered to its object as an event.
 public enum WebSocketEvent: Sendable, Hashable {
     /// The client sent a message.

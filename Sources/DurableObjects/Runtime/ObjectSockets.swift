@@ -60,7 +60,7 @@ final class ObjectSockets: Sendable {
         var rows: [(namespaceID: String, idHex: String, socketID: String)] = []
         try database.forEach(in: family, ScanOptions(prefix: Array(NodeKeyspace.socket.utf8))) { key, _ in
             // `ws/<namespace id>/<64 hex digits>/<socket id>`; socket ids hold no `/`, namespace ids may.
-            let rest = String(decoding: key.dropFirst(3), as: UTF8.self)
+            let rest = String(decoding: key.dropFirst(NodeKeyspace.socket.utf8.count), as: UTF8.self)
             guard let lastSlash = rest.lastIndex(of: "/") else { return true }
             let socketID = String(rest[rest.index(after: lastSlash)...])
             let objectPart = rest[..<lastSlash]
