@@ -97,6 +97,8 @@ let package = Package(
             dependencies: [
                 "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableProtocol",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

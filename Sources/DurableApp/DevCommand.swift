@@ -10,7 +10,8 @@ import Logging
 import ServiceLifecycle
 
 /// `durable dev`: the whole service in one process for local work: a gateway with the app's worker over HTTP and
-/// its configuration published, and one or more storage nodes, with data kept in one folder across restarts.
+/// its configuration published, and one or more storage nodes, with data kept in one folder across restarts. The
+/// gateway calls its nodes in-process; their RPC ports stay open for tools.
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev",
@@ -53,6 +54,13 @@ struct DevCommand: AsyncParsableCommand {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
+
+    @Flag(
+        name: .customLong("nodes-over-tcp"),
+        help: ArgumentHelp(
+            "Reach the nodes over their loopback RPC ports, as a gateway reaches nodes in other processes, instead of calling them in-process (to compare the two).",
+            visibility: .hidden))
+    var nodesOverTCP = false
 
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
@@ -103,7 +111,8 @@ struct DevCommand: AsyncParsableCommand {
                 let nodePort = try await node.start()
                 let registry = try await gateway.register(
                     nodeID: nodeID, address: "\(host):\(nodePort)", databaseIdentity: node.databaseIdentity,
-                    joinedRegistry: try node.joinedRegistryIdentity)
+                    joinedRegistry: try node.joinedRegistryIdentity,
+                    inProcess: nodesOverTCP ? nil : InProcessNodeLink(handler: node.rpcHandler))
                 try node.checkRegistry(registry)
             }
             let missing = gateway.placement.nodes.keys.filter {

@@ -112,6 +112,10 @@ public final class StorageNode: Service, Sendable {
         service.server.withLock { $0 = server }
     }
 
+    /// The node's RPC methods, for a gateway in the same process to call without a socket.
+    /// They are refused once the node shuts down, as its port's calls are.
+    public var rpcHandler: any RPCHandler { server.inProcessHandler }
+
     /// Sends the calls that this node's objects make to other objects through `transport` (the gateway, in a
     /// cluster), so that each call reaches the one node that owns its target instead of starting a second
     /// instance here.

@@ -19,17 +19,38 @@ public struct IncomingCall: Sendable {
     public var peer: String
     /// Sends `StreamData` frames of this call to the caller before its reply (streaming methods use it).
     public var stream: CallStream
+
+    /// A call with the given parts (a server makes them from frames; an in-process caller, directly).
+    public init(
+        method: String, metadata: [String: String], payload: [UInt8], deadline: ContinuousClock.Instant?,
+        peer: String, stream: CallStream
+    ) {
+        self.method = method
+        self.metadata = metadata
+        self.payload = payload
+        self.deadline = deadline
+        self.peer = peer
+        self.stream = stream
+    }
 }
 
 /// The stream of one call: messages the server sends to the caller before the call's reply, as `StreamData`
 /// frames carrying the call's id, in order.
 public final class CallStream: Sendable {
-    private let channel: any Channel
-    private let callID: UInt64
+    private let sender: @Sendable ([UInt8]) async throws -> Void
 
     init(channel: any Channel, callID: UInt64) {
-        self.channel = channel
-        self.callID = callID
+        sender = { payload in
+            var frame = Durable_V1_Frame()
+            frame.callID = callID
+            frame.streamData = Durable_V1_StreamData.with { $0.payload = Data(payload) }
+            try await channel.writeAndFlush(frame).get()
+        }
+    }
+
+    /// A stream that hands each message to `send` (a caller in the same process, with no connection between).
+    public init(send: @escaping @Sendable ([UInt8]) async throws -> Void) {
+        sender = send
     }
 
     /// Sends one message and returns once it was written to the socket, so a caller that reads slowly slows the
@@ -37,10 +58,7 @@ public final class CallStream: Sendable {
     ///
     /// - Throws: when the connection is closed.
     public func send(_ payload: [UInt8]) async throws {
-        var frame = Durable_V1_Frame()
-        frame.callID = callID
-        frame.streamData = Durable_V1_StreamData.with { $0.payload = Data(payload) }
-        try await channel.writeAndFlush(frame).get()
+        try await sender(payload)
     }
 }
 
@@ -89,6 +107,8 @@ public final class RPCServer: Sendable {
     }
     private let state = Mutex(State())
     private let closed = Mutex<[CheckedContinuation<Void, Never>]?>([])
+    /// Calls from the same process, through ``inProcessHandler``.
+    private let inProcessCalls = RunningCalls()
 
     /// Creates a server; nothing listens until ``start()``.
     /// - Parameter frameTimeout: how long a connection may hold a started frame without finishing it; then it is
@@ -164,8 +184,9 @@ public final class RPCServer: Sendable {
         for connection in connections { connection.startDraining(reason: "server shutting down") }
         // Running calls may finish within the grace period: wait for the last one, or for the period's end.
         await withTaskGroup(of: Void.self) { group in
-            group.addTask {
+            group.addTask { [inProcessCalls] in
                 for connection in connections { await connection.waitUntilIdle() }
+                await inProcessCalls.waitUntilIdle()
             }
             group.addTask { try? await Task.sleep(for: gracePeriod) }
             await group.next()
@@ -183,6 +204,31 @@ public final class RPCServer: Sendable {
     /// Open connections.
     public var connectionCount: Int { state.withLock { $0.connections.count } }
 
+    /// The server's handler for callers in the same process, which need no socket: its calls skip framing and
+    /// authentication, but are refused like a connection's once the server shuts down (`UNAVAILABLE`, retryable),
+    /// and a shutdown waits for those running, as for any call.
+    public var inProcessHandler: any RPCHandler { InProcessHandler(server: self) }
+
+    private struct InProcessHandler: RPCHandler {
+        let server: RPCServer
+
+        func handle(_ call: IncomingCall) async throws -> [UInt8] {
+            try server.startInProcessCall()
+            defer { server.inProcessCalls.callEnded() }
+            return try await server.handler.handle(call)
+        }
+    }
+
+    /// Counts a call from the same process as running, unless the server shuts down.
+    private func startInProcessCall() throws {
+        try state.withLock { state in
+            guard !state.draining else {
+                throw RPCError.unavailable("The server is shutting down; call again on another connection.")
+            }
+            inProcessCalls.callStarted()
+        }
+    }
+
     private func register(_ connection: ServerConnection) {
         let draining = state.withLock { state -> Bool in
             state.connections[ObjectIdentifier(connection)] = connection
@@ -195,18 +241,10 @@ public final class RPCServer: Sendable {
     }
 }
 
-/// One accepted connection, as the server tracks it.
-final class ServerConnection: Sendable {
-    let channel: any Channel
-    /// Calls running, and who waits for there to be none.
+/// The calls running somewhere (on one connection, or in-process), and who waits for there to be none.
+final class RunningCalls: Sendable {
     private let running = Mutex<(count: Int, idleWaiters: [UInt64: CheckedContinuation<Void, Never>])>((0, [:]))
     private let nextWaiter = Atomic<UInt64>(0)
-    weak let server: RPCServer?
-
-    init(server: RPCServer, channel: any Channel) {
-        self.server = server
-        self.channel = channel
-    }
 
     func callStarted() { running.withLock { $0.count += 1 } }
 
@@ -220,7 +258,7 @@ final class ServerConnection: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Returns once no call runs on the connection (at once when none does), or when the task is cancelled.
+    /// Returns once no call runs (at once when none does), or when the task is cancelled.
     func waitUntilIdle() async {
         let key = nextWaiter.add(1, ordering: .relaxed).newValue
         await withTaskCancellationHandler {
@@ -236,6 +274,26 @@ final class ServerConnection: Sendable {
             running.withLock { $0.idleWaiters.removeValue(forKey: key) }?.resume()
         }
     }
+}
+
+/// One accepted connection, as the server tracks it.
+final class ServerConnection: Sendable {
+    let channel: any Channel
+    /// Calls running on the connection.
+    private let running = RunningCalls()
+    weak let server: RPCServer?
+
+    init(server: RPCServer, channel: any Channel) {
+        self.server = server
+        self.channel = channel
+    }
+
+    func callStarted() { running.callStarted() }
+
+    func callEnded() { running.callEnded() }
+
+    /// Returns once no call runs on the connection (at once when none does), or when the task is cancelled.
+    func waitUntilIdle() async { await running.waitUntilIdle() }
 
     func startDraining(reason: String) {
         channel.pipeline.fireUserInboundEventTriggered(DrainEvent(reason: reason))

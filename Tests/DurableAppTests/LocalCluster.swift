@@ -9,8 +9,9 @@ import ServiceLifecycle
 import Synchronization
 import TestSupport
 
-/// A gateway and storage nodes in the test process, talking RPC over loopback sockets, each on its own RocksDB
-/// database in a temporary folder; optionally the HTTP bridge in front.
+/// A gateway and storage nodes in the test process, each node on its own RocksDB database in a temporary folder;
+/// the gateway calls its nodes in-process (``InProcessNodeLink``), as `durable dev` does; clients reach the gateway
+/// over its loopback RPC port; optionally the HTTP bridge in front.
 final class LocalCluster: Sendable {
     /// The gateway and the HTTP bridge in front of it; both are replaced by ``restartGateway()``.
     private struct Front {
@@ -107,7 +108,7 @@ final class LocalCluster: Sendable {
         let port = try await node.start()
         let registry = try await gateway.register(
             nodeID: node.configuration.nodeID, address: "127.0.0.1:\(port)", databaseIdentity: node.databaseIdentity,
-            joinedRegistry: try node.joinedRegistryIdentity)
+            joinedRegistry: try node.joinedRegistryIdentity, inProcess: InProcessNodeLink(handler: node.rpcHandler))
         try node.checkRegistry(registry)
     }
 

@@ -43,8 +43,8 @@ struct AdminService: Sendable {
         response.namespaceID = namespace.id
         for nodeID in placement.nodes.keys.sorted() {
             do {
-                let client = try links.client(for: nodeID)
-                let answer: Durable_V1_NodeListObjectsResponse = try await client.call(
+                let node = try links.node(nodeID)
+                let answer: Durable_V1_NodeListObjectsResponse = try await node.call(
                     Methods.nodeListObjects,
                     Durable_V1_NodeListObjectsRequest.with {
                         $0.namespaceID = namespace.id
@@ -74,7 +74,7 @@ struct AdminService: Sendable {
                 $0.objectID = Data(id.bytes)
             }
         }
-        let client = try links.client(for: owner)
+        let node = try links.node(owner)
         let message = Durable_V1_NodeListStorageRequest.with {
             $0.namespaceID = namespace.id
             $0.objectID = Data(id.bytes)
@@ -82,9 +82,8 @@ struct AdminService: Sendable {
             $0.startAfter = request.startAfter
             $0.limit = request.limit
         }
-        return try await passingNodeStatus {
-            try await client.call(Methods.nodeListStorage, message, timeout: Self.inspectionTimeout)
-        }
+        return try await node.call(Methods.nodeListStorage, message, timeout: Self.inspectionTimeout)
+
     }
 
     private func getStorage(_ request: Durable_V1_GetStorageRequest) async throws -> Durable_V1_GetStorageResponse {
@@ -95,15 +94,14 @@ struct AdminService: Sendable {
                 "No value is stored under key '\(request.key)' in object \(id.hexString): the object has no stored data."
             )
         }
-        let client = try links.client(for: owner)
+        let node = try links.node(owner)
         let message = Durable_V1_NodeGetStorageRequest.with {
             $0.namespaceID = namespace.id
             $0.objectID = Data(id.bytes)
             $0.key = request.key
         }
-        return try await passingNodeStatus {
-            try await client.call(Methods.nodeGetStorage, message, timeout: Self.inspectionTimeout)
-        }
+        return try await node.call(Methods.nodeGetStorage, message, timeout: Self.inspectionTimeout)
+
     }
 
     /// The namespace, id and owning node (`nil` when its slot was never assigned, so it has no data) of an object.
@@ -160,13 +158,13 @@ struct AdminService: Sendable {
             guard placement.nodes[request.nodeID] != nil else {
                 throw RPCError(.notFound, "Node '\(request.nodeID)' is not registered.")
             }
-            let client = try links.client(for: request.nodeID)
+            let node = try links.node(request.nodeID)
             let message = Durable_V1_CheckpointRequest.with {
                 $0.directory = Self.nodeFolder(directory, request.nodeID)
             }
-            let summary: Durable_V1_CheckpointSummary = try await passingNodeStatus {
-                try await client.call(Methods.nodeCheckpoint, message, timeout: Self.checkpointTimeout)
-            }
+            let summary: Durable_V1_CheckpointSummary = try await node.call(
+                Methods.nodeCheckpoint, message, timeout: Self.checkpointTimeout)
+
             logger.info(
                 "node checkpoint written",
                 metadata: ["node": "\(request.nodeID)", "directory": "\(summary.path)", "bytes": "\(summary.bytes)"])

@@ -80,8 +80,8 @@ enum GatewayTail {
     ) async {
         let started = Atomic<Bool>(false)
         do {
-            let client = try links.client(for: nodeID)
-            _ = try await client.callStreaming(Methods.nodeTail, payload: try request.serializedBytes()) { bytes in
+            let node = try links.node(nodeID)
+            _ = try await node.callStreaming(Methods.nodeTail, payload: try request.serializedBytes()) { bytes in
                 guard var batch = try? Durable_V1_TailBatch(serializedBytes: bytes) else { return }
                 if !started.exchange(true, ordering: .relaxed) {
                     isLive(nodeID)

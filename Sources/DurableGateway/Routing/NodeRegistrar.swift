@@ -79,13 +79,12 @@ final class NodeRegistrar: Sendable {
     }
 
     private func push(to nodeID: String, dropping dropped: [String]) async throws {
-        let client = try links.client(for: nodeID)
+        let node = try links.node(nodeID)
         let state = registry.state
         if !dropped.isEmpty {
-            let _: Durable_V1_DropNamespacesResponse = try await passingNodeStatus {
-                try await client.call(
-                    Methods.dropNamespaces, Durable_V1_DropNamespacesRequest.with { $0.namespaceIds = dropped })
-            }
+            let _: Durable_V1_DropNamespacesResponse = try await node.call(
+                Methods.dropNamespaces, Durable_V1_DropNamespacesRequest.with { $0.namespaceIds = dropped })
+
         }
         let bindings = state.bindings.flatMap { script, bindings in
             bindings.compactMap { binding -> Durable_V1_BindingDefinition? in
@@ -96,35 +95,33 @@ final class NodeRegistrar: Sendable {
                 }
             }
         }
-        let _: Durable_V1_DefineNamespacesResponse = try await passingNodeStatus {
-            try await client.call(
-                Methods.defineNamespaces,
-                Durable_V1_DefineNamespacesRequest.with {
-                    $0.namespaces = state.namespaces.values.sorted { $0.id < $1.id }.map { namespace in
-                        .with {
-                            $0.id = namespace.id
-                            $0.className = namespace.className
-                            $0.idKey = Data(namespace.secret)
-                        }
+        let _: Durable_V1_DefineNamespacesResponse = try await node.call(
+            Methods.defineNamespaces,
+            Durable_V1_DefineNamespacesRequest.with {
+                $0.namespaces = state.namespaces.values.sorted { $0.id < $1.id }.map { namespace in
+                    .with {
+                        $0.id = namespace.id
+                        $0.className = namespace.className
+                        $0.idKey = Data(namespace.secret)
                     }
-                    $0.bindings = bindings
-                    $0.complete = true
-                    $0.gatewaySessions = [gatewaySession]
-                })
-        }
+                }
+                $0.bindings = bindings
+                $0.complete = true
+                $0.gatewaySessions = [gatewaySession]
+            })
+
         let slots = placement.slots(of: nodeID)
         if !slots.isEmpty {
-            let _: Durable_V1_AssignSlotsResponse = try await passingNodeStatus {
-                try await client.call(
-                    Methods.assignSlots,
-                    Durable_V1_AssignSlotsRequest.with {
-                        $0.assignments = slots.map { entry in
-                            .with {
-                                $0.slot = UInt32(entry.slot); $0.epoch = entry.epoch
-                            }
+            let _: Durable_V1_AssignSlotsResponse = try await node.call(
+                Methods.assignSlots,
+                Durable_V1_AssignSlotsRequest.with {
+                    $0.assignments = slots.map { entry in
+                        .with {
+                            $0.slot = UInt32(entry.slot); $0.epoch = entry.epoch
                         }
-                    })
-            }
+                    }
+                })
+
         }
     }
 }

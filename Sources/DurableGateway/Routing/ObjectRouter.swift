@@ -47,8 +47,8 @@ final class ObjectRouter: Sendable {
     ) async throws -> [UInt8] {
         let (message, id) = try target(of: payload, decoded: decoded)
         let remaining = deadline.map { $0 - .now }
-        return try await withOwner(of: id, forwarding: true) { client, epoch in
-            try await client.callSerialized(
+        return try await withOwner(of: id, forwarding: true) { node, epoch in
+            try await node.callSerialized(
                 Methods.invoke, payload: try Self.routed(payload, message, id, epoch), timeout: remaining)
         }
     }
@@ -65,16 +65,15 @@ final class ObjectRouter: Sendable {
             let slot = PlacementEpochs.slot(of: id)
             guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil })
             else { return nil }
-            let node = try links.link(to: assignment.nodeID)
-            guard let connection = node.client.openConnection() else { return nil }
+            let link = try links.link(to: assignment.nodeID)
             let payload = try Self.routed(call.payload, message, id, assignment.epoch)
             let started = ContinuousClock.now
-            return connection.call(Methods.invoke, payload: payload, timeout: call.deadline.map { $0 - .now }) {
+            return link.node.start(Methods.invoke, payload: payload, timeout: call.deadline.map { $0 - .now }) {
                 result in
                 if case .failure(let error) = result {
-                    node.calls.record(GatewayMetrics.outcome(error), since: started)
+                    link.calls.record(GatewayMetrics.outcome(error), since: started)
                 } else {
-                    node.calls.record(.ok, since: started)
+                    link.calls.record(.ok, since: started)
                 }
                 reply(result)
             }
@@ -125,13 +124,13 @@ final class ObjectRouter: Sendable {
         return payload + (try routing.serializedBytes())
     }
 
-    /// Runs `body` with a client for the node that owns `id` and the slot's epoch.
+    /// Runs `body` with the link to the node that owns `id` and the slot's epoch.
     ///
     /// The first call to a new slot tells the owner about it; calls to the same slot that arrive meanwhile wait for
     /// that, so that none reaches the node with an epoch it has not been given yet.
     /// - Parameter forwarding: whether `body` forwards an invocation, to be counted in the node's metrics.
     func withOwner<T>(
-        of id: DurableObjectId, forwarding: Bool = false, _ body: (DurableClient, UInt64) async throws -> T
+        of id: DurableObjectId, forwarding: Bool = false, _ body: (any NodeLink, UInt64) async throws -> T
     ) async throws -> T {
         let slot = PlacementEpochs.slot(of: id)
         let (assignment, announcement) = try ownerAnnouncing(slot)
@@ -139,15 +138,15 @@ final class ObjectRouter: Sendable {
             defer { _ = pendingAssignments.withLock { $0.removeValue(forKey: slot) } }
             try await announcement.value
         }
-        let node = try links.link(to: assignment.nodeID)
-        guard forwarding else { return try await passingNodeStatus { try await body(node.client, assignment.epoch) } }
+        let link = try links.link(to: assignment.nodeID)
+        guard forwarding else { return try await body(link.node, assignment.epoch) }
         let started = ContinuousClock.now
         do {
-            let result = try await passingNodeStatus { try await body(node.client, assignment.epoch) }
-            node.calls.record(.ok, since: started)
+            let result = try await body(link.node, assignment.epoch)
+            link.calls.record(.ok, since: started)
             return result
         } catch {
-            node.calls.record(GatewayMetrics.outcome(error), since: started)
+            link.calls.record(GatewayMetrics.outcome(error), since: started)
             throw error
         }
     }
@@ -165,7 +164,7 @@ final class ObjectRouter: Sendable {
                 throw RPCError(serving: error)
             }
             guard isNew else { return (assignment, pending[slot]) }
-            let owner = try links.client(for: assignment.nodeID)
+            let owner = try links.node(assignment.nodeID)
             let request = Durable_V1_AssignSlotsRequest.with {
                 $0.assignments = [
                     .with {
@@ -174,9 +173,7 @@ final class ObjectRouter: Sendable {
                 ]
             }
             let task = Task<Void, any Error> {
-                try await passingNodeStatus {
-                    let _: Durable_V1_AssignSlotsResponse = try await owner.call(Methods.assignSlots, request)
-                }
+                let _: Durable_V1_AssignSlotsResponse = try await owner.call(Methods.assignSlots, request)
             }
             pending[slot] = task
             return (assignment, task)

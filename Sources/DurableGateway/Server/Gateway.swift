@@ -137,11 +137,14 @@ public final class Gateway: Service, Sendable {
     /// - Returns: the identity of the gateway's registry, which the node checks against the one it joined.
     ///   - joinedRegistry: the identity of the registry the node joined before; another one is refused
     ///     (`FAILED_PRECONDITION`, naming both) before the node is told anything.
+    ///   - inProcess: for a node in this process, the link that calls it directly; the gateway then reaches it
+    ///     without its port (its address still identifies it).
     @discardableResult
     public func register(
         nodeID: String, address: String, databaseIdentity: String? = nil, replacingLostNode: Bool = false,
-        joinedRegistry: String? = nil
+        joinedRegistry: String? = nil, inProcess: InProcessNodeLink? = nil
     ) async throws -> String {
+        links.use(inProcess, for: nodeID, at: address)
         do {
             try await registrar.register(
                 nodeID: nodeID, address: address, databaseIdentity: databaseIdentity,

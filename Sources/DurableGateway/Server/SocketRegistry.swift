@@ -107,9 +107,9 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
             throw RPCError.unavailable("The gateway is stopping.")
         }
         let response: Durable_V1_WebSocketEventResponse = try await router.withOwner(of: socket.id) {
-            client, epoch in
+            node, epoch in
             message.placementEpoch = epoch
-            return try await client.call(Methods.webSocketEvent, message)
+            return try await node.call(Methods.webSocketEvent, message)
         }
         return response.known
     }
