@@ -37,15 +37,29 @@ enum OverlaySlot: Sendable, Equatable {
     }
 }
 
-/// Writes not yet on disk, keyed by the raw UTF-8 bytes of the user key.
+/// A change of the object's alarm not yet on disk.
+enum AlarmWrite: Sendable, Equatable {
+    /// Set for this time, in milliseconds since the Unix epoch.
+    case set(Int64)
+    case deleted
+
+    var milliseconds: Int64? {
+        if case .set(let milliseconds) = self { return milliseconds }
+        return nil
+    }
+}
+
+/// Writes not yet on disk: the user's keys (by their raw UTF-8 bytes) and, apart from them, the alarm.
 struct OverlayLayer: Sendable {
     var entries: [[UInt8]: OverlaySlot] = [:]
-    /// A `deleteAll()` happened: nothing below this layer counts.
+    /// The alarm set or deleted in this layer (`nil`: untouched).
+    var alarm: AlarmWrite?
+    /// A `deleteAll()` happened: nothing below this layer counts (the alarm included).
     var clearsBelow = false
     /// The sequence number of the newest write in the layer.
     var maxSequence: UInt64 = 0
 
-    var isEmpty: Bool { entries.isEmpty && !clearsBelow }
+    var isEmpty: Bool { entries.isEmpty && alarm == nil && !clearsBelow }
 }
 
 /// The storage of one activation: the read-your-writes overlay, the clean-value cache, flush scheduling (one
@@ -72,6 +86,8 @@ final class StorageEngine: Sendable {
         var transaction: OverlayLayer?
         var cache: [[UInt8]: OverlaySlot] = [:]
         var cacheOrder = Deque<[UInt8]>()
+        /// The alarm as it is on disk, once read or written (`nil`: unknown).
+        var cachedAlarm: AlarmWrite?
         /// The last sequence number given to a write.
         var writeSequence: UInt64 = 0
         /// The newest write that outgoing messages must wait for (writes with `allowUnconfirmed` do not count).
@@ -94,10 +110,6 @@ final class StorageEngine: Sendable {
         /// The open transaction set or deleted the alarm (it counts as touched only if the transaction commits).
         var alarmTouchedInTransaction = false
     }
-
-    /// The overlay key that stands for the alarm. No user key is this: UTF-8 never contains the byte 0xFF. Flushes
-    /// write it to ``StorageHooks/alarmRecordKey`` in the default column family instead of the object's range.
-    static let alarmOverlayKey: [UInt8] = [0xFF]
 
     private let state = Mutex(State())
 
@@ -194,7 +206,7 @@ final class StorageEngine: Sendable {
         }
         let before: ([UInt8], [UInt8]) -> Bool =
             reverse ? { $1.lexicographicallyPrecedes($0) } : { $0.lexicographicallyPrecedes($1) }
-        let pending = overlay.filter { $0.key != Self.alarmOverlayKey && inRange($0.key) }
+        let pending = overlay.filter { inRange($0.key) }
             .sorted { before($0.key, $1.key) }
         var result: [(key: [UInt8], value: [UInt8])] = []
         var next = 0
@@ -238,16 +250,29 @@ final class StorageEngine: Sendable {
 
     /// Records writes in the overlay (the transaction's, when `inTransaction`). Returns at once.
     func write(_ writes: [([UInt8], OverlaySlot)], unconfirmed: Bool, inTransaction: Bool) throws {
+        try record(unconfirmed: unconfirmed, inTransaction: inTransaction) { layer in
+            for (key, slot) in writes { layer.entries[key] = slot }
+            return writes.count
+        }
+    }
+
+    /// Records a change of the alarm in the overlay (the transaction's, when `inTransaction`). Returns at once.
+    private func write(alarm: AlarmWrite, unconfirmed: Bool, inTransaction: Bool) throws {
+        try record(unconfirmed: unconfirmed, inTransaction: inTransaction) { layer in
+            layer.alarm = alarm
+            return 1
+        }
+    }
+
+    /// Applies `change` (which returns how many writes it made) to the transaction's layer or the dirty one.
+    private func record(unconfirmed: Bool, inTransaction: Bool, _ change: (inout OverlayLayer) -> Int) throws {
         let flush = try state.withLock { state throws -> PreparedFlush? in
             if let failure = state.failure { throw failure }
             if inTransaction, state.transaction != nil {
-                for (key, slot) in writes { state.transaction!.entries[key] = slot }
+                _ = change(&state.transaction!)
                 return nil
             }
-            for (key, slot) in writes {
-                state.writeSequence += 1
-                state.dirty.entries[key] = slot
-            }
+            state.writeSequence += UInt64(change(&state.dirty))
             Self.noteWrite(&state, unconfirmed: unconfirmed)
             return prepareFlush(&state)
         }
@@ -263,6 +288,7 @@ final class StorageEngine: Sendable {
             if state.alarmRunning { state.alarmTouchedWhileRunning = true }
             state.cache.removeAll()
             state.cacheOrder.removeAll()
+            state.cachedAlarm = nil
             Self.noteWrite(&state, unconfirmed: unconfirmed)
             return prepareFlush(&state)
         }
@@ -293,11 +319,15 @@ final class StorageEngine: Sendable {
             // A rolled-back setAlarm() or deleteAlarm() never happened, also for a running alarm handler.
             if commit && state.alarmTouchedInTransaction && state.alarmRunning { state.alarmTouchedWhileRunning = true }
             state.alarmTouchedInTransaction = false
-            guard commit, !layer.entries.isEmpty else { return nil }
+            guard commit, !layer.entries.isEmpty || layer.alarm != nil else { return nil }
             if let failure = state.failure { throw failure }
             for (key, slot) in layer.entries {
                 state.writeSequence += 1
                 state.dirty.entries[key] = slot
+            }
+            if let alarm = layer.alarm {
+                state.writeSequence += 1
+                state.dirty.alarm = alarm
             }
             Self.noteWrite(&state, unconfirmed: false)
             return prepareFlush(&state)
@@ -345,21 +375,18 @@ final class StorageEngine: Sendable {
         if layer.clearsBelow {
             // No UTF-8 key contains the byte 0xFF, so `id ‖ 0xFF` is above every key of the object.
             batch.deleteRange(from: objectID, to: objectID + [0xFF], in: family)
-            // deleteAll() removes the alarm too.
-            if layer.entries[Self.alarmOverlayKey] == nil, let metadata = try? database.defaultColumnFamily {
-                batch.delete(hooks.alarmRecordKey, in: metadata)
+        }
+        // The alarm lives in the default column family (which always exists); deleteAll() removes it too.
+        if let alarm = layer.alarm ?? (layer.clearsBelow ? .deleted : nil),
+            let metadata = try? database.defaultColumnFamily
+        {
+            switch alarm {
+            case .set(let milliseconds):
+                batch.put(AlarmRecord.encode(milliseconds), forKey: hooks.alarmRecordKey, in: metadata)
+            case .deleted: batch.delete(hooks.alarmRecordKey, in: metadata)
             }
         }
         for (key, slot) in layer.entries {
-            if key == Self.alarmOverlayKey {
-                // The default column family always exists.
-                guard let metadata = try? database.defaultColumnFamily else { continue }
-                switch slot {
-                case .value(let value): batch.put(value, forKey: hooks.alarmRecordKey, in: metadata)
-                case .deleted: batch.delete(hooks.alarmRecordKey, in: metadata)
-                }
-                continue
-            }
             let storageKey = ObjectKeySpace.storageKey(objectID: objectID, userKeyBytes: key)
             switch slot {
             case .value(let value): batch.put(value, forKey: storageKey, in: family)
@@ -400,10 +427,9 @@ final class StorageEngine: Sendable {
                     state.cacheOrder.removeAll()
                 }
                 for (key, slot) in layer.entries { Self.remember(&state, key, slot, capacity: hooks.cacheCapacity) }
-                if let slot = layer.entries[Self.alarmOverlayKey] {
-                    alarmChange = .some(slot.value.flatMap(AlarmRecord.decode))
-                } else if layer.clearsBelow {
-                    alarmChange = .some(nil)
+                if let alarm = layer.alarm ?? (layer.clearsBelow ? .deleted : nil) {
+                    state.cachedAlarm = alarm
+                    alarmChange = .some(alarm.milliseconds)
                 }
                 let durable = state.durableSequence
                 state.waiters.removeAll { waiter in
@@ -437,31 +463,35 @@ final class StorageEngine: Sendable {
     /// The object's alarm (milliseconds since the epoch) as its handlers see it: the overlays first, then the
     /// node's metadata; `nil` inside a running alarm handler unless the alarm was set again meanwhile.
     func readAlarm(inTransaction: Bool) throws -> Int64? {
-        let found = try lookup(Self.alarmOverlayKey, inTransaction: inTransaction)
-        if state.withLock({ $0.alarmRunning && !$0.alarmTouchedWhileRunning }) { return nil }
-        if let slot = found.slot { return slot.value.flatMap(AlarmRecord.decode) }
-        let stored: [UInt8]?
+        let found = try state.withLock { state throws -> (alarm: AlarmWrite?, hidden: Bool, generation: UInt64) in
+            if let failure = state.failure { throw failure }
+            let hidden = state.alarmRunning && !state.alarmTouchedWhileRunning
+            for layer in Self.layers(state, inTransaction: inTransaction) {
+                if let alarm = layer.alarm { return (alarm, hidden, 0) }
+                if layer.clearsBelow { return (.deleted, hidden, 0) }
+            }
+            return (state.cachedAlarm, hidden, state.generation)
+        }
+        if found.hidden { return nil }
+        if let alarm = found.alarm { return alarm.milliseconds }
+        let stored: Int64?
         do {
-            stored = try database.get(hooks.alarmRecordKey, in: database.defaultColumnFamily)
+            stored = try database.get(hooks.alarmRecordKey, in: database.defaultColumnFamily).flatMap(
+                AlarmRecord.decode)
         } catch {
             throw DurableObjectError(.internal, "Durable Object storage read failed: \(error)")
         }
         state.withLock { state in
-            if state.generation == found.generation {
-                Self.remember(
-                    &state, Self.alarmOverlayKey, stored.map(OverlaySlot.value) ?? .deleted,
-                    capacity: max(hooks.cacheCapacity, 1))
-            }
+            if state.generation == found.generation { state.cachedAlarm = stored.map(AlarmWrite.set) ?? .deleted }
         }
-        return stored.flatMap(AlarmRecord.decode)
+        return stored
     }
 
     /// Sets (`milliseconds`) or deletes (`nil`) the alarm, as a write of the current turn.
     func writeAlarm(_ milliseconds: Int64?, unconfirmed: Bool, inTransaction: Bool) throws {
         if milliseconds != nil, !hooks.handlesAlarms { throw DurableObjectError.noAlarmHandler }
         try write(
-            [(Self.alarmOverlayKey, milliseconds.map { .value(AlarmRecord.encode($0)) } ?? .deleted)],
-            unconfirmed: unconfirmed, inTransaction: inTransaction)
+            alarm: milliseconds.map(AlarmWrite.set) ?? .deleted, unconfirmed: unconfirmed, inTransaction: inTransaction)
         state.withLock { state in
             if inTransaction {
                 state.alarmTouchedInTransaction = true
@@ -490,7 +520,7 @@ final class StorageEngine: Sendable {
             return state.alarmTouchedWhileRunning
         }
         if succeeded, !touched {
-            try write([(Self.alarmOverlayKey, .deleted)], unconfirmed: false, inTransaction: false)
+            try write(alarm: .deleted, unconfirmed: false, inTransaction: false)
         }
     }
 
