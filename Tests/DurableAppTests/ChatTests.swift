@@ -1,5 +1,5 @@
 import DurableExamples
-import DurableObjects
+@_spi(Testing) import DurableObjects
 import Foundation
 import TestSupport
 import Testing

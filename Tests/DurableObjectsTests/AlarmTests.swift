@@ -1,5 +1,5 @@
 import DurableMetrics
-import DurableObjects
+@_spi(Testing) import DurableObjects
 import DurableObjectsTesting
 import Foundation
 import TestSupport

@@ -1,5 +1,5 @@
 import DurableMetrics
-import DurableObjects
+@_spi(Testing) import DurableObjects
 import DurableObjectsTesting
 import TestSupport
 import Testing

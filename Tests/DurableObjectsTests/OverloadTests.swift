@@ -1,4 +1,4 @@
-import DurableObjects
+@_spi(Testing) import DurableObjects
 import DurableObjectsTesting
 import DurableStorage
 import Foundation

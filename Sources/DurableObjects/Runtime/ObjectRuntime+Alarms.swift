@@ -11,13 +11,13 @@ extension ObjectRuntime {
 
     /// The time the object's alarm is scheduled for, as the scheduler holds it (`nil` while it is being delivered
     /// or when none is set).
-    public func scheduledAlarm(namespaceID: String, id: DurableObjectId) -> Date? {
+    @_spi(Testing) public func scheduledAlarm(namespaceID: String, id: DurableObjectId) -> Date? {
         alarms.scheduledTime(of: AlarmScheduler.Key(namespaceID: namespaceID, id: id.bytes))
             .map { Date(timeIntervalSince1970: Double($0) / 1_000) }
     }
 
     /// How many alarms wait for their time in this runtime.
-    public var scheduledAlarmCount: Int { alarms.scheduledCount }
+    @_spi(Testing) public var scheduledAlarmCount: Int { alarms.scheduledCount }
 
     /// Schedules the alarms stored for the namespace (after a restart, overdue ones run at once).
     func loadAlarms(ofNamespace namespaceID: String) {
@@ -111,7 +111,7 @@ extension ObjectRuntime {
 extension ObjectRuntime {
     /// Runs the object's alarm now, if one is set, instead of at its time (for tests). Returns whether an alarm
     /// ran. When the handler throws, the error is rethrown and the alarm stays scheduled at its time.
-    public func runAlarmNow(namespaceID: String, id: DurableObjectId) async throws -> Bool {
+    @_spi(Testing) public func runAlarmNow(namespaceID: String, id: DurableObjectId) async throws -> Bool {
         let key = AlarmScheduler.Key(namespaceID: namespaceID, id: id.bytes)
         let read = ObjectEvent.run { object in
             try object.state.storage.engine.readAlarm(inTransaction: false) ?? -1

@@ -7,15 +7,19 @@ import Synchronization
 ///
 /// It is the engine behind a storage node, and behind the testing module's in-process runtime. As an
 /// ``ObjectTransport`` it delivers requests to its objects directly.
+///
+/// Its public surface is what a node needs. The hooks tests need (evicting an object, running code or an alarm
+/// inside it, injecting faults, looking at queues and the database) are the `Testing` SPI: the testing module and
+/// the project's tests import them with `@_spi(Testing) import DurableObjects`.
 public final class ObjectRuntime: ObjectTransport, Sendable {
     /// The database the objects' storage lives in.
-    public let database: Database
+    @_spi(Testing) public let database: Database
     /// The committer every flush goes through.
     public let committer: GroupCommitter
     /// How objects are run.
     public let configuration: RuntimeConfiguration
     /// Faults tests can inject.
-    public let faults = FaultInjector()
+    @_spi(Testing) public let faults = FaultInjector()
     /// The placement epochs of the slots this runtime serves.
     public let placement = PlacementEpochs()
     /// Objects' log lines and uncaught errors, for live tails.
@@ -157,7 +161,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     // MARK: WebSockets
 
     /// Where objects' socket frames go (the gateway that holds the client connections).
-    public var webSocketHub: (any WebSocketHub)? { state.withLock { $0.webSocketHub } }
+    var webSocketHub: (any WebSocketHub)? { state.withLock { $0.webSocketHub } }
 
     /// Sets where objects' socket frames go.
     public func setWebSocketHub(_ hub: (any WebSocketHub)?) {
@@ -289,7 +293,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     }
 
     /// Runs `body` inside the object, as an event (gates and queue apply), and returns its value.
-    public func run<Object: DurableObject, Value: Sendable>(
+    @_spi(Testing) public func run<Object: DurableObject, Value: Sendable>(
         in namespaceID: String, id: DurableObjectId, as type: Object.Type,
         _ body: @escaping @Sendable (isolated Object) async throws -> Value
     ) async throws -> Value {
@@ -402,7 +406,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     /// Evicts the object from memory if it is idle (nothing queued, running or unflushed). Storage stays; the next
     /// request runs the initializer again. Returns whether it was evicted.
     @discardableResult
-    public func evict(namespaceID: String, id: DurableObjectId) -> Bool {
+    @_spi(Testing) public func evict(namespaceID: String, id: DurableObjectId) -> Bool {
         let activation = state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] }
         let evicted = activation?.retireIfIdle(idleSince: nil) ?? false
         if evicted { metrics.evictions.increment() }
@@ -410,7 +414,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     }
 
     /// Whether the object has a live instance.
-    public func isActive(namespaceID: String, id: DurableObjectId) -> Bool {
+    @_spi(Testing) public func isActive(namespaceID: String, id: DurableObjectId) -> Bool {
         state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] != nil }
     }
 
@@ -418,7 +422,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     public var activeCount: Int { state.withLock { $0.activations.count } }
 
     /// Events waiting in the object's queue.
-    public func queuedCount(namespaceID: String, id: DurableObjectId) -> Int {
+    @_spi(Testing) public func queuedCount(namespaceID: String, id: DurableObjectId) -> Int {
         state.withLock { $0.activations[ActivationKey(namespaceID: namespaceID, id: id.bytes)] }?.queuedCount ?? 0
     }
 
