@@ -353,6 +353,18 @@ public final class Database: @unchecked Sendable {
         try write([batch], sync: sync)
     }
 
+    /// Applies `batch` atomically and syncs the write-ahead log, on a thread of its own: the caller's task suspends
+    /// instead of blocking a thread of Swift's small cooperative pool (or an event loop) for the sync.
+    ///
+    /// - Throws: like ``write(_:sync:)``.
+    public func writeSynced(_ batch: WriteBatch) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try self.write([batch], sync: true) })
+            }
+        }
+    }
+
     /// Applies several batches as one atomic write (one synced log write when `sync`).
     func write(_ batches: [WriteBatch], sync: Bool) throws {
         try lock.withReadLock { () throws in

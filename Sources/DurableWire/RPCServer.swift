@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import SwiftProtobuf
 import Synchronization
 
@@ -89,7 +90,9 @@ extension RPCHandler {
 ///
 /// A frame over the maximum size or one that does not decode closes that connection, after a go-away that
 /// names the problem; the server keeps serving everyone else.
-public final class RPCServer: Sendable {
+///
+/// As a swift-service-lifecycle `Service`, ``run()`` serves until graceful shutdown is requested, then drains.
+public final class RPCServer: Service, Sendable {
     /// The address to listen on.
     public let host: String
     private let requestedPort: Int
@@ -99,6 +102,8 @@ public final class RPCServer: Sendable {
     private let access: RPCAccessControl?
     private let logger: Logger
     private let group: any EventLoopGroup
+    /// How long ``run()`` lets running calls finish once graceful shutdown is requested.
+    public let shutdownGracePeriod: Duration
 
     private struct State {
         var channel: (any Channel)?
@@ -115,11 +120,15 @@ public final class RPCServer: Sendable {
     ///   closed (after a go-away saying so), so that slow or stalled peers cannot pin buffers and connections.
     /// - Parameter access: who may call: the keys connections must prove and the roles allowed per method;
     ///   `nil` serves everyone.
+    /// - Parameter shutdownGracePeriod: how long ``run()`` lets running calls finish at graceful shutdown.
     public init(
         host: String, port: Int, handler: any RPCHandler, maximumFrameSize: Int = defaultMaximumFrameSize,
         frameTimeout: Duration = .seconds(30), access: RPCAccessControl? = nil,
-        logger: Logger = Logger(label: "durable.rpc"), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        logger: Logger = Logger(label: "durable.rpc"),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        shutdownGracePeriod: Duration = .seconds(10)
     ) {
+        self.shutdownGracePeriod = shutdownGracePeriod
         self.host = host
         self.requestedPort = port
         self.handler = handler
@@ -158,6 +167,14 @@ public final class RPCServer: Sendable {
         return port
     }
 
+    /// Serves (starting unless ``start()`` already did) until graceful shutdown is requested or the task is
+    /// cancelled, then shuts down, letting running calls finish for up to ``shutdownGracePeriod``.
+    public func run() async throws {
+        if port == nil { try await start() }
+        try? await gracefulShutdown()
+        await shutdown(gracePeriod: shutdownGracePeriod)
+    }
+
     /// The bound port, once started.
     public var port: Int? { state.withLock { $0.channel?.localAddress?.port } }
 
@@ -192,7 +209,11 @@ public final class RPCServer: Sendable {
             await group.next()
             group.cancelAll()
         }
-        for connection in connections { try? await connection.channel.close() }
+        for connection in connections {
+            // Replies written but not yet flushed leave before the connection closes.
+            connection.channel.flush()
+            try? await connection.channel.close()
+        }
         let waiters = closed.withLock { waiters -> [CheckedContinuation<Void, Never>] in
             defer { waiters = nil }
             return waiters ?? []
@@ -594,8 +615,10 @@ final class ServerConnectionHandler: ChannelInboundHandler {
         guard let running = calls.removeValue(forKey: id) else { return }
         // A call answered by its handler is over; one answered for it (its deadline passed) must be stopped.
         if case .failure = result { running.cancel() }
-        connection.callEnded()
+        // The reply is queued (and its flush scheduled on this event loop) before the call counts as ended, so a
+        // shutdown waiting for the last call closes the connection only after that flush.
         reply(id, result, context)
+        connection.callEnded()
     }
 
     private func reply(_ id: UInt64, _ result: Result<[UInt8], RPCError>, _ context: ChannelHandlerContext) {

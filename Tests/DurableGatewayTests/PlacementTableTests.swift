@@ -21,7 +21,7 @@ struct PlacementTableTests {
     }
 
     @Test("new slots go to the node with the fewest, at epoch 1; an assigned slot keeps its owner")
-    func leastLoaded() throws {
+    func leastLoaded() async throws {
         let folder = TemporaryDirectory("placement-spread")
         let database = try Database(path: folder.child("db"))
         defer { database.close() }
@@ -30,6 +30,7 @@ struct PlacementTableTests {
         var owners: [String: Int] = [:]
         for slot in UInt16(0)..<30 {
             let (assignment, isNew) = try table.owner(of: slot)
+            try await table.record(slot)
             #expect(isNew)
             #expect(assignment.epoch == 1)
             owners[assignment.nodeID, default: 0] += 1
@@ -47,8 +48,31 @@ struct PlacementTableTests {
         #expect(try table.owner(of: 40).assignment.nodeID == "node1", "ties go to the first name")
     }
 
+    @Test("a new owner is only reserved until it is recorded; a record that fails frees the slot to choose again")
+    func reservations() async throws {
+        let folder = TemporaryDirectory("placement-reserve")
+        let database = try Database(path: folder.child("db"))
+        let table = try PlacementTable(database: database)
+        try table.register(nodeID: "node1", address: "127.0.0.1:1")
+        let reserved = try table.owner(of: 9)
+        #expect(reserved.isNew)
+        // Not shown to anyone who would tell a node about it, and not chosen twice.
+        #expect(table.assignment(of: 9) == nil)
+        #expect(table.slots(of: "node1").isEmpty)
+        #expect(try table.owner(of: 9) == (reserved.assignment, false))
+        try await table.record(9)
+        #expect(table.assignment(of: 9) == reserved.assignment)
+        #expect(table.slots(of: "node1").map(\.slot) == [9])
+
+        _ = try table.owner(of: 10)
+        database.close()
+        await #expect(throws: StorageError.self) { try await table.record(10) }
+        #expect(table.assignment(of: 10) == nil)
+        #expect(try table.owner(of: 10).isNew, "the failed reservation was dropped")
+    }
+
     @Test("assignments and addresses survive reopening the database; a node's new address replaces the old")
-    func persists() throws {
+    func persists() async throws {
         let folder = TemporaryDirectory("placement-persist")
         let path = folder.child("db")
         var before: [UInt16: PlacementTable.Assignment] = [:]
@@ -57,7 +81,10 @@ struct PlacementTableTests {
             let table = try PlacementTable(database: database)
             try table.register(nodeID: "a", address: "127.0.0.1:1001")
             try table.register(nodeID: "b", address: "127.0.0.1:1002")
-            for slot in [UInt16(1), 2, 3, 4_095] { before[slot] = try table.owner(of: slot).assignment }
+            for slot in [UInt16(1), 2, 3, 4_095] {
+                before[slot] = try table.owner(of: slot).assignment
+                try await table.record(slot)
+            }
             try table.register(nodeID: "a", address: "127.0.0.1:2001")
             database.close()
         }

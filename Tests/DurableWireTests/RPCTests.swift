@@ -1,7 +1,9 @@
 import DurableWire
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import Synchronization
 import TestSupport
 import Testing
@@ -214,6 +216,26 @@ struct RPCTests {
         #expect(refused?.code == .unavailable)
         #expect(refused?.retryable == true)
         await shutdown.value
+        await #expect(throws: RPCError.self) { try await RPCConnection.connect(host: "127.0.0.1", port: port) }
+    }
+
+    @Test("as a service in a group: it serves until graceful shutdown, then drains the running call and stops")
+    func runsAsService() async throws {
+        let handler = TestHandler()
+        let server = RPCServer(host: "127.0.0.1", port: 0, handler: handler, shutdownGracePeriod: .seconds(60))
+        let group = ServiceGroup(
+            configuration: .init(services: [server], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        #expect(await eventually { server.port != nil })
+        let port = try #require(server.port)
+        let connection = try await RPCConnection.connect(host: "127.0.0.1", port: port)
+        let call = Task { try await connection.call("test/hold", payload: Array("service".utf8)) }
+        #expect(await eventually { handler.started.load(ordering: .relaxed) == 1 })
+        await group.triggerGracefulShutdown()
+        #expect(await eventually { !connection.isUsable }, "the client was told to go away")
+        handler.latch("service").open()
+        #expect(try await call.value == Array("service".utf8), "the running call finished")
+        try await running.value
         await #expect(throws: RPCError.self) { try await RPCConnection.connect(host: "127.0.0.1", port: port) }
     }
 

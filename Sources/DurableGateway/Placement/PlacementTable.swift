@@ -31,7 +31,10 @@ public final class PlacementTable: Sendable {
     }
 
     private struct State {
+        /// The assignments on disk.
         var slots: [UInt16: Assignment] = [:]
+        /// New assignments being written (``owner(of:)`` made them; ``record(_:)`` writes them).
+        var reserved: [UInt16: Assignment] = [:]
         var nodes: [String: String] = [:]
         var identities: [String: String] = [:]
         /// Slots per node, kept up to date so that choosing the least-loaded node costs nothing per call.
@@ -146,7 +149,7 @@ public final class PlacementTable: Sendable {
     /// The registered nodes and their addresses.
     public var nodes: [String: String] { state.withLock { $0.nodes } }
 
-    /// The slots `nodeID` owns, with their epochs.
+    /// The slots `nodeID` owns, with their epochs (recorded assignments only).
     public func slots(of nodeID: String) -> [(slot: UInt16, epoch: UInt64)] {
         state.withLock { state in
             state.slots.filter { $0.value.nodeID == nodeID }.map { ($0.key, $0.value.epoch) }.sorted {
@@ -155,32 +158,54 @@ public final class PlacementTable: Sendable {
         }
     }
 
-    /// The owner of `slot`, if it has one.
+    /// The owner of `slot`, if it has one on disk.
     public func assignment(of slot: UInt16) -> Assignment? {
         state.withLock { $0.slots[slot] }
     }
 
-    /// The owner of `slot`, assigning it now when it has none.
+    /// The owner of `slot`, choosing one now (the least-loaded node) when it has none.
     ///
-    /// A new assignment is on disk (synced) before it is returned, so a restarted gateway never gives the slot
-    /// to another node.
-    /// - Returns: the assignment, and whether it was made by this call (the node must then be told).
+    /// A new assignment is only reserved: the caller must write it with ``record(_:)`` before anyone is told about
+    /// it, so that a restarted gateway never gives the slot to another node. Until then ``assignment(of:)`` and
+    /// ``slots(of:)`` do not show it, and further calls here return it with `isNew` false.
+    /// - Returns: the assignment, and whether it was made by this call (the caller must then record it and tell
+    ///   the node).
     /// - Throws: `UNAVAILABLE` when no node has registered yet.
     public func owner(of slot: UInt16) throws -> (assignment: Assignment, isNew: Bool) {
         try state.withLock { state in
-            if let existing = state.slots[slot] { return (existing, false) }
+            if let existing = state.slots[slot] ?? state.reserved[slot] { return (existing, false) }
             guard
                 let node = state.load.min(by: { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key })?.key
             else {
                 throw DurableObjectError(.unavailable, "No storage node has joined the cluster yet.", retryable: true)
             }
             let assignment = Assignment(nodeID: node, epoch: 1)
-            var batch = WriteBatch()
-            batch.put(try Self.record(assignment), forKey: Self.slotKey(slot), in: family)
-            try database.write(batch, sync: true)
-            state.slots[slot] = assignment
+            state.reserved[slot] = assignment
             state.load[node, default: 0] += 1
             return (assignment, true)
+        }
+    }
+
+    /// Writes the assignment ``owner(of:)`` reserved for `slot` (synced, on a thread of its own, outside the
+    /// table's lock). When the write fails, the reservation is dropped, so that the next call chooses again.
+    ///
+    /// - Throws: the storage error of the write.
+    public func record(_ slot: UInt16) async throws {
+        guard let assignment = state.withLock({ $0.reserved[slot] }) else { return }
+        do {
+            var batch = WriteBatch()
+            batch.put(try Self.record(assignment), forKey: Self.slotKey(slot), in: family)
+            try await database.writeSynced(batch)
+        } catch {
+            state.withLock { state in
+                state.reserved[slot] = nil
+                state.load[assignment.nodeID, default: 1] -= 1
+            }
+            throw error
+        }
+        state.withLock { state in
+            state.reserved[slot] = nil
+            state.slots[slot] = assignment
         }
     }
 

@@ -152,7 +152,7 @@ final class ObjectRouter: Sendable {
     }
 
     /// The owner of `slot`, and the announcement of the slot to it when one is in flight (started here when the
-    /// slot is new).
+    /// slot is new): the new assignment is written to the gateway's database, then the owner is told its epoch.
     private func ownerAnnouncing(_ slot: UInt16) throws -> (
         assignment: PlacementTable.Assignment, announcement: Task<Void, any Error>?
     ) {
@@ -164,7 +164,6 @@ final class ObjectRouter: Sendable {
                 throw RPCError(serving: error)
             }
             guard isNew else { return (assignment, pending[slot]) }
-            let owner = try links.node(assignment.nodeID)
             let request = Durable_V1_AssignSlotsRequest.with {
                 $0.assignments = [
                     .with {
@@ -172,8 +171,15 @@ final class ObjectRouter: Sendable {
                     }
                 ]
             }
+            let (placement, links) = (self.placement, self.links)
             let task = Task<Void, any Error> {
-                let _: Durable_V1_AssignSlotsResponse = try await owner.call(Methods.assignSlots, request)
+                do {
+                    try await placement.record(slot)
+                } catch {
+                    throw RPCError.unavailable("The gateway could not record the owner of slot \(slot): \(error)")
+                }
+                let _: Durable_V1_AssignSlotsResponse = try await links.node(assignment.nodeID).call(
+                    Methods.assignSlots, request)
             }
             pending[slot] = task
             return (assignment, task)
