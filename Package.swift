@@ -179,6 +179,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .executableTarget(
+            // Test fixtures, never shipped: the example app's `durable` command line plus the DIAGNOSTIC object
+            // and the crash writer that process tests drive.
+            name: "durable-test-server",
+            dependencies: [
+                "DurableApp", "DurableExamples", "DurableObjects", "DurableStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tests/TestServer",
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
             name: "objects-benchmark",
             dependencies: ["DurableObjects", "DurableObjectsTesting", "DurableExamples"],
             path: "benchmarks/objects-benchmark",

@@ -9,7 +9,6 @@ struct DurableCommand: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, GatewayCommand.self, NodeCommand.self, PublishCommand.self, InitCommand.self,
             TailCommand.self, ObjectsCommand.self, StorageCommand.self, BackupCommand.self, StorageCheckCommand.self,
-            CrashWriterCommand.self,
         ]
     )
 }

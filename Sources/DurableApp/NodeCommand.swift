@@ -62,9 +62,6 @@ struct NodeCommand: AsyncParsableCommand {
             """)
     var replaceLostNode = false
 
-    @Flag(help: "Also serve the DIAGNOSTIC binding (an object that sleeps, blocks and counts its runs, for tests).")
-    var diagnostics = false
-
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -109,10 +106,7 @@ struct NodeCommand: AsyncParsableCommand {
             configuration: NodeConfiguration(
                 host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
                 clusterSecret: secret),
-            classes: app.classes + (diagnostics ? [DurableObjectClass(DiagnosticObject.self)] : []),
-            bindings: ConfigurationSource.defaultBindings(app: app).merging(
-                diagnostics ? ["DIAGNOSTIC": "DiagnosticObject"] : [:]
-            ) { $1 },
+            classes: app.classes, bindings: ConfigurationSource.defaultBindings(app: app),
             logger: logger,
             onStarted: { [gateway, logger] boundPort in
                 if let gateway, let node = nodeBox.withLock({ $0 }) {

@@ -14,7 +14,7 @@ struct LayeringTests {
         "DurableNode": 4, "DurableClient": 4,
         "DurableGateway": 5, "DurableHTTP": 5, "DurableChaos": 5,
         "DurableApp": 6,
-        "durable": 7, "durable-chaos": 7, "durable-load": 7, "objects-benchmark": 7, "storage-benchmark": 7,
+        "durable": 7, "durable-test-server": 7, "durable-chaos": 7, "durable-load": 7, "objects-benchmark": 7, "storage-benchmark": 7,
     ]
 
     /// The project modules `text` imports.

@@ -23,7 +23,8 @@ extension WholeMachineTests {
         func floodedObject() async throws {
             let folder = TemporaryDirectory("overload-memory")
             let node = try await ServerProcess.node(
-                dataDirectory: folder.child("data"), arguments: ["--diagnostics", "--max-queued-bytes", "\(4 << 20)"])
+                dataDirectory: folder.child("data"), executable: BuiltExecutable.testServer,
+                arguments: ["--max-queued-bytes", "\(4 << 20)"])
             let client = DurableClient(
                 host: "127.0.0.1", port: node.port, connections: 4, credentials: TestKeys.cluster)
             let diagnostic = try await client.namespace("DIAGNOSTIC")

@@ -12,7 +12,8 @@ extension ProcessTests {
         @Test("an alarm set before SIGKILL runs after the restart; a future one is kept")
         func firesAfterRestart() async throws {
             let folder = TemporaryDirectory("alarm-process")
-            let node = try await ServerProcess.node(dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
+            let node = try await ServerProcess.node(
+                dataDirectory: folder.child("data"), executable: BuiltExecutable.testServer)
             let client = DurableClient(
                 host: "127.0.0.1", port: node.port, connections: 1, credentials: TestKeys.cluster)
             let diagnostic = try await client.namespace("DIAGNOSTIC")
@@ -32,7 +33,7 @@ extension ProcessTests {
             #expect(await eventually(timeout: .seconds(60)) { Date().timeIntervalSince(setAt) > 3.1 })
 
             let restarted = try await ServerProcess.node(
-                dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
+                dataDirectory: folder.child("data"), executable: BuiltExecutable.testServer)
             let again = DurableClient(
                 host: "127.0.0.1", port: restarted.port, connections: 1, credentials: TestKeys.cluster)
             #expect(await eventually(timeout: .seconds(60)) { (try? await call(again, "soon", "/alarms")) == "1" })

@@ -48,7 +48,7 @@ extension ProcessTests {
         private static func runAndKill(path: String, run: Int, afterAcks: Int) async throws -> (Set<BatchID>, Bool) {
             let writer = try await offPool {
                 try ChildProcess(
-                    BuiltExecutable.durable,
+                    BuiltExecutable.testServer,
                     ["debug-crash-writer", "--data", path, "--run", "r\(run)", "--keys", "\(Self.keysPerBatch)"])
             }
             #expect(

@@ -15,7 +15,8 @@ extension ProcessTests {
             "after SIGSTOP, an epoch raise and SIGCONT, the stale activation's write is refused and nothing is stored")
         func pausedNode() async throws {
             let folder = TemporaryDirectory("fencing-process")
-            let node = try await ServerProcess.node(dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
+            let node = try await ServerProcess.node(
+                dataDirectory: folder.child("data"), executable: BuiltExecutable.testServer)
             let client = DurableClient(
                 host: "127.0.0.1", port: node.port, connections: 2, credentials: TestKeys.cluster)
             let diagnostic = try await client.namespace("DIAGNOSTIC")
@@ -66,7 +67,7 @@ extension ProcessTests {
 
             // Nor is anything on disk.
             let restarted = try await ServerProcess.node(
-                dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
+                dataDirectory: folder.child("data"), executable: BuiltExecutable.testServer)
             let again = DurableClient(host: "127.0.0.1", port: restarted.port, credentials: TestKeys.cluster)
             let reread = try await again.invoke(
                 namespaceID: diagnostic.namespaceID, id: id, request: Request(url: "http://d/runs"),

@@ -34,8 +34,8 @@ extension ProcessTests {
         func node() async throws {
             let folder = TemporaryDirectory("graceful-node")
             let node = try await ServerProcess.launch(
-                ["node", "--port", "0", "--data", folder.child("data"), "--diagnostics"],
-                dataDirectory: folder.child("data"))
+                ["node", "--port", "0", "--data", folder.child("data")], dataDirectory: folder.child("data"),
+                executable: BuiltExecutable.testServer)
             let client = DurableClient(
                 host: "127.0.0.1", port: node.port, connections: 2, credentials: TestKeys.cluster)
             let diagnostic = try await client.namespace("DIAGNOSTIC")
@@ -56,7 +56,7 @@ extension ProcessTests {
             await client.close()
 
             let restarted = try await ServerProcess.node(
-                dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
+                dataDirectory: folder.child("data"), executable: BuiltExecutable.testServer)
             let again = DurableClient(host: "127.0.0.1", port: restarted.port, credentials: TestKeys.cluster)
             let namespace = try await again.namespace("DIAGNOSTIC")
             let runs = Int(try await namespace.getByName("busy").fetch("http://d/runs").text()) ?? -1

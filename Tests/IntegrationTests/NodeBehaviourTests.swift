@@ -7,14 +7,15 @@ import TestSupport
 import Testing
 
 extension ProcessTests {
-    /// Drives a node started with `--diagnostics` (the DIAGNOSTIC binding sleeps, blocks and counts its runs).
+    /// Drives a `durable-test-server` node (its DIAGNOSTIC binding sleeps, blocks and counts its runs).
     @Suite("Storage node: concurrency, deadlines, cancellation, bad input (real processes)")
     struct NodeBehaviourTests {
         func withDiagnosticNode<T>(_ body: (ServerProcess, DurableClient, DurableObjectNamespace) async throws -> T)
             async throws -> T
         {
             let folder = TemporaryDirectory("node-diag")
-            let node = try await ServerProcess.node(dataDirectory: folder.child("data"), arguments: ["--diagnostics"])
+            let node = try await ServerProcess.node(
+                dataDirectory: folder.child("data"), executable: BuiltExecutable.testServer)
             let client = DurableClient(
                 host: "127.0.0.1", port: node.port, connections: 1, credentials: TestKeys.cluster)
             do {

@@ -11,6 +11,10 @@ public enum BuiltExecutable {
     /// The `durable` command line (the example app).
     public static var durable: URL { folder.appendingPathComponent("durable") }
 
+    /// The example app's command line with the test fixtures: the DIAGNOSTIC binding on every node
+    /// (`DiagnosticObject`) and `debug-crash-writer`.
+    public static var testServer: URL { folder.appendingPathComponent("durable-test-server") }
+
     /// The executable product `name`.
     public static func named(_ name: String) -> URL { folder.appendingPathComponent(name) }
 }
@@ -82,12 +86,15 @@ public final class ServerProcess: Sendable {
     }
 
     /// Starts a storage node on `dataDirectory` (at warning level, on a port the system picks).
+    ///
+    /// - Parameter executable: ``BuiltExecutable/testServer`` for a node that also serves the DIAGNOSTIC binding.
     public static func node(
-        dataDirectory: String, arguments: [String] = [], keys: Bool = true
+        dataDirectory: String, executable: URL = BuiltExecutable.durable, arguments: [String] = [],
+        keys: Bool = true
     ) async throws -> ServerProcess {
         try await launch(
             ["node", "--port", "0", "--data", dataDirectory, "--log-level", "warning"] + arguments,
-            dataDirectory: dataDirectory, keys: keys)
+            dataDirectory: dataDirectory, keys: keys, executable: executable)
     }
 
     /// Starts a gateway on `dataDirectory` (RPC and HTTP on ports the system picks unless `arguments` name them).

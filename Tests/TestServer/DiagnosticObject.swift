@@ -2,7 +2,7 @@ import DurableObjects
 import Foundation
 import Synchronization
 
-/// An object class for exercising a node from the outside (`durable node --diagnostics`, bound as `DIAGNOSTIC`):
+/// An object class for exercising a node from the outside (`durable-test-server node`, bound as `DIAGNOSTIC`):
 /// it can take a chosen time, hold its input gate, and count how often it ran.
 ///
 /// - `/sleep?ms=N`: waits N ms (the object takes other events meanwhile), then answers `slept N`.

@@ -3,7 +3,7 @@ import DurableStorage
 import Foundation
 import Synchronization
 
-/// `durable debug-crash-writer`: a child process for the crash-consistency test. It commits synced batches
+/// `durable-test-server debug-crash-writer`: a child process for the crash-consistency test. It commits synced batches
 /// through the group committer from concurrent writers, forever, and prints `ack WRITER INDEX` on its own line
 /// only after batch `INDEX` of `WRITER` is durable. The test kills it at a random moment and checks the database
 /// against the acknowledgements.
@@ -30,6 +30,11 @@ struct CrashWriterCommand: AsyncParsableCommand {
     var runLabel: String = "run"
 
     func run() async throws {
+        try await writeUntilKilled()
+    }
+
+    /// Commits and acknowledges batches until the process is killed.
+    func writeUntilKilled() async throws {
         let database = try Database(path: data)
         let family = try database.ensureColumnFamily(named: "crash")
         let committer = GroupCommitter(database: database)
