@@ -8,13 +8,14 @@ import Testing
 struct LayeringTests {
     /// Each module's layer.
     static let layers: [String: Int] = [
-        "CRocksDB": 0, "DurableStorage": 1, "DurableWire": 1, "DurableMetrics": 1,
+        "CRocksDB": 0, "DurableStorage": 1, "DurableWire": 1, "DurableMetrics": 1, "DurableEtcd": 1,
         "DurableObjects": 2,
         "DurableProtocol": 3, "DurableObjectsTesting": 3, "DurableExamples": 3,
         "DurableNode": 4, "DurableClient": 4,
         "DurableGateway": 5, "DurableHTTP": 5, "DurableChaos": 5,
         "DurableApp": 6,
-        "durable": 7, "durable-test-server": 7, "durable-chaos": 7, "durable-load": 7, "objects-benchmark": 7, "storage-benchmark": 7,
+        "durable": 7, "durable-test-server": 7, "durable-chaos": 7, "durable-load": 7, "objects-benchmark": 7,
+        "storage-benchmark": 7,
     ]
 
     /// The project modules `text` imports.
