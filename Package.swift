@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "DurableGateway",
             dependencies: [
-                "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableProtocol",
+                "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableProtocol", "DurableEtcd",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -281,7 +281,9 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableGatewayTests",
-            dependencies: ["DurableGateway", "DurableObjects", "DurableStorage", "DurableWire", "TestSupport"],
+            dependencies: [
+                "DurableGateway", "DurableObjects", "DurableStorage", "DurableWire", "DurableEtcd", "TestSupport",
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

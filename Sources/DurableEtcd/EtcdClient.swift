@@ -243,6 +243,7 @@ public struct EtcdError: Error, CustomStringConvertible, Sendable {
     /// No endpoint could be reached (as opposed to etcd refusing the call).
     public var unreachable = false
 
+    /// The message.
     public var description: String { message }
 }
 

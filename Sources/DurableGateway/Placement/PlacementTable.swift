@@ -9,26 +9,9 @@ import Synchronization
 /// Slots are assigned lazily: the first call for an object in an unassigned slot gives the slot, at epoch 1, to the
 /// node that owns the fewest slots. An assigned slot never moves on its own, so an object is never silently
 /// re-created elsewhere: when its node is down, its calls fail (retryably) until the node is back.
-public final class PlacementTable: Sendable {
+public final class PlacementTable: PlacementStore, Sendable {
     /// A slot's owner.
-    public struct Assignment: Codable, Sendable, Equatable {
-        /// The owning node.
-        public var nodeID: String
-        /// The slot's epoch.
-        public var epoch: UInt64
-    }
-
-    /// What registering a node did with its database identity.
-    public enum IdentityCheck: Sendable, Equatable {
-        /// The node id is new here, or came without an identity before: its identity is recorded now.
-        case recorded
-        /// The node came back with the database it had.
-        case matched
-        /// The operator said the node replaces a lost one: the identity it had (whose data is gone) was replaced.
-        case replaced(lost: String)
-        /// The node sent no identity (an older node): nothing was checked.
-        case unchecked
-    }
+    public typealias Assignment = SlotAssignment
 
     private struct State {
         /// The assignments on disk.
@@ -113,6 +96,21 @@ public final class PlacementTable: Sendable {
     public func register(
         nodeID: String, address: String, databaseIdentity: String? = nil, replacingLostNode: Bool = false
     ) throws -> IdentityCheck {
+        try registerNow(
+            nodeID: nodeID, address: address, databaseIdentity: databaseIdentity, replacingLostNode: replacingLostNode)
+    }
+
+    /// ``register(nodeID:address:databaseIdentity:replacingLostNode:)`` as ``PlacementStore`` calls it.
+    public func register(
+        nodeID: String, address: String, databaseIdentity: String?, replacingLostNode: Bool
+    ) async throws -> IdentityCheck {
+        try registerNow(
+            nodeID: nodeID, address: address, databaseIdentity: databaseIdentity, replacingLostNode: replacingLostNode)
+    }
+
+    private func registerNow(
+        nodeID: String, address: String, databaseIdentity: String?, replacingLostNode: Bool
+    ) throws -> IdentityCheck {
         try state.withLock { state in
             var check = IdentityCheck.unchecked
             if let databaseIdentity, !databaseIdentity.isEmpty {
@@ -190,8 +188,14 @@ public final class PlacementTable: Sendable {
     /// table's lock). When the write fails, the reservation is dropped, so that the next call chooses again.
     ///
     /// - Throws: the storage error of the write.
-    public func record(_ slot: UInt16) async throws {
-        guard let assignment = state.withLock({ $0.reserved[slot] }) else { return }
+    @discardableResult
+    public func record(_ slot: UInt16) async throws -> Assignment {
+        guard let assignment = state.withLock({ $0.reserved[slot] }) else {
+            guard let recorded = self.assignment(of: slot) else {
+                throw DurableObjectError(.internal, "Slot \(slot) was neither reserved nor recorded.")
+            }
+            return recorded
+        }
         do {
             var batch = WriteBatch()
             batch.put(try Self.record(assignment), forKey: Self.slotKey(slot), in: family)
@@ -207,6 +211,7 @@ public final class PlacementTable: Sendable {
             state.reserved[slot] = nil
             state.slots[slot] = assignment
         }
+        return assignment
     }
 
     private static func slotKey(_ slot: UInt16) -> [UInt8] {

@@ -8,7 +8,7 @@ import Logging
 /// The gateway's operator methods (`durable.v1.Admin/…`, admin token only): read-only listings of a binding's
 /// objects and of one object's storage, answered by the nodes from their databases, and backups.
 struct AdminService: Sendable {
-    let placement: PlacementTable
+    let placement: any PlacementStore
     let links: NodeLinks
     let bindings: WorkerBindings
     /// The gateway's own database, for the gateway's part of a backup.

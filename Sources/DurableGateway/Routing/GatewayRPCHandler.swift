@@ -16,7 +16,7 @@ struct GatewayRPCHandler: RPCHandler {
     let sockets: SocketRegistry
     let admin: AdminService
     let registry: Registry
-    let placement: PlacementTable
+    let placement: any PlacementStore
     let links: NodeLinks
     let logger: Logger
 

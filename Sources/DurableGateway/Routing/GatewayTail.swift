@@ -16,7 +16,7 @@ enum GatewayTail {
     static let capacity = 1_024
 
     static func serve(
-        _ call: IncomingCall, placement: PlacementTable, links: NodeLinks, bindings workerBindings: WorkerBindings,
+        _ call: IncomingCall, placement: any PlacementStore, links: NodeLinks, bindings workerBindings: WorkerBindings,
         logger: Logger
     ) async throws -> [UInt8] {
         let request = try Durable_V1_TailRequest(serializedBytes: call.payload)

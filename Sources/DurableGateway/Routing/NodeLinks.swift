@@ -21,7 +21,7 @@ final class NodeLinks: Sendable {
         var link: Link
     }
 
-    private let placement: PlacementTable
+    private let placement: any PlacementStore
     private let credentials: RPCKey?
     private let metrics: GatewayMetrics
     private let logger: Logger
@@ -30,7 +30,7 @@ final class NodeLinks: Sendable {
     private let inProcess = Mutex<[String: (address: String, link: InProcessNodeLink)]>([:])
 
     /// - Parameter credentials: the cluster secret the gateway proves to its nodes.
-    init(placement: PlacementTable, credentials: RPCKey?, metrics: GatewayMetrics, logger: Logger) {
+    init(placement: any PlacementStore, credentials: RPCKey?, metrics: GatewayMetrics, logger: Logger) {
         self.placement = placement
         self.credentials = credentials
         self.metrics = metrics

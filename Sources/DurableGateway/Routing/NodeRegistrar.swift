@@ -10,13 +10,13 @@ import Logging
 /// their slots' epochs — when a node registers, when the gateway starts, after every publish.
 final class NodeRegistrar: Sendable {
     private let registry: Registry
-    private let placement: PlacementTable
+    private let placement: any PlacementStore
     private let links: NodeLinks
     /// The gateway session that holds the client WebSockets now.
     private let gatewaySession: String
     private let logger: Logger
 
-    init(registry: Registry, placement: PlacementTable, links: NodeLinks, gatewaySession: String, logger: Logger) {
+    init(registry: Registry, placement: any PlacementStore, links: NodeLinks, gatewaySession: String, logger: Logger) {
         self.registry = registry
         self.placement = placement
         self.links = links
@@ -39,9 +39,9 @@ final class NodeRegistrar: Sendable {
             logger.error("node refused", metadata: ["node": "\(nodeID)", "error": "\(message)"])
             throw RPCError(.failedPrecondition, message)
         }
-        let check: PlacementTable.IdentityCheck
+        let check: IdentityCheck
         do {
-            check = try placement.register(
+            check = try await placement.register(
                 nodeID: nodeID, address: address, databaseIdentity: databaseIdentity,
                 replacingLostNode: replacingLostNode)
         } catch let error as DurableObjectError {

@@ -10,14 +10,14 @@ import Synchronization
 /// it and announces it to the owner before anything reaches that node.
 final class ObjectRouter: Sendable {
     private let registry: Registry
-    private let placement: PlacementTable
+    private let placement: any PlacementStore
     private let links: NodeLinks
     /// Slot announcements to nodes in flight, by slot.
-    private let pendingAssignments = Mutex<[UInt16: Task<Void, any Error>]>([:])
+    private let pendingAssignments = Mutex<[UInt16: Task<SlotAssignment, any Error>]>([:])
     /// The id key of each namespace, made once (making one absorbs the secret into an HMAC state).
     private let namespaceKeys = Mutex<[String: NamespaceKey]>([:])
 
-    init(registry: Registry, placement: PlacementTable, links: NodeLinks) {
+    init(registry: Registry, placement: any PlacementStore, links: NodeLinks) {
         self.registry = registry
         self.placement = placement
         self.links = links
@@ -133,10 +133,11 @@ final class ObjectRouter: Sendable {
         of id: DurableObjectId, forwarding: Bool = false, _ body: (any NodeLink, UInt64) async throws -> T
     ) async throws -> T {
         let slot = PlacementEpochs.slot(of: id)
-        let (assignment, announcement) = try ownerAnnouncing(slot)
+        var (assignment, announcement) = try ownerAnnouncing(slot)
         if let announcement {
             defer { _ = pendingAssignments.withLock { $0.removeValue(forKey: slot) } }
-            try await announcement.value
+            // The recorded owner: another gateway may have assigned the slot first.
+            assignment = try await announcement.value
         }
         let link = try links.link(to: assignment.nodeID)
         guard forwarding else { return try await body(link.node, assignment.epoch) }
@@ -154,32 +155,34 @@ final class ObjectRouter: Sendable {
     /// The owner of `slot`, and the announcement of the slot to it when one is in flight (started here when the
     /// slot is new): the new assignment is written to the gateway's database, then the owner is told its epoch.
     private func ownerAnnouncing(_ slot: UInt16) throws -> (
-        assignment: PlacementTable.Assignment, announcement: Task<Void, any Error>?
+        assignment: SlotAssignment, announcement: Task<SlotAssignment, any Error>?
     ) {
-        try pendingAssignments.withLock { pending -> (PlacementTable.Assignment, Task<Void, any Error>?) in
-            let (assignment, isNew): (PlacementTable.Assignment, Bool)
+        try pendingAssignments.withLock { pending -> (SlotAssignment, Task<SlotAssignment, any Error>?) in
+            let (assignment, isNew): (SlotAssignment, Bool)
             do {
                 (assignment, isNew) = try placement.owner(of: slot)
             } catch {
                 throw RPCError(serving: error)
             }
             guard isNew else { return (assignment, pending[slot]) }
-            let request = Durable_V1_AssignSlotsRequest.with {
-                $0.assignments = [
-                    .with {
-                        $0.slot = UInt32(slot); $0.epoch = assignment.epoch
-                    }
-                ]
-            }
             let (placement, links) = (self.placement, self.links)
-            let task = Task<Void, any Error> {
+            let task = Task<SlotAssignment, any Error> {
+                let recorded: SlotAssignment
                 do {
-                    try await placement.record(slot)
+                    recorded = try await placement.record(slot)
                 } catch {
                     throw RPCError.unavailable("The gateway could not record the owner of slot \(slot): \(error)")
                 }
-                let _: Durable_V1_AssignSlotsResponse = try await links.node(assignment.nodeID).call(
+                let request = Durable_V1_AssignSlotsRequest.with {
+                    $0.assignments = [
+                        .with {
+                            $0.slot = UInt32(slot); $0.epoch = recorded.epoch
+                        }
+                    ]
+                }
+                let _: Durable_V1_AssignSlotsResponse = try await links.node(recorded.nodeID).call(
                     Methods.assignSlots, request)
+                return recorded
             }
             pending[slot] = task
             return (assignment, task)

@@ -1,0 +1,66 @@
+import DurableObjects
+
+/// A slot's owner: the node and the slot's epoch.
+public struct SlotAssignment: Codable, Sendable, Equatable {
+    /// The owning node.
+    public var nodeID: String
+    /// The slot's epoch.
+    public var epoch: UInt64
+
+    /// An assignment of a slot to `nodeID` at `epoch`.
+    public init(nodeID: String, epoch: UInt64) {
+        self.nodeID = nodeID
+        self.epoch = epoch
+    }
+}
+
+/// What registering a node did with its database identity.
+public enum IdentityCheck: Sendable, Equatable {
+    /// The node id is new here, or came without an identity before: its identity is recorded now.
+    case recorded
+    /// The node came back with the database it had.
+    case matched
+    /// The operator said the node replaces a lost one: the identity it had (whose data is gone) was replaced.
+    case replaced(lost: String)
+    /// The node sent no identity (an older node): nothing was checked.
+    case unchecked
+}
+
+/// Where the cluster keeps its placement: which node owns each slot and at which epoch, where each node listens,
+/// and which database each node id has. The gateway's routing reads it on every call, from memory; writes go to
+/// the store's backing (the gateway's RocksDB in ``PlacementTable``, etcd in ``EtcdPlacementStore``).
+///
+/// A new slot is assigned in two steps: ``owner(of:)`` chooses an owner and reserves it (in memory), and
+/// ``record(_:)`` makes the choice durable and returns the owner that won (with several gateways, another one may
+/// have assigned the slot first). Nobody hears of a slot before it is recorded.
+public protocol PlacementStore: Sendable {
+    /// Records where `nodeID` listens and checks that it comes with the database recorded for it.
+    ///
+    /// - Throws: `FAILED_PRECONDITION` naming both identities when the node came back with another database and
+    ///   `replacingLostNode` is not set; nothing is recorded then.
+    func register(nodeID: String, address: String, databaseIdentity: String?, replacingLostNode: Bool) async throws
+        -> IdentityCheck
+
+    /// The registered nodes and their addresses.
+    var nodes: [String: String] { get }
+
+    /// The database identity recorded for `nodeID`, if any.
+    func databaseIdentity(of nodeID: String) -> String?
+
+    /// The recorded slots of `nodeID`, with their epochs, in slot order.
+    func slots(of nodeID: String) -> [(slot: UInt16, epoch: UInt64)]
+
+    /// The recorded owner of `slot`, if it has one.
+    func assignment(of slot: UInt16) -> SlotAssignment?
+
+    /// The owner of `slot`, choosing and reserving one when it has none (`isNew`: the caller must then
+    /// ``record(_:)`` it before telling anyone).
+    ///
+    /// - Throws: `UNAVAILABLE` (retryable) when no node can take the slot.
+    func owner(of slot: UInt16) throws -> (assignment: SlotAssignment, isNew: Bool)
+
+    /// Makes the reservation of `slot` durable; returns the slot's owner as recorded (the reserved one, or the one
+    /// another gateway recorded first). A failure drops the reservation.
+    @discardableResult
+    func record(_ slot: UInt16) async throws -> SlotAssignment
+}
