@@ -105,15 +105,8 @@ struct DevCommand: AsyncParsableCommand {
                         host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
                         runtime: runtime, clusterSecret: keys.clusterSecret),
                     classes: app.classes, bindings: [:], logger: logger)
-                try node.routeObjectCalls(through: gateway.objectTransport)
-                node.sendWebSocketFrames(through: gateway.webSockets)
                 storageNodes.append(node)
-                let nodePort = try await node.start()
-                let registry = try await gateway.register(
-                    nodeID: nodeID, address: "\(host):\(nodePort)", databaseIdentity: node.databaseIdentity,
-                    joinedRegistry: try node.joinedRegistryIdentity,
-                    inProcess: nodesOverTCP ? nil : InProcessNodeLink(handler: node.rpcHandler))
-                try node.checkRegistry(registry)
+                try await InProcessNodes.join(node, to: gateway, host: host, callingInProcess: !nodesOverTCP)
             }
             let missing = gateway.placement.nodes.keys.filter {
                 !$0.hasPrefix("node-") || Int($0.dropFirst(5))! > nodes

@@ -1,3 +1,4 @@
+import DurableApp
 import DurableClient
 import DurableGateway
 import DurableHTTP
@@ -101,15 +102,9 @@ final class LocalCluster: Sendable {
         return front
     }
 
-    /// Points `node`'s calls and socket frames at `gateway`, starts it and registers it.
+    /// Starts `node` and joins it to `gateway`, which calls it in-process.
     private static func join(_ node: StorageNode, to gateway: Gateway) async throws {
-        try node.routeObjectCalls(through: gateway.objectTransport)
-        node.sendWebSocketFrames(through: gateway.webSockets)
-        let port = try await node.start()
-        let registry = try await gateway.register(
-            nodeID: node.configuration.nodeID, address: "127.0.0.1:\(port)", databaseIdentity: node.databaseIdentity,
-            joinedRegistry: try node.joinedRegistryIdentity, inProcess: InProcessNodeLink(handler: node.rpcHandler))
-        try node.checkRegistry(registry)
+        try await InProcessNodes.join(node, to: gateway)
     }
 
     private init(
