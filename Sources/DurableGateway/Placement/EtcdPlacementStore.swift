@@ -16,25 +16,17 @@ import Synchronization
 ///
 /// New slots go to the live node (one with a `members/` key) that owns the fewest.
 public final class EtcdPlacementStore: PlacementStore, Sendable {
-    private struct State {
-        var slots: [UInt16: SlotAssignment] = [:]
-        var reserved: [UInt16: SlotAssignment] = [:]
-        var nodes: [String: String] = [:]
-        var identities: [String: String] = [:]
-        var live: Set<String> = []
-        var load: [String: Int] = [:]
-    }
-
     private let client: EtcdClient
     private let prefix: String
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state: Mutex<EtcdPlacementView>
     private let watcher = Mutex<Task<Void, Never>?>(nil)
 
     private init(client: EtcdClient, cluster: String, logger: Logger) {
         self.client = client
         self.prefix = "/durable/\(cluster)/"
         self.logger = logger
+        self.state = Mutex(EtcdPlacementView(prefix: prefix))
     }
 
     /// Reads the cluster's placement from etcd and starts following its changes.
@@ -65,7 +57,7 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
     public func announceMember(nodeID: String, address: String, lease: Int64) async throws {
         try await client.put(key("members/\(nodeID)"), Array(address.utf8), lease: lease)
         // The watch brings it too; this makes the caller's own next read see it at once.
-        state.withLock { Self.apply(category: "members", name: nodeID, value: Array(address.utf8), to: &$0) }
+        state.withLock { $0.apply(category: "members", name: nodeID, value: Array(address.utf8)) }
     }
 
     /// The nodes whose lease is alive.
@@ -81,7 +73,7 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
             key: key("nodes/\(nodeID)"), value: Array(address.utf8), lease: nil)
         guard let databaseIdentity, !databaseIdentity.isEmpty else {
             try await client.put(key("nodes/\(nodeID)"), Array(address.utf8))
-            state.withLock { Self.apply(category: "nodes", name: nodeID, value: Array(address.utf8), to: &$0) }
+            state.withLock { $0.apply(category: "nodes", name: nodeID, value: Array(address.utf8)) }
             return .unchecked
         }
         let identityKey = key("identities/\(nodeID)")
@@ -121,8 +113,8 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
             }
         }
         state.withLock { state in
-            Self.apply(category: "identities", name: nodeID, value: identity, to: &state)
-            Self.apply(category: "nodes", name: nodeID, value: Array(address.utf8), to: &state)
+            state.apply(category: "identities", name: nodeID, value: identity)
+            state.apply(category: "nodes", name: nodeID, value: Array(address.utf8))
         }
         return check
     }
@@ -151,18 +143,7 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
 
     /// The owner of `slot`, or a reservation for the live node with the fewest slots.
     public func owner(of slot: UInt16) throws -> (assignment: SlotAssignment, isNew: Bool) {
-        try state.withLock { state in
-            if let existing = state.slots[slot] ?? state.reserved[slot] { return (existing, false) }
-            let candidates = state.live.map { ($0, state.load[$0] ?? 0) }
-            guard let node = candidates.min(by: { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 })?.0 else {
-                throw DurableObjectError(
-                    .unavailable, "No live storage node is in the cluster to take a new slot.", retryable: true)
-            }
-            let assignment = SlotAssignment(nodeID: node, epoch: 1)
-            state.reserved[slot] = assignment
-            state.load[node, default: 0] += 1
-            return (assignment, true)
-        }
+        try state.withLock { try $0.owner(of: slot) }
     }
 
     /// Claims `slot` for its reserved owner with a create-if-absent transaction; when another gateway claimed it
@@ -191,14 +172,12 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
                 winner = try JSONDecoder().decode(SlotAssignment.self, from: Data(stored.value))
             }
         } catch {
-            state.withLock { state in
-                if state.reserved.removeValue(forKey: slot) != nil { state.load[reserved.nodeID, default: 1] -= 1 }
-            }
+            state.withLock { $0.release(slot) }
             throw error
         }
         state.withLock { state in
-            if state.reserved.removeValue(forKey: slot) != nil { state.load[reserved.nodeID, default: 1] -= 1 }
-            Self.apply(slot: slot, winner, to: &state)
+            state.release(slot)
+            state.apply(slot: slot, winner)
         }
         return winner
     }
@@ -208,11 +187,10 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
     /// Reads every key of the cluster into memory; returns the revision read at.
     private func load() async throws -> Int64 {
         let (values, revision) = try await client.get(prefix: Array(prefix.utf8))
-        var fresh = State()
-        for value in values { apply(value, deleted: false, to: &fresh) }
+        var fresh = EtcdPlacementView(prefix: prefix)
+        for value in values { fresh.apply(value, deleted: false) }
         state.withLock { state in
-            fresh.reserved = state.reserved
-            for assignment in state.reserved.values { fresh.load[assignment.nodeID, default: 0] += 1 }
+            fresh.keepReservations(of: state)
             state = fresh
         }
         return revision
@@ -226,7 +204,7 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
             do {
                 for try await events in client.watch(prefix: Array(prefix.utf8), fromRevision: next) {
                     state.withLock { state in
-                        for event in events { apply(event.keyValue, deleted: event.kind == .delete, to: &state) }
+                        for event in events { state.apply(event.keyValue, deleted: event.kind == .delete) }
                     }
                     if let last = events.last { next = last.keyValue.modRevision + 1 }
                     delay = .milliseconds(100)
@@ -240,55 +218,6 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
                 if let revision = try? await load() { next = revision + 1 }
             }
         }
-    }
-
-    private func apply(_ value: KeyValue, deleted: Bool, to state: inout State) {
-        let name = String(decoding: value.key, as: UTF8.self)
-        guard name.hasPrefix(prefix) else { return }
-        let parts = name.dropFirst(prefix.count).split(separator: "/", maxSplits: 1).map(String.init)
-        guard parts.count == 2 else { return }
-        if parts[0] == "slots" {
-            guard let slot = UInt16(parts[1], radix: 16) else { return }
-            if deleted {
-                if let old = state.slots.removeValue(forKey: slot) { state.load[old.nodeID, default: 1] -= 1 }
-            } else if let assignment = try? JSONDecoder().decode(SlotAssignment.self, from: Data(value.value)) {
-                Self.apply(slot: slot, assignment, to: &state)
-            }
-            return
-        }
-        if deleted {
-            switch parts[0] {
-            case "members": state.live.remove(parts[1])
-            case "nodes": state.nodes[parts[1]] = nil
-            case "identities": state.identities[parts[1]] = nil
-            default: break
-            }
-        } else {
-            Self.apply(category: parts[0], name: parts[1], value: value.value, to: &state)
-        }
-    }
-
-    private static func apply(category: String, name: String, value: [UInt8], to state: inout State) {
-        let text = String(decoding: value, as: UTF8.self)
-        switch category {
-        case "members":
-            state.live.insert(name)
-            if state.load[name] == nil { state.load[name] = 0 }
-        case "nodes":
-            state.nodes[name] = text
-            if state.load[name] == nil { state.load[name] = 0 }
-        case "identities": state.identities[name] = text
-        default: break
-        }
-    }
-
-    private static func apply(slot: UInt16, _ assignment: SlotAssignment, to state: inout State) {
-        if let old = state.slots[slot] {
-            guard old != assignment else { return }
-            state.load[old.nodeID, default: 1] -= 1
-        }
-        state.slots[slot] = assignment
-        state.load[assignment.nodeID, default: 0] += 1
     }
 
     private func key(_ suffix: String) -> [UInt8] {
