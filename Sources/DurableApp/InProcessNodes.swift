@@ -4,10 +4,12 @@ import DurableNode
 /// Storage nodes that run in the gateway's process (`durable dev`, and the in-process clusters of tests).
 public enum InProcessNodes {
     /// Points `node`'s calls to other objects and its socket frames at `gateway`, starts it, and registers it with
-    /// the gateway, which then calls it in-process (``InProcessNodeLink``) instead of through its port; checks that
+    /// the gateway, which then calls it in-process (`InProcessNodeLink`) instead of through its port; checks that
     /// the gateway's registry is the one the node joined before.
     ///
     /// - Parameters:
+    ///   - node: a node not started yet, of this process.
+    ///   - gateway: the gateway of this process, started.
     ///   - host: the address the node's port is bound to (its registered address).
     ///   - callingInProcess: `false` to have the gateway call the node through its port, as it calls nodes in other
     ///     processes (to compare the two).
