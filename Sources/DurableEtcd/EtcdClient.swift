@@ -8,8 +8,9 @@ import Synchronization
 /// A client of etcd's v3 API (etcd 3.4 and later) through its JSON gateway: keys and values, transactions, leases
 /// and watches, over HTTP to one of several endpoints.
 ///
-/// Every call goes to the endpoint that answered last; when it cannot be reached, the call moves on to the next
-/// endpoint (each at most once per call), so a cluster of three members keeps answering while one is down.
+/// Every call goes to the endpoint that answered last; when it cannot be reached (within a one-second connect
+/// timeout), the call moves on to the next endpoint (each at most once per call), so a cluster of three members keeps
+/// answering while one is down.
 /// Keys and values are bytes; etcd orders keys by their bytes.
 public final class EtcdClient: Sendable {
     /// The member URLs, e.g. `http://127.0.0.1:2379`.
@@ -36,7 +37,11 @@ public final class EtcdClient: Sendable {
             throw EtcdError(message: "The etcd endpoint '\(endpoint)' is not an http:// or https:// URL.")
         }
         self.endpoints = list
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton)
+        // A member that is down costs at most the connect timeout before the call moves on to the next one (the
+        // client retries a refused connection until then).
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(1)
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.ownsHTTPClient = true
         let (seconds, attoseconds) = requestTimeout.components
         self.requestTimeout = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)

@@ -12,7 +12,7 @@ struct EtcdClientTests {
     private func withEtcd(_ body: (EtcdClient, EtcdProcess) async throws -> Void) async throws {
         let folder = TemporaryDirectory("etcd")
         let member = try await EtcdProcess.start(dataDirectory: folder.child("member"))
-        let client = try EtcdClient(endpoints: [member.clientURL])
+        let client = try EtcdClient(endpoints: [member.clientURL], requestTimeout: .seconds(30))
         do {
             try await body(client, member)
         } catch {

@@ -12,7 +12,7 @@ struct LeasedKeyTests {
     func lifecycle() async throws {
         let folder = TemporaryDirectory("etcd-leased")
         let member = try await EtcdProcess.start(dataDirectory: folder.child("member"))
-        let client = try EtcdClient(endpoints: [member.clientURL])
+        let client = try EtcdClient(endpoints: [member.clientURL], requestTimeout: .seconds(30))
         let key = Array("/durable/test/members/node-1".utf8)
         let held = LeasedKey(
             client: client, key: key, value: Array("127.0.0.1:1".utf8), ttl: 2, logger: Logger(label: "test"))

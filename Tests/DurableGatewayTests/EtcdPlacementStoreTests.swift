@@ -22,7 +22,7 @@ struct EtcdPlacementStoreTests {
     ) async throws {
         let folder = TemporaryDirectory("etcd-placement")
         let member = try await EtcdProcess.start(dataDirectory: folder.child("member"))
-        let client = try EtcdClient(endpoints: [member.clientURL])
+        let client = try EtcdClient(endpoints: [member.clientURL], requestTimeout: .seconds(30))
         let first = try await EtcdPlacementStore.open(client: client, logger: Self.logger)
         let second = try await EtcdPlacementStore.open(client: client, logger: Self.logger)
         do {
