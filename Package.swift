@@ -169,6 +169,7 @@ let package = Package(
         .target(
             name: "DurableApp",
             dependencies: [
+                "DurableEtcd",
                 "DurableMetrics",
                 "DurableStorage",
                 "DurableNode",
@@ -315,8 +316,8 @@ let package = Package(
         .testTarget(
             name: "HeavyTests",
             dependencies: [
-                "DurableClient", "DurableObjects", "DurableWire", "TestSupport", "durable", "durable-load",
-                "durable-chaos",
+                "DurableClient", "DurableObjects", "DurableWire", "DurableEtcd", "TestSupport", "durable",
+                "durable-load", "durable-chaos",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

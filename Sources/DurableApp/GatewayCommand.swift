@@ -1,4 +1,5 @@
 import ArgumentParser
+import DurableEtcd
 import DurableGateway
 import DurableHTTP
 import DurableMetrics
@@ -61,6 +62,15 @@ struct GatewayCommand: AsyncParsableCommand {
         }
     }
 
+    @Option(
+        help:
+            "etcd endpoints (http://HOST:PORT, comma-separated): keep the placement there (slots, nodes, their database identities, live members) instead of in the gateway's database; nodes started with --etcd hold their membership there. The registry stays in the gateway's database for now."
+    )
+    var etcd: String?
+
+    @Option(help: "The cluster's name in etcd (clusters that share an etcd keep apart under it).")
+    var cluster: String = "default"
+
     func run() async throws {
         var logger = Logger(label: "durable.gateway")
         logger.logLevel = logLevel
@@ -72,8 +82,28 @@ struct GatewayCommand: AsyncParsableCommand {
             host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
             keys: try secrets.gatewayKeys(logger: logger))
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
+        var etcdStore: (client: EtcdClient, placement: EtcdPlacementStore)?
+        if let etcd {
+            let client = try EtcdClient(endpoints: [etcd], logger: logger)
+            do {
+                etcdStore = (
+                    client, try await EtcdPlacementStore.open(client: client, cluster: cluster, logger: logger)
+                )
+            } catch {
+                await client.close()
+                throw CommandError("durable gateway cannot read the placement from etcd at \(etcd): \(error)")
+            }
+            logger.info("placement in etcd", metadata: ["endpoints": "\(etcd)", "cluster": "\(cluster)"])
+        }
+        defer {
+            if let etcdStore {
+                etcdStore.placement.close()
+                Task { await etcdStore.client.close() }
+            }
+        }
         let gateway = try Gateway(
-            configuration: gatewayConfiguration, exportedClasses: app.classNames, logger: logger)
+            configuration: gatewayConfiguration, exportedClasses: app.classNames, placement: etcdStore?.placement,
+            logger: logger)
         do {
             try await gateway.publish(configuration, environment: env)
         } catch {

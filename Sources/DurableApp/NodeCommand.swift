@@ -1,5 +1,7 @@
 import ArgumentParser
 import DurableClient
+import DurableEtcd
+import DurableGateway
 import DurableMetrics
 import DurableNode
 import DurableObjects
@@ -65,6 +67,19 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(
+        help:
+            "etcd endpoints (http://HOST:PORT, comma-separated): hold this node's membership there under a lease, so that gateways on the same etcd give new slots only to live nodes."
+    )
+    var etcd: String?
+
+    @Option(
+        name: .customLong("lease-ttl"), help: "Seconds the membership outlives the node's last renewal (at least 2).")
+    var leaseTTL: Int = 3
+
+    @Option(help: "The cluster's name in etcd (clusters that share an etcd keep apart under it).")
+    var cluster: String = "default"
+
     @OptionGroup(title: "Authentication")
     var secrets: SecretOptions
 
@@ -100,6 +115,9 @@ struct NodeCommand: AsyncParsableCommand {
         let replaceLostNode = self.replaceLostNode
         // Set when the gateway refuses the node: the node then stops and the command fails with the reason.
         let refusal = Mutex<String?>(nil)
+        let etcdClient = try etcd.map { try EtcdClient(endpoints: [$0], logger: logger) }
+        let membership = Mutex<Task<Void, Never>?>(nil)
+        let (cluster, leaseTTL) = (self.cluster, self.leaseTTL)
         let group = Mutex<ServiceGroup?>(nil)
         let nodeBox = Mutex<StorageNode?>(nil)
         let node = try StorageNode(
@@ -125,6 +143,18 @@ struct NodeCommand: AsyncParsableCommand {
                     case .unreachable:
                         logger.error("could not join the gateway at \(gateway); serving without it")
                     }
+                }
+                if let etcdClient {
+                    // Alive for the gateways while this process renews its lease.
+                    let member = LeasedKey(
+                        client: etcdClient, key: EtcdPlacementStore.memberKey(cluster: cluster, nodeID: nodeID),
+                        value: Array((advertise ?? "\(host):\(boundPort)").utf8), ttl: leaseTTL, logger: logger)
+                    do {
+                        try await member.acquire()
+                    } catch {
+                        logger.warning("could not announce this node in etcd yet", metadata: ["error": "\(error)"])
+                    }
+                    membership.withLock { $0 = Task { await member.run() } }
                 }
                 // A line tools and tests can wait for.
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")
@@ -155,6 +185,11 @@ struct NodeCommand: AsyncParsableCommand {
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         group.withLock { $0 = serviceGroup }
         try await serviceGroup.run()
+        if let task = membership.withLock({ $0 }) {
+            task.cancel()
+            await task.value
+        }
+        await etcdClient?.close()
         await gatewayClient?.close()
         if let reason = refusal.withLock({ $0 }) { throw CommandError(reason) }
     }

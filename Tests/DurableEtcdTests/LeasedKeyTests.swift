@@ -19,16 +19,17 @@ struct LeasedKeyTests {
         let holder = Task { await held.run() }
 
         #expect(await eventually { (try? await client.get(key))?.value == Array("127.0.0.1:1".utf8) })
-        let first = try #require(held.currentLease)
-        // Renewed several times over more than one TTL, under the same lease.
+        // Renewed several times over more than one TTL, and still held. (On a machine loaded enough to stall etcd
+        // past the TTL the lease may have been replaced meanwhile: the key is then held under the new one.)
         #expect(await eventually { held.renewals >= 4 })
+        let first = try #require(held.currentLease)
         #expect(try await client.get(key)?.lease == first)
 
         try await held.update(Array("127.0.0.1:2".utf8))
         #expect(try await client.get(key)?.value == Array("127.0.0.1:2".utf8))
 
         // Losing the lease (as if it expired) takes the key away; the holder takes it again under a new lease.
-        try await client.revoke(lease: first)
+        try? await client.revoke(lease: first)
         #expect(
             await eventually {
                 guard let now = try? await client.get(key) else { return false }

@@ -53,6 +53,11 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
 
     // MARK: Membership
 
+    /// The key that says node `nodeID` of `cluster` is alive (held under the node's lease).
+    public static func memberKey(cluster: String = "default", nodeID: String) -> [UInt8] {
+        Array("/durable/\(cluster)/members/\(nodeID)".utf8)
+    }
+
     /// Marks `nodeID` alive, at `address`, for as long as `lease` is kept alive (its key goes with the lease).
     public func announceMember(nodeID: String, address: String, lease: Int64) async throws {
         try await client.put(key("members/\(nodeID)"), Array(address.utf8), lease: lease)

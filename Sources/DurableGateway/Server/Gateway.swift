@@ -57,7 +57,7 @@ public final class Gateway: Service, Sendable {
     /// The binding registry.
     public let registry: Registry
     /// The placement table.
-    public let placement: PlacementTable
+    public let placement: any PlacementStore
     let database: Database
     private let server: RPCServer
     private let links: NodeLinks
@@ -73,8 +73,11 @@ public final class Gateway: Service, Sendable {
     private let startupPush = Mutex<Task<Void, Never>?>(nil)
 
     /// Opens the gateway's database; nothing listens until ``start()``.
+    ///
+    /// - Parameter placement: where the placement lives (an ``EtcdPlacementStore``, shared through etcd); `nil`
+    ///   keeps it in the gateway's database (a ``PlacementTable``).
     public init(
-        configuration: GatewayConfiguration, exportedClasses: Set<String>,
+        configuration: GatewayConfiguration, exportedClasses: Set<String>, placement: (any PlacementStore)? = nil,
         logger: Logger = Logger(label: "durable.gateway"), onStarted: @escaping @Sendable (Int) -> Void = { _ in }
     ) throws {
         self.configuration = configuration
@@ -83,7 +86,8 @@ public final class Gateway: Service, Sendable {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         database = try Database(path: configuration.dataDirectory)
         registry = try Registry(database: database)
-        placement = try PlacementTable(database: database)
+        let placement = try placement ?? PlacementTable(database: database)
+        self.placement = placement
         metrics = GatewayMetrics(factory: configuration.metricsFactory)
         links = NodeLinks(
             placement: placement, credentials: configuration.keys?.clusterSecret, metrics: metrics, logger: logger)
