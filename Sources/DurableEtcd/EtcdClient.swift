@@ -146,10 +146,7 @@ public final class EtcdClient: Sendable {
             create_request: .init(
                 key: prefix, range_end: Self.rangeEnd(ofPrefix: prefix), start_revision: EtcdInt(start)))
         let endpoint = endpoints[preferred.load(ordering: .relaxed) % endpoints.count]
-        var request = HTTPClientRequest(url: endpoint + "/v3/watch")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        let request = Self.post(endpoint + "/v3/watch", try JSONEncoder().encode(body))
         let response = try await http.execute(request, timeout: .hours(24 * 365))
         guard response.status == .ok else {
             throw EtcdError(message: "etcd at \(endpoint) refused the watch: HTTP \(response.status.code)")
@@ -190,10 +187,7 @@ public final class EtcdClient: Sendable {
         for attempt in 0..<endpoints.count {
             let index = (first + attempt) % endpoints.count
             let endpoint = endpoints[index]
-            var request = HTTPClientRequest(url: endpoint + path)
-            request.method = .POST
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: payload))
+            let request = Self.post(endpoint + path, payload)
             let bytes: ByteBuffer
             let status: HTTPResponseStatus
             do {
@@ -224,6 +218,15 @@ public final class EtcdClient: Sendable {
             message: "No etcd endpoint answered (\(endpoints.joined(separator: ", "))): "
                 + failures.joined(separator: "; "),
             unreachable: true)
+    }
+
+    /// A POST of the JSON `body` to `url`.
+    private static func post(_ url: String, _ body: Data) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: body))
+        return request
     }
 
     /// The end of the key range of every key that starts with `prefix`: the prefix with its last byte below 0xFF

@@ -135,9 +135,7 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
     /// The recorded slots of `nodeID`, with their epochs, in slot order.
     public func slots(of nodeID: String) -> [(slot: UInt16, epoch: UInt64)] {
         state.withLock { state in
-            state.slots.filter { $0.value.nodeID == nodeID }.map { ($0.key, $0.value.epoch) }.sorted {
-                $0.slot < $1.slot
-            }
+            state.slots.slots(of: nodeID)
         }
     }
 

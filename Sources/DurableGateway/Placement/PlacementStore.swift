@@ -64,3 +64,10 @@ public protocol PlacementStore: Sendable {
     @discardableResult
     func record(_ slot: UInt16) async throws -> SlotAssignment
 }
+
+extension Dictionary where Key == UInt16, Value == SlotAssignment {
+    /// The slots of `nodeID` in this slot → owner map, with their epochs, in slot order.
+    func slots(of nodeID: String) -> [(slot: UInt16, epoch: UInt64)] {
+        filter { $0.value.nodeID == nodeID }.map { ($0.key, $0.value.epoch) }.sorted { $0.slot < $1.slot }
+    }
+}

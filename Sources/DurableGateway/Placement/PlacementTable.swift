@@ -96,21 +96,6 @@ public final class PlacementTable: PlacementStore, Sendable {
     public func register(
         nodeID: String, address: String, databaseIdentity: String? = nil, replacingLostNode: Bool = false
     ) throws -> IdentityCheck {
-        try registerNow(
-            nodeID: nodeID, address: address, databaseIdentity: databaseIdentity, replacingLostNode: replacingLostNode)
-    }
-
-    /// ``register(nodeID:address:databaseIdentity:replacingLostNode:)`` as ``PlacementStore`` calls it.
-    public func register(
-        nodeID: String, address: String, databaseIdentity: String?, replacingLostNode: Bool
-    ) async throws -> IdentityCheck {
-        try registerNow(
-            nodeID: nodeID, address: address, databaseIdentity: databaseIdentity, replacingLostNode: replacingLostNode)
-    }
-
-    private func registerNow(
-        nodeID: String, address: String, databaseIdentity: String?, replacingLostNode: Bool
-    ) throws -> IdentityCheck {
         try state.withLock { state in
             var check = IdentityCheck.unchecked
             if let databaseIdentity, !databaseIdentity.isEmpty {
@@ -150,9 +135,7 @@ public final class PlacementTable: PlacementStore, Sendable {
     /// The slots `nodeID` owns, with their epochs (recorded assignments only).
     public func slots(of nodeID: String) -> [(slot: UInt16, epoch: UInt64)] {
         state.withLock { state in
-            state.slots.filter { $0.value.nodeID == nodeID }.map { ($0.key, $0.value.epoch) }.sorted {
-                $0.slot < $1.slot
-            }
+            state.slots.slots(of: nodeID)
         }
     }
 
