@@ -1,12 +1,16 @@
 import ArgumentParser
 import DurableClient
+import DurableObjects
 import DurableWire
 import Foundation
 
 /// How the operator commands (`objects`, `storage`, `backup`, `tail`) reach the gateway: its RPC address and the admin
 /// token, taken like `durable publish` takes them.
 struct AdminOptions: ParsableArguments {
-    @Option(help: "The gateway's RPC address (host:port).")
+    @Option(
+        help:
+            "The gateway's RPC address (host:port), or several gateways of one cluster, comma-separated: the first that answers is used."
+    )
     var gateway: String = "127.0.0.1:7070"
 
     @Option(
@@ -17,26 +21,35 @@ struct AdminOptions: ParsableArguments {
     var adminTokenFile: String?
 
     func validate() throws {
-        let parts = gateway.split(separator: ":")
-        guard parts.count == 2, Int(parts[1]) != nil else {
-            throw ValidationError("--gateway must be host:port, not '\(gateway)'")
+        do {
+            _ = try DurableClient.Endpoint.list(gateway)
+        } catch let error as DurableObjectError {
+            throw ValidationError("--gateway must be host:port[,host:port…]: \(error.message)")
         }
     }
 
-    /// Connects to the gateway and proves the admin token (when one is set; without one the gateway answers
-    /// `UNAUTHENTICATED`).
+    /// The gateways named by `--gateway`, in order.
+    var gateways: [DurableClient.Endpoint] { (try? DurableClient.Endpoint.list(gateway)) ?? [] }
+
+    /// Connects to the first gateway that answers and proves the admin token (when one is set; without one the
+    /// gateway answers `UNAUTHENTICATED`).
     ///
-    /// - Throws: ``CommandError`` with the status when the gateway cannot be reached or refuses the token.
+    /// - Throws: ``CommandError`` with the status when no gateway can be reached, or one refuses the token.
     func connect() async throws -> AdminConnection {
-        let parts = gateway.split(separator: ":")
         let token = try adminToken()
-        do {
-            return AdminConnection(
-                connection: try await RPCConnection.connect(
-                    host: String(parts[0]), port: Int(parts[1])!, credentials: token))
-        } catch let error as RPCError {
-            throw CommandError("\(error)")
+        var unreachable: [String] = []
+        for endpoint in gateways {
+            do {
+                return AdminConnection(
+                    connection: try await RPCConnection.connect(
+                        host: endpoint.host, port: endpoint.port, credentials: token))
+            } catch let error as RPCError where error.code == .unavailable {
+                unreachable.append("\(error)")
+            } catch let error as RPCError {
+                throw CommandError("\(error)")
+            }
         }
+        throw CommandError(unreachable.joined(separator: "; "))
     }
 }
 
@@ -55,9 +68,7 @@ extension AdminOptions {
 
     /// A client of the gateway that proves the admin token (for streaming calls).
     func client() throws -> DurableClient {
-        let parts = gateway.split(separator: ":")
-        return DurableClient(
-            host: String(parts[0]), port: Int(parts[1])!, connections: 1, credentials: try adminToken())
+        DurableClient(endpoints: gateways, connections: 1, credentials: try adminToken())
     }
 }
 

@@ -60,13 +60,28 @@ struct GatewayCommand: AsyncParsableCommand {
         guard (1...(64 * 1024 * 1024)).contains(maxWebsocketMessageSize) else {
             throw ValidationError("--max-websocket-message-size must be between 1 and 67108864 bytes")
         }
+        guard leaseTTL >= 2 else { throw ValidationError("--lease-ttl must be at least 2 seconds") }
+        if let advertise, advertise.split(separator: ":").count != 2 || Int(advertise.split(separator: ":")[1]) == nil {
+            throw ValidationError("--advertise must be host:port, not '\(advertise)'")
+        }
     }
 
     @Option(
         help:
-            "etcd endpoints (http://HOST:PORT, comma-separated): keep the placement there (slots, nodes, their database identities, live members) instead of in the gateway's database; nodes started with --etcd hold their membership there. The registry stays in the gateway's database for now."
+            "etcd endpoints (http://HOST:PORT, comma-separated): keep the cluster's registry and placement there instead of in the gateway's database, so that any number of gateways on the same etcd serve the same cluster; nodes started with --etcd hold their membership there."
     )
     var etcd: String?
+
+    @Option(
+        name: .customLong("lease-ttl"),
+        help: "With --etcd: seconds this gateway's announcement outlives its last renewal (at least 2).")
+    var leaseTTL: Int = 3
+
+    @Option(
+        help:
+            "The host:port nodes reach this gateway's RPC port at (default: --host and the RPC port; set it when listening on 0.0.0.0)."
+    )
+    var advertise: String?
 
     @Option(help: "The cluster's name in etcd (clusters that share an etcd keep apart under it).")
     var cluster: String = "default"
@@ -82,27 +97,22 @@ struct GatewayCommand: AsyncParsableCommand {
             host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
             keys: try secrets.gatewayKeys(logger: logger))
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
-        var etcdStore: (client: EtcdClient, placement: EtcdPlacementStore)?
+        gatewayConfiguration.advertisedAddress = advertise
+        var clusterStore: EtcdClusterStore?
         if let etcd {
             let client = try EtcdClient(endpoints: [etcd], logger: logger)
             do {
-                etcdStore = (
-                    client, try await EtcdPlacementStore.open(client: client, cluster: cluster, logger: logger)
-                )
+                clusterStore = try await EtcdClusterStore.open(
+                    client: client, cluster: cluster, leaseTTL: leaseTTL, logger: logger)
             } catch {
                 await client.close()
-                throw CommandError("durable gateway cannot read the placement from etcd at \(etcd): \(error)")
+                throw CommandError("durable gateway cannot read the cluster from etcd at \(etcd): \(error)")
             }
-            logger.info("placement in etcd", metadata: ["endpoints": "\(etcd)", "cluster": "\(cluster)"])
+            logger.info("cluster state in etcd", metadata: ["endpoints": "\(etcd)", "cluster": "\(cluster)"])
         }
-        defer {
-            if let etcdStore {
-                etcdStore.placement.close()
-                Task { await etcdStore.client.close() }
-            }
-        }
+        // The gateway closes the cluster store when it stops.
         let gateway = try Gateway(
-            configuration: gatewayConfiguration, exportedClasses: app.classNames, placement: etcdStore?.placement,
+            configuration: gatewayConfiguration, exportedClasses: app.classNames, cluster: clusterStore,
             logger: logger)
         do {
             try await gateway.publish(configuration, environment: env)

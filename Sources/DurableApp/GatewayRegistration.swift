@@ -16,19 +16,12 @@ enum GatewayRegistration {
         case unreachable
     }
 
-    /// Registers `node` (with its database identity), retrying for about ten seconds while the gateway is
-    /// unreachable, and checks the registry the gateway answers with against the one the node joined.
+    /// Registers `node` (with its database identity) through `client` (the first of the gateways it knows that
+    /// answers), retrying for about ten seconds while none does, and checks the registry the gateway answers with
+    /// against the one the node joined. Every gateway of a cluster shares the registration (through etcd).
     static func register(
-        gateway: String, node: StorageNode, address: String, replacingLostNode: Bool, credentials: RPCKey?,
-        logger: Logger
+        through client: DurableClient, node: StorageNode, address: String, replacingLostNode: Bool, logger: Logger
     ) async -> Outcome {
-        let parts = gateway.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else {
-            return .refused("--gateway must be host:port, not '\(gateway)'")
-        }
-        let client = DurableClient(
-            host: String(parts[0]), port: port, connections: 1, credentials: credentials, logger: logger)
-        defer { Task { await client.close() } }
         let joined: String?
         do {
             joined = try node.joinedRegistryIdentity
@@ -46,7 +39,8 @@ enum GatewayRegistration {
             do {
                 let response: Durable_V1_RegisterNodeResponse = try await client.call(Methods.registerNode, request)
                 try node.checkRegistry(response.registryIdentity)
-                logger.info("joined the gateway", metadata: ["gateway": "\(gateway)", "attempts": "\(attempt)"])
+                logger.info(
+                    "joined the gateway", metadata: ["gateway": "\(client.endpoint)", "attempts": "\(attempt)"])
                 return .joined
             } catch let error as DurableObjectError where !error.retryable {
                 // A refused key or a refused registration does not get better by asking again.

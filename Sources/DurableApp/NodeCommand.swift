@@ -46,7 +46,10 @@ struct NodeCommand: AsyncParsableCommand {
     )
     var metricsPort: Int?
 
-    @Option(help: "The gateway to join (host:port); the node registers itself there once it listens.")
+    @Option(
+        help:
+            "The gateways to join (host:port, comma-separated); the node registers itself with the first that answers once it listens, and sends objects' calls to other objects through them. With --etcd and no --gateway, the live gateways etcd lists."
+    )
     var gateway: String?
 
     @Option(
@@ -91,9 +94,14 @@ struct NodeCommand: AsyncParsableCommand {
         guard idleTimeout > 0 else { throw ValidationError("--idle-timeout must be positive") }
         guard maxQueuedRequests > 0 else { throw ValidationError("--max-queued-requests must be at least 1") }
         guard maxQueuedBytes > 0 else { throw ValidationError("--max-queued-bytes must be at least 1") }
-        if let gateway, gateway.split(separator: ":").count != 2 || Int(gateway.split(separator: ":")[1]) == nil {
-            throw ValidationError("--gateway must be host:port, not '\(gateway)'")
+        if let gateway {
+            do {
+                _ = try DurableClient.Endpoint.list(gateway)
+            } catch let error as DurableObjectError {
+                throw ValidationError("--gateway must be host:port[,host:port…]: \(error.message)")
+            }
         }
+        guard leaseTTL >= 2 else { throw ValidationError("--lease-ttl must be at least 2 seconds") }
         if let advertise, advertise.split(separator: ":").count != 2 || Int(advertise.split(separator: ":")[1]) == nil {
             throw ValidationError("--advertise must be host:port, not '\(advertise)'")
         }
@@ -116,6 +124,23 @@ struct NodeCommand: AsyncParsableCommand {
         // Set when the gateway refuses the node: the node then stops and the command fails with the reason.
         let refusal = Mutex<String?>(nil)
         let etcdClient = try etcd.map { try EtcdClient(endpoints: [$0], logger: logger) }
+        // With etcd, the node follows the cluster's keys to know the live gateways.
+        var view: EtcdPlacementStore?
+        if let etcdClient {
+            do {
+                view = try await EtcdPlacementStore.open(client: etcdClient, cluster: cluster, logger: logger)
+            } catch {
+                logger.warning(
+                    "could not read the cluster from etcd; using --gateway only", metadata: ["error": "\(error)"])
+            }
+        }
+        let configuredGateways = try gateway.map { try DurableClient.Endpoint.list($0) } ?? []
+        let directory: GatewayDirectory? =
+            configuredGateways.isEmpty && view == nil
+            ? nil
+            : GatewayDirectory(
+                configured: configuredGateways, liveGateways: { [view] in view?.liveGateways ?? [:] },
+                credentials: secret, logger: logger)
         let membership = Mutex<Task<Void, Never>?>(nil)
         let (cluster, leaseTTL) = (self.cluster, self.leaseTTL)
         let group = Mutex<ServiceGroup?>(nil)
@@ -126,22 +151,25 @@ struct NodeCommand: AsyncParsableCommand {
                 clusterSecret: secret),
             classes: app.classes, bindings: ConfigurationSource.defaultBindings(app: app),
             logger: logger,
-            onStarted: { [gateway, logger] boundPort in
-                if let gateway, let node = nodeBox.withLock({ $0 }) {
+            onStarted: { [logger] boundPort in
+                if let directory, let node = nodeBox.withLock({ $0 }) {
                     // Joining may take a few tries while the gateway starts; the line below waits for it.
                     switch await GatewayRegistration.register(
-                        gateway: gateway, node: node, address: advertise ?? "\(host):\(boundPort)",
-                        replacingLostNode: replaceLostNode, credentials: secret, logger: logger)
+                        through: directory.client, node: node, address: advertise ?? "\(host):\(boundPort)",
+                        replacingLostNode: replaceLostNode, logger: logger)
                     {
                     case .joined:
                         break
                     case .refused(let reason):
                         logger.error("the gateway refused this node", metadata: ["error": "\(reason)"])
-                        refusal.withLock { $0 = "durable node \(nodeID) could not join \(gateway): \(reason)" }
+                        let gateways = directory.client.endpoints.map(\.description).joined(separator: ",")
+                        refusal.withLock { $0 = "durable node \(nodeID) could not join \(gateways): \(reason)" }
                         await group.withLock({ $0 })?.triggerGracefulShutdown()
                         return
                     case .unreachable:
-                        logger.error("could not join the gateway at \(gateway); serving without it")
+                        logger.error(
+                            "could not join a gateway; serving without it",
+                            metadata: ["gateways": "\(directory.client.endpoints.map(\.description))"])
                     }
                 }
                 if let etcdClient {
@@ -161,14 +189,12 @@ struct NodeCommand: AsyncParsableCommand {
                 fflush(nil)
             })
         nodeBox.withLock { $0 = node }
-        var gatewayClient: DurableClient?
-        let gatewayAddress = gateway?.split(separator: ":")
-        if let parts = gatewayAddress, parts.count == 2, let port = Int(parts[1]) {
-            // In a cluster, an object's calls to other objects go through the gateway to their owners.
-            let client = DurableClient(host: String(parts[0]), port: port, credentials: secret, logger: logger)
-            try node.routeObjectCalls(through: client)
-            node.sendWebSocketFrames(through: RemoteWebSocketHub(client: client))
-            gatewayClient = client
+        if let directory {
+            // In a cluster, an object's calls to other objects go through a gateway to their owners, and socket
+            // frames to the gateway that holds the socket.
+            try node.routeObjectCalls(through: directory.client)
+            node.sendWebSocketFrames(through: directory.webSocketHub)
+            directory.follow()
         }
         var services: [any Service] = [node]
         if let metrics, let metricsPort {
@@ -189,8 +215,9 @@ struct NodeCommand: AsyncParsableCommand {
             task.cancel()
             await task.value
         }
+        view?.close()
         await etcdClient?.close()
-        await gatewayClient?.close()
+        await directory?.close()
         if let reason = refusal.withLock({ $0 }) { throw CommandError(reason) }
     }
 }

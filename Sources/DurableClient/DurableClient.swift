@@ -16,14 +16,66 @@ import Synchronization
 /// It keeps a small pool of multiplexed connections, replaces a connection that closed or was told to go away,
 /// applies a deadline to every call, and reports failures as `DurableObjectError` with
 /// `retryable` and `overloaded` set as the server said. Safe to share across tasks.
+///
+/// Given several servers (the gateways of a cluster), it uses one at a time and moves to the next when it cannot
+/// connect, or when the one in use answered a call with a retryable error about itself (its connection was lost or
+/// it is going away). A call that fails that way is not repeated: its error is retryable, and the next call goes to
+/// the next server.
 public final class DurableClient: ObjectTransport, Sendable {
-    /// The server's host.
-    public let host: String
-    /// The server's port.
-    public let port: Int
+    /// A server's address.
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        /// The host name or address.
+        public var host: String
+        /// The RPC port.
+        public var port: Int
+
+        /// An address.
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// Parses `host:port`; `nil` when it is not one.
+        public init?(_ text: some StringProtocol) {
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+                (0...65535).contains(port), colon != text.startIndex
+            else { return nil }
+            self.init(host: String(text[..<colon]), port: port)
+        }
+
+        /// Parses a comma-separated list of `host:port`.
+        ///
+        /// - Throws: `DurableObjectError` (`INVALID_ARGUMENT`) naming the entry that is not `host:port`.
+        public static func list(_ text: String) throws -> [Endpoint] {
+            let entries = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+                !$0.isEmpty
+            }
+            guard !entries.isEmpty else { throw DurableObjectError(.invalidArgument, "No host:port address given.") }
+            return try entries.map { entry in
+                guard let endpoint = Endpoint(entry) else {
+                    throw DurableObjectError(.invalidArgument, "'\(entry)' is not a host:port address.")
+                }
+                return endpoint
+            }
+        }
+
+        /// `host:port`.
+        public var description: String { "\(host):\(port)" }
+    }
+
+    /// The host of the server in use.
+    public var host: String { endpoint.host }
+    /// The port of the server in use.
+    public var port: Int { endpoint.port }
+    /// The server in use (the first one until a failure moves the client on).
+    public var endpoint: Endpoint { state.withLock { $0.endpoints[$0.current] } }
+    /// Every server the client may use, in order.
+    public var endpoints: [Endpoint] { state.withLock { $0.endpoints } }
     /// The deadline of calls that do not set one.
     public let defaultTimeout: Duration?
 
+    /// The servers and which one is in use.
+    private let state: Mutex<(endpoints: [Endpoint], current: Int)>
     private let slots: Mutex<[RPCConnection?]>
     private let next = Atomic<Int>(0)
     private let namespaces = Mutex<[String: DurableObjectNamespace]>([:])
@@ -42,13 +94,32 @@ public final class DurableClient: ObjectTransport, Sendable {
     ///   - credentials: the key each connection proves to the server: an API token for a gateway's clients, the
     ///     cluster secret between gateway and nodes; `nil` for a server that serves everyone.
     ///   - logger: where connection events are logged.
-    public init(
+    public convenience init(
         host: String, port: Int, connections: Int = 2, defaultTimeout: Duration? = .seconds(30),
         maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil,
         logger: Logger = Logger(label: "durable.client")
     ) {
-        self.host = host
-        self.port = port
+        self.init(
+            endpoints: [Endpoint(host: host, port: port)], connections: connections, defaultTimeout: defaultTimeout,
+            maximumFrameSize: maximumFrameSize, credentials: credentials, logger: logger)
+    }
+
+    /// Creates a client of several equivalent servers (the gateways of a cluster); connections open on first use.
+    ///
+    /// - Parameters:
+    ///   - endpoints: the servers, in the order they are tried (at least one).
+    ///   - connections: how many connections to spread calls over.
+    ///   - defaultTimeout: the deadline of each call, unless the call sets one.
+    ///   - maximumFrameSize: the largest frame accepted from a server (16 MiB by default).
+    ///   - credentials: the key each connection proves.
+    ///   - logger: where connection events are logged.
+    public init(
+        endpoints: [Endpoint], connections: Int = 2, defaultTimeout: Duration? = .seconds(30),
+        maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil,
+        logger: Logger = Logger(label: "durable.client")
+    ) {
+        precondition(!endpoints.isEmpty, "a DurableClient needs at least one server")
+        self.state = Mutex((endpoints, 0))
         self.defaultTimeout = defaultTimeout
         self.slots = Mutex(Array(repeating: nil, count: max(1, connections)))
         self.logger = logger
@@ -129,11 +200,17 @@ public final class DurableClient: ObjectTransport, Sendable {
     public func callSerialized(
         _ method: String, payload: [UInt8], timeout: Duration? = nil, metadata: [String: String] = [:]
     ) async throws -> [UInt8] {
+        let connection: RPCConnection
         do {
-            let connection = try await connection()
+            connection = try await self.connection()
+        } catch let error as RPCError {
+            throw DurableObjectError(error)
+        }
+        do {
             return try await connection.call(
                 method, payload: payload, metadata: metadata, timeout: timeout ?? defaultTimeout)
         } catch let error as RPCError {
+            moveOnIfLost(connection, after: error)
             throw DurableObjectError(error)
         }
     }
@@ -147,11 +224,17 @@ public final class DurableClient: ObjectTransport, Sendable {
         _ method: String, payload: [UInt8], timeout: Duration? = nil, metadata: [String: String] = [:],
         onMessage: @escaping @Sendable ([UInt8]) -> Void
     ) async throws -> [UInt8] {
+        let connection: RPCConnection
         do {
-            let connection = try await connection()
+            connection = try await self.connection()
+        } catch let error as RPCError {
+            throw DurableObjectError(error)
+        }
+        do {
             return try await connection.callStreaming(
                 method, payload: payload, metadata: metadata, timeout: timeout, onMessage: onMessage)
         } catch let error as RPCError {
+            moveOnIfLost(connection, after: error)
             throw DurableObjectError(error)
         }
     }
@@ -167,21 +250,94 @@ public final class DurableClient: ObjectTransport, Sendable {
         return existing
     }
 
-    /// A usable connection, opening or replacing one when needed.
+    /// A usable connection, opening or replacing one when needed: to the server in use, else to the next ones in
+    /// turn (the first that answers becomes the server in use).
     private func connection() async throws -> RPCConnection {
         let count = slots.withLock { $0.count }
         let index = next.wrappingAdd(1, ordering: .relaxed).oldValue % count
         if let existing = slots.withLock({ $0[index] }), existing.isUsable { return existing }
-        let fresh = try await RPCConnection.connect(
-            host: host, port: port, maximumFrameSize: maximumFrameSize, credentials: credentials, logger: logger)
-        // A connection that is going away is left to finish its calls; the server closes it.
-        let (chosen, unused) = slots.withLock { slots -> (RPCConnection, RPCConnection?) in
-            if let current = slots[index], current.isUsable { return (current, fresh) }
-            slots[index] = fresh
-            return (fresh, nil)
+        let (endpoints, start) = state.withLock { ($0.endpoints, $0.current) }
+        var lastError: (any Error)?
+        for offset in 0..<endpoints.count {
+            let position = (start + offset) % endpoints.count
+            let endpoint = endpoints[position]
+            let fresh: RPCConnection
+            do {
+                fresh = try await RPCConnection.connect(
+                    host: endpoint.host, port: endpoint.port, maximumFrameSize: maximumFrameSize,
+                    credentials: credentials, logger: logger)
+            } catch {
+                lastError = error
+                if endpoints.count > 1 {
+                    logger.notice(
+                        "server unreachable; trying the next", metadata: ["server": "\(endpoint)", "error": "\(error)"])
+                }
+                continue
+            }
+            if offset > 0 { moveOn(to: endpoint) }
+            // A connection that is going away is left to finish its calls; the server closes it.
+            let (chosen, unused) = slots.withLock { slots -> (RPCConnection, RPCConnection?) in
+                if let current = slots[index], current.isUsable { return (current, fresh) }
+                slots[index] = fresh
+                return (fresh, nil)
+            }
+            if let unused { await unused.close() }
+            return chosen
         }
-        if let unused { await unused.close() }
-        return chosen
+        throw lastError ?? RPCError.unavailable("No server to connect to.")
+    }
+
+    /// Makes `endpoint` the server in use (when it is still one of the list).
+    private func moveOn(to endpoint: Endpoint) {
+        state.withLock { state in
+            if let position = state.endpoints.firstIndex(of: endpoint) { state.current = position }
+        }
+    }
+
+    /// After `error` on `connection`: when the connection is lost or going away and there are other servers, the
+    /// next calls go to the next one, and the pool lets go of its connections to the lost server (they share its
+    /// fate, whether or not they noticed yet; calls still running on them finish or fail on their own).
+    private func moveOnIfLost(_ connection: RPCConnection, after error: RPCError) {
+        guard error.code == .unavailable, !connection.isUsable else { return }
+        let moved = state.withLock { state -> Endpoint? in
+            guard state.endpoints.count > 1, state.endpoints[state.current].description == connection.address else {
+                return nil
+            }
+            state.current = (state.current + 1) % state.endpoints.count
+            return state.endpoints[state.current]
+        }
+        guard let moved else { return }
+        slots.withLock { slots in
+            for index in slots.indices where slots[index]?.address == connection.address { slots[index] = nil }
+        }
+        logger.notice("server lost; moving to the next", metadata: ["next": "\(moved)"])
+    }
+
+    /// Replaces the list of servers (say, the gateways alive now). Connections to servers no longer listed finish
+    /// their calls and are replaced on their next use.
+    ///
+    /// - Parameter endpoints: the servers, in order; an empty list is ignored.
+    public func setEndpoints(_ endpoints: [Endpoint]) {
+        guard !endpoints.isEmpty else { return }
+        let dropped = state.withLock { state -> Set<String> in
+            let inUse = state.endpoints[state.current]
+            let dropped = Set(state.endpoints).subtracting(endpoints).map(\.description)
+            state.endpoints = endpoints
+            state.current = endpoints.firstIndex(of: inUse) ?? 0
+            return Set(dropped)
+        }
+        guard !dropped.isEmpty else { return }
+        let stale = slots.withLock { slots -> [RPCConnection] in
+            var stale: [RPCConnection] = []
+            for index in slots.indices {
+                if let connection = slots[index], dropped.contains(connection.address) {
+                    stale.append(connection)
+                    slots[index] = nil
+                }
+            }
+            return stale
+        }
+        Task { for connection in stale { await connection.close() } }
     }
 
     /// Closes every connection; calls in flight fail.

@@ -117,9 +117,28 @@ public final class EtcdClient: Sendable {
         return reply.result?.TTL?.value ?? 0
     }
 
+    /// The seconds left on lease `id` and the TTL it was granted with; `nil` when it expired or never existed.
+    public func timeToLive(lease id: Int64) async throws -> (remaining: Int64, granted: Int64)? {
+        let reply: LeaseTimeToLiveReply = try await call("/v3/lease/timetolive", LeaseIDRequest(ID: EtcdInt(id)))
+        guard let remaining = reply.TTL?.value, remaining >= 0 else { return nil }
+        return (remaining, reply.grantedTTL?.value ?? 0)
+    }
+
     /// Revokes lease `id`: its keys are deleted now.
     public func revoke(lease id: Int64) async throws {
         let _: HeaderReply = try await call("/v3/lease/revoke", LeaseIDRequest(ID: EtcdInt(id)))
+    }
+
+    // MARK: Members
+
+    /// The status of the member at `endpoint` (one of ``endpoints``): its id and the leader it follows.
+    ///
+    /// - Throws: ``EtcdError`` (`unreachable`) when that member does not answer.
+    public func status(of endpoint: String) async throws -> MemberStatus {
+        let reply: StatusReply = try await call("/v3/maintenance/status", EmptyRequest(), only: endpoint)
+        return MemberStatus(
+            endpoint: endpoint, memberID: reply.header?.member_id ?? "", leader: reply.leader ?? "",
+            version: reply.version ?? "", revision: reply.header?.revision?.value ?? 0)
     }
 
     // MARK: Watches
@@ -179,10 +198,13 @@ public final class EtcdClient: Sendable {
     // MARK: Calls
 
     /// Posts `body` as JSON to `path` on the preferred endpoint, moving on to the next ones when it cannot be
-    /// reached, and decodes the reply.
-    private func call<Reply: Decodable>(_ path: String, _ body: some Encodable) async throws -> Reply {
+    /// reached (or only to `only`), and decodes the reply.
+    private func call<Reply: Decodable>(_ path: String, _ body: some Encodable, only: String? = nil) async throws
+        -> Reply
+    {
         let payload = try JSONEncoder().encode(body)
-        let first = preferred.load(ordering: .relaxed)
+        let endpoints = only.map { [$0] } ?? self.endpoints
+        let first = only == nil ? preferred.load(ordering: .relaxed) : 0
         var failures: [String] = []
         for attempt in 0..<endpoints.count {
             let index = (first + attempt) % endpoints.count
@@ -200,7 +222,7 @@ public final class EtcdClient: Sendable {
                 logger.debug("etcd endpoint unreachable", metadata: ["endpoint": "\(endpoint)", "error": "\(error)"])
                 continue
             }
-            if index != first { preferred.store(index, ordering: .relaxed) }
+            if only == nil, index != first { preferred.store(index, ordering: .relaxed) }
             let data = Data(bytes.readableBytesView)
             guard status == .ok else {
                 let detail = (try? JSONDecoder().decode(ErrorReply.self, from: data))?.message
@@ -250,6 +272,12 @@ public struct EtcdError: Error, CustomStringConvertible, Sendable {
     public var message: String
     /// No endpoint could be reached (as opposed to etcd refusing the call).
     public var unreachable = false
+
+    /// An error with `message`; `unreachable` when no endpoint could be reached.
+    public init(message: String, unreachable: Bool = false) {
+        self.message = message
+        self.unreachable = unreachable
+    }
 
     /// The message.
     public var description: String { message }

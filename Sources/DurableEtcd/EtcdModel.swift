@@ -357,3 +357,37 @@ extension WatchEvent {
         self.init(kind: wire.type == "DELETE" ? .delete : .put, keyValue: KeyValue(wire.kv ?? WireKeyValue()))
     }
 }
+
+/// What one etcd member says of itself and of the cluster's leader.
+public struct MemberStatus: Sendable, Equatable {
+    /// The member's endpoint (as the client was given it).
+    public var endpoint: String
+    /// The member's id (etcd's unsigned 64-bit id, in decimal).
+    public var memberID: String
+    /// The id of the member that leads the cluster now, as this member sees it ("0" during an election).
+    public var leader: String
+    /// etcd's version.
+    public var version: String
+    /// The member's revision.
+    public var revision: Int64
+
+    /// Whether this member is the leader.
+    public var isLeader: Bool { !memberID.isEmpty && memberID == leader }
+}
+
+struct StatusReply: Decodable {
+    struct Header: Decodable {
+        var member_id: String?
+        var revision: EtcdInt?
+    }
+    var header: Header?
+    var leader: String?
+    var version: String?
+}
+
+struct EmptyRequest: Encodable {}
+
+struct LeaseTimeToLiveReply: Decodable {
+    var TTL: EtcdInt?
+    var grantedTTL: EtcdInt?
+}

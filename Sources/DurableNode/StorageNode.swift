@@ -403,8 +403,25 @@ final class ObjectService: RPCHandler {
         }
     }
 
-    /// Serves the registry's namespaces and bindings; remembers them across restarts.
+    /// The newest registry revision this node applied (0: none numbered yet).
+    private let appliedRegistryRevision = Mutex<UInt64>(0)
+
+    /// Serves the registry's namespaces and bindings, unless they are older than those applied (several gateways
+    /// tell a node of each publish, in no particular order); remembers them across restarts.
     private func define(_ request: Durable_V1_DefineNamespacesRequest) throws {
+        try appliedRegistryRevision.withLock { applied in
+            guard request.registryRevision == 0 || request.registryRevision >= applied else {
+                logger.debug(
+                    "older namespace definitions ignored",
+                    metadata: ["revision": "\(request.registryRevision)", "applied": "\(applied)"])
+                return
+            }
+            try apply(request)
+            applied = max(applied, request.registryRevision)
+        }
+    }
+
+    private func apply(_ request: Durable_V1_DefineNamespacesRequest) throws {
         let definitions = try request.namespaces.map { namespace -> NamespaceDefinition in
             guard !namespace.idKey.isEmpty else {
                 throw RPCError(.invalidArgument, "Namespace '\(namespace.id)' has no id key.")

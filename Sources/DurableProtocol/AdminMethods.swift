@@ -9,6 +9,9 @@ extension Methods {
     public static let adminGetStorage = "durable.v1.Admin/GetStorage"
     /// One step of a backup: plan, a node's checkpoint, the gateway's (gateway, admin token).
     public static let adminBackup = "durable.v1.Admin/Backup"
+    /// The cluster's gateways, nodes (live or dead, their leases, slots and objects) and etcd members (gateway,
+    /// admin token).
+    public static let adminClusterStatus = "durable.v1.Admin/ClusterStatus"
     /// The objects of a namespace this node holds data of.
     public static let nodeListObjects = "durable.v1.Node/ListObjects"
     /// One object's keys and values, read from the node's database.

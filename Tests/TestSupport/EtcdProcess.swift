@@ -12,7 +12,7 @@ public final class EtcdProcess: Sendable {
     /// Where clients reach it, e.g. `http://127.0.0.1:40123`.
     public let clientURL: String
 
-    private init(child: ChildProcess, clientURL: String) {
+    init(child: ChildProcess, clientURL: String) {
         self.child = child
         self.clientURL = clientURL
     }

@@ -8,6 +8,7 @@
 // `benchmarks/compare.py` runs it beside Redis and PostgreSQL; see benchmarks/README.md.
 
 import ArgumentParser
+import DurableClient
 import DurableWire
 import Foundation
 import Histogram
@@ -54,7 +55,11 @@ struct DurableLoad: AsyncParsableCommand {
         commandName: "durable-load",
         abstract: "Drive a durable gateway or node with load and report throughput, latency percentiles and errors.")
 
-    @Option(name: .long, help: "The RPC address of a gateway or node (HOST:PORT).")
+    @Option(
+        name: .long,
+        help:
+            "The RPC address of a gateway or node (HOST:PORT), or several gateways of one cluster, comma-separated (calls move to the next when one is lost)."
+    )
     var rpc: String?
 
     @Option(name: .long, help: "The HTTP address of the bridge (http://HOST:PORT).")
@@ -141,10 +146,10 @@ struct DurableLoad: AsyncParsableCommand {
         let target: String
         let operation: any Operation
         if let rpc {
-            let (host, port) = try Self.hostAndPort(rpc)
-            target = "rpc://\(host):\(port)"
+            let servers = try Self.servers(rpc)
+            target = servers.map { "rpc://\($0)" }.joined(separator: ",")
             operation = try await RPCOperation(
-                host: host, port: port, connections: connections, credentials: try loadCredentials(),
+                servers: servers, connections: connections, credentials: try loadCredentials(),
                 workload: workload, objects: objects,
                 prefix: objectPrefix, binding: binding, timeout: .milliseconds(Int64(timeout * 1000)))
         } else {
@@ -168,9 +173,9 @@ struct DurableLoad: AsyncParsableCommand {
         }
         var bystanders: RPCOperation?
         if let bystanderRate, let rpc {
-            let (host, port) = try Self.hostAndPort(rpc)
             bystanders = try await RPCOperation(
-                host: host, port: port, connections: 1, credentials: try loadCredentials(), workload: .increment,
+                servers: try Self.servers(rpc), connections: 1, credentials: try loadCredentials(),
+                workload: .increment,
                 objects: objects, prefix: objectPrefix + "-bystander", binding: binding,
                 timeout: .milliseconds(Int64(timeout * 1000)))
             progress("meanwhile \(bystanderRate) increments/s to \(objects) other objects, reported apart")
@@ -222,6 +227,14 @@ struct DurableLoad: AsyncParsableCommand {
         if result.completed == 0 {
             throw LoadError(
                 "No call succeeded: \(result.errors.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+        }
+    }
+
+    /// The comma-separated `HOST:PORT` list of `--rpc`.
+    static func servers(_ list: String) throws -> [DurableClient.Endpoint] {
+        try list.split(separator: ",").map { entry in
+            let (host, port) = try hostAndPort(entry.trimmingCharacters(in: .whitespaces))
+            return DurableClient.Endpoint(host: host, port: port)
         }
     }
 

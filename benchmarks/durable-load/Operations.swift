@@ -55,12 +55,14 @@ struct RPCOperation: Operation {
     private static let increment = Request(url: "http://counter/increment", method: .post)
     private static let read = Request(url: "http://counter/", method: .get)
 
+    /// - Parameter servers: the gateways (or node) to call; with several, calls move to the next one when the one in
+    ///   use is lost.
     init(
-        host: String, port: Int, connections: Int, credentials: RPCKey?, workload: Workload, objects: Int,
+        servers: [DurableClient.Endpoint], connections: Int, credentials: RPCKey?, workload: Workload, objects: Int,
         prefix: String, binding: String, timeout: Duration
     ) async throws {
         client = DurableClient(
-            host: host, port: port, connections: connections, defaultTimeout: timeout, credentials: credentials)
+            endpoints: servers, connections: connections, defaultTimeout: timeout, credentials: credentials)
         self.workload = workload
         self.timeout = timeout
         switch workload {

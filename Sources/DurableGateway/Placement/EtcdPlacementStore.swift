@@ -11,6 +11,7 @@ import Synchronization
 /// - `nodes/<node>`: the address the node last registered;
 /// - `identities/<node>`: the node's database identity (checked when the node registers);
 /// - `members/<node>`: the node's address, attached to the node's lease: present while the node is alive;
+/// - `gateways/<session>`: a gateway's RPC address, attached to its lease;
 /// - `slots/<slot, 4 hex digits>`: the slot's owner and epoch (JSON), written once by a create-if-absent
 ///   transaction, so that two gateways never give one slot to two nodes.
 ///
@@ -67,6 +68,20 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
 
     /// The nodes whose lease is alive.
     public var liveNodes: Set<String> { state.withLock { $0.live } }
+
+    /// The key that says the gateway of `session` in `cluster` is alive (held under the gateway's lease; its value is
+    /// the gateway's RPC address).
+    public static func gatewayKey(cluster: String = "default", session: String) -> [UInt8] {
+        Array("/durable/\(cluster)/gateways/\(session)".utf8)
+    }
+
+    /// The gateways whose lease is alive: session → RPC address.
+    public var liveGateways: [String: String] { state.withLock { $0.gateways } }
+
+    /// Notes a gateway's key at once (the watch brings it too).
+    func noteGateway(session: String, address: String) {
+        state.withLock { $0.apply(category: "gateways", name: session, value: Array(address.utf8)) }
+    }
 
     // MARK: PlacementStore
 

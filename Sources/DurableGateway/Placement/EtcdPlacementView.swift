@@ -13,6 +13,8 @@ struct EtcdPlacementView: Sendable {
     private(set) var identities: [String: String] = [:]
     /// The nodes with a live member key.
     private(set) var live: Set<String> = []
+    /// The live gateways (a key under their lease): session → RPC address.
+    private(set) var gateways: [String: String] = [:]
     /// Slots per node, recorded and reserved.
     private var load: [String: Int] = [:]
 
@@ -69,6 +71,7 @@ struct EtcdPlacementView: Sendable {
             case "members": live.remove(parts[1])
             case "nodes": nodes[parts[1]] = nil
             case "identities": identities[parts[1]] = nil
+            case "gateways": gateways[parts[1]] = nil
             default: break
             }
         } else {
@@ -76,7 +79,8 @@ struct EtcdPlacementView: Sendable {
         }
     }
 
-    /// Applies the value of a node's key: `members` (alive), `nodes` (its address) or `identities`.
+    /// Applies the value of a node's key (`members`: alive, `nodes`: its address, or `identities`) or a gateway's
+    /// (`gateways`: alive, at its RPC address).
     mutating func apply(category: String, name: String, value: [UInt8]) {
         let text = String(decoding: value, as: UTF8.self)
         switch category {
@@ -87,6 +91,7 @@ struct EtcdPlacementView: Sendable {
             nodes[name] = text
             if load[name] == nil { load[name] = 0 }
         case "identities": identities[name] = text
+        case "gateways": gateways[name] = text
         default: break
         }
     }

@@ -31,6 +31,7 @@ public enum MigrationPlanner {
         let script = configuration.scriptName(environment: environment)
         let bindings = try configuration.resolvedBindings(environment: environment)
         let migrations = override ?? configuration.migrations
+        let original = state
         var state = state
         var changes: [RegistryChange] = []
         let applied = state.appliedTags[script] ?? []
@@ -141,6 +142,13 @@ public enum MigrationPlanner {
             )
         }
         state.bindings[script] = bindings
+        if state.vars?[script] != configuration.resolvedVars(environment: environment) {
+            var vars = state.vars ?? [:]
+            vars[script] = configuration.resolvedVars(environment: environment)
+            state.vars = vars
+        }
+        // A publish that changes nothing leaves the state as it was, revision included.
+        if state != original { state.revision = (original.revision ?? 0) + 1 }
         return (state, changes)
     }
 }

@@ -3,12 +3,13 @@ import DurableStorage
 import Foundation
 import Synchronization
 
-/// The binding registry, kept in the gateway's own RocksDB database.
+/// The binding registry kept in the gateway's own RocksDB database (the embedded ``RegistryStore``, for a cluster
+/// with one gateway).
 ///
 /// Publishes are serialized: each one is planned against the current state (``MigrationPlanner``), and the new
 /// state is written with a synced write before the publish returns, so a registry change that was acknowledged
 /// survives a crash. A refused publish changes nothing.
-public final class Registry: Sendable {
+public final class Registry: RegistryStore, Sendable {
     private static let stateKey = Array("registry/state".utf8)
     private static let identityKey = Array("registry/identity".utf8)
 
@@ -62,4 +63,7 @@ public final class Registry: Sendable {
             return changes
         }
     }
+
+    /// Nothing but this gateway writes its database: `observer` is never called.
+    public func onChange(_ observer: @escaping @Sendable (_ before: RegistryState, _ after: RegistryState) -> Void) {}
 }

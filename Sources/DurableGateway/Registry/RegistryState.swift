@@ -31,6 +31,12 @@ public struct RegistryState: Codable, Sendable, Equatable {
     public var forwards: [String: String] = [:]
     /// Numbers namespace ids.
     public var namespaceCounter = 0
+    /// Counts publishes (each adds one): nodes ignore definitions older than the newest they applied. `nil` in a
+    /// state written before it was counted.
+    public var revision: UInt64?
+    /// Each script's `[vars]` as last published (every gateway of a cluster serves the same ones). `nil` in a
+    /// state written before they were kept.
+    public var vars: [String: [String: String]]?
 
     /// An empty registry.
     public init() {}

@@ -6,13 +6,16 @@ import Foundation
 import Logging
 
 /// The gateway's operator methods (`durable.v1.Admin/…`, admin token only): read-only listings of a binding's
-/// objects and of one object's storage, answered by the nodes from their databases, and backups.
+/// objects and of one object's storage, answered by the nodes from their databases, backups, and the cluster's
+/// status.
 struct AdminService: Sendable {
     let placement: any PlacementStore
     let links: NodeLinks
     let bindings: WorkerBindings
     /// The gateway's own database, for the gateway's part of a backup.
     let gatewayDatabase: Database
+    /// Answers `Admin/ClusterStatus`.
+    let status: ClusterStatusReport
     let logger: Logger
 
     /// How long a node may take for one inspection call.
@@ -30,6 +33,8 @@ struct AdminService: Sendable {
             return try await getStorage(Durable_V1_GetStorageRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.adminBackup:
             return try await backup(Durable_V1_BackupRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.adminClusterStatus:
+            return try await status.report().serializedBytes()
         default:
             throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
         }

@@ -4,14 +4,14 @@ import Logging
 /// Applies a published configuration: the registry's migrations and bindings, the served script's environment, and
 /// the nodes told of the result (namespaces of deleted classes dropped with their data).
 final class GatewayPublisher: Sendable {
-    private let registry: Registry
+    private let registry: any RegistryStore
     private let exportedClasses: Set<String>
     private let bindings: WorkerBindings
     private let registrar: NodeRegistrar
     private let logger: Logger
 
     init(
-        registry: Registry, exportedClasses: Set<String>, bindings: WorkerBindings, registrar: NodeRegistrar,
+        registry: any RegistryStore, exportedClasses: Set<String>, bindings: WorkerBindings, registrar: NodeRegistrar,
         logger: Logger
     ) {
         self.registry = registry
@@ -25,7 +25,7 @@ final class GatewayPublisher: Sendable {
     func publish(
         _ app: AppConfiguration, environment: String?, migrations: [Migration]?, expectedTag: String?
     ) async throws -> [RegistryChange] {
-        let changes = try registry.publish(
+        let changes = try await registry.publish(
             app, environment: environment, exportedClasses: exportedClasses, migrations: migrations,
             expectedTag: expectedTag)
         let servesIt = environment == bindings.environment

@@ -15,7 +15,7 @@ struct GatewayRPCHandler: RPCHandler {
     let publisher: GatewayPublisher
     let sockets: SocketRegistry
     let admin: AdminService
-    let registry: Registry
+    let registry: any RegistryStore
     let placement: any PlacementStore
     let links: NodeLinks
     let logger: Logger

@@ -9,18 +9,21 @@ import Logging
 /// records it in the placement table, and sends nodes the registry (namespaces, bindings, the gateway's session) and
 /// their slots' epochs — when a node registers, when the gateway starts, after every publish.
 final class NodeRegistrar: Sendable {
-    private let registry: Registry
+    private let registry: any RegistryStore
     private let placement: any PlacementStore
     private let links: NodeLinks
-    /// The gateway session that holds the client WebSockets now.
-    private let gatewaySession: String
+    /// The sessions of the gateways that hold client WebSockets now (every live gateway's, this one's included).
+    private let liveGatewaySessions: @Sendable () -> [String]
     private let logger: Logger
 
-    init(registry: Registry, placement: any PlacementStore, links: NodeLinks, gatewaySession: String, logger: Logger) {
+    init(
+        registry: any RegistryStore, placement: any PlacementStore, links: NodeLinks,
+        liveGatewaySessions: @escaping @Sendable () -> [String], logger: Logger
+    ) {
         self.registry = registry
         self.placement = placement
         self.links = links
-        self.gatewaySession = gatewaySession
+        self.liveGatewaySessions = liveGatewaySessions
         self.logger = logger
     }
 
@@ -107,7 +110,8 @@ final class NodeRegistrar: Sendable {
                 }
                 $0.bindings = bindings
                 $0.complete = true
-                $0.gatewaySessions = [gatewaySession]
+                $0.gatewaySessions = liveGatewaySessions().sorted()
+                $0.registryRevision = state.revision ?? 0
             })
 
         let slots = placement.slots(of: nodeID)

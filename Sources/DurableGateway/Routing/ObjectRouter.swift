@@ -9,15 +9,19 @@ import Synchronization
 /// worker's bindings and the objects' calls to each other alike. The first call to a slot without an owner assigns
 /// it and announces it to the owner before anything reaches that node.
 final class ObjectRouter: Sendable {
-    private let registry: Registry
+    private let registry: any RegistryStore
     private let placement: any PlacementStore
     private let links: NodeLinks
     /// Slot announcements to nodes in flight, by slot.
     private let pendingAssignments = Mutex<[UInt16: Task<SlotAssignment, any Error>]>([:])
+    /// The slots this gateway told their owner about (or saw told): calls to them go straight to the owner. A slot
+    /// another gateway assigned is announced once more by this one before its first call here, since the owner may
+    /// not have heard of it yet when this gateway sees it recorded.
+    private let announced = Mutex<Set<UInt16>>([])
     /// The id key of each namespace, made once (making one absorbs the secret into an HMAC state).
     private let namespaceKeys = Mutex<[String: NamespaceKey]>([:])
 
-    init(registry: Registry, placement: any PlacementStore, links: NodeLinks) {
+    init(registry: any RegistryStore, placement: any PlacementStore, links: NodeLinks) {
         self.registry = registry
         self.placement = placement
         self.links = links
@@ -63,7 +67,8 @@ final class ObjectRouter: Sendable {
         do {
             let (message, id) = try target(of: call.payload, decoded: nil)
             let slot = PlacementEpochs.slot(of: id)
-            guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil })
+            guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil }),
+                announced.withLock({ $0.contains(slot) })
             else { return nil }
             let link = try links.link(to: assignment.nodeID)
             let payload = try Self.routed(call.payload, message, id, assignment.epoch)
@@ -153,7 +158,8 @@ final class ObjectRouter: Sendable {
     }
 
     /// The owner of `slot`, and the announcement of the slot to it when one is in flight (started here when the
-    /// slot is new): the new assignment is written to the gateway's database, then the owner is told its epoch.
+    /// slot is new, or was recorded by another gateway and not announced by this one yet): a new assignment is
+    /// recorded in the placement store first, then the owner is told its epoch.
     private func ownerAnnouncing(_ slot: UInt16) throws -> (
         assignment: SlotAssignment, announcement: Task<SlotAssignment, any Error>?
     ) {
@@ -164,14 +170,19 @@ final class ObjectRouter: Sendable {
             } catch {
                 throw RPCError(serving: error)
             }
-            guard isNew else { return (assignment, pending[slot]) }
+            if !isNew {
+                if let inFlight = pending[slot] { return (assignment, inFlight) }
+                if announced.withLock({ $0.contains(slot) }) { return (assignment, nil) }
+            }
             let (placement, links) = (self.placement, self.links)
-            let task = Task<SlotAssignment, any Error> {
-                let recorded: SlotAssignment
-                do {
-                    recorded = try await placement.record(slot)
-                } catch {
-                    throw RPCError.unavailable("The gateway could not record the owner of slot \(slot): \(error)")
+            let task = Task<SlotAssignment, any Error> { [self] in
+                var recorded = assignment
+                if isNew {
+                    do {
+                        recorded = try await placement.record(slot)
+                    } catch {
+                        throw RPCError.unavailable("The gateway could not record the owner of slot \(slot): \(error)")
+                    }
                 }
                 let request = Durable_V1_AssignSlotsRequest.with {
                     $0.assignments = [
@@ -182,6 +193,7 @@ final class ObjectRouter: Sendable {
                 }
                 let _: Durable_V1_AssignSlotsResponse = try await links.node(recorded.nodeID).call(
                     Methods.assignSlots, request)
+                announced.withLock { _ = $0.insert(slot) }
                 return recorded
             }
             pending[slot] = task

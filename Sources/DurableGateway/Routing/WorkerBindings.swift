@@ -8,7 +8,7 @@ import Synchronization
 /// The bindings of the script the gateway serves: what `ResolveBinding` answers, what the worker's environment
 /// holds, and which namespace a binding of another environment reaches (for the operator methods).
 final class WorkerBindings: Sendable {
-    private let registry: Registry
+    private let registry: any RegistryStore
     /// The gateway's environment (`--env`), `nil` for the top level.
     let environment: String?
     private let transport: RoutingTransport
@@ -19,14 +19,14 @@ final class WorkerBindings: Sendable {
     /// The worker's environment, made again after each publish.
     private let cachedEnvironment = Mutex<Environment?>(nil)
 
-    init(registry: Registry, environment: String?, transport: RoutingTransport) {
+    init(registry: any RegistryStore, environment: String?, transport: RoutingTransport) {
         self.registry = registry
         self.environment = environment
         self.transport = transport
     }
 
-    /// A publish changed the registry: `served` (the script and vars of the gateway's environment) when the publish
-    /// was for it.
+    /// A publish changed the registry (through this gateway or another): `served` (the script and vars of the
+    /// gateway's environment) when the publish was through this gateway and for its environment.
     func published(served: (script: String, vars: [String: String])?) {
         if let served {
             script.withLock { $0 = served.script }
@@ -72,7 +72,10 @@ final class WorkerBindings: Sendable {
                 namespaceID: namespace.id, className: namespace.className, key: NamespaceKey(secret: namespace.secret),
                 transport: transport)
         }
-        let environment = Environment(namespaces: namespaces, vars: vars.withLock { $0 })
+        // The registry keeps every script's vars (a publish through another gateway changes them too); a state
+        // written before it kept them has only the ones this gateway published.
+        let servedVars = script.flatMap { state.vars?[$0] } ?? vars.withLock { $0 }
+        let environment = Environment(namespaces: namespaces, vars: servedVars)
         cachedEnvironment.withLock { $0 = environment }
         return environment
     }

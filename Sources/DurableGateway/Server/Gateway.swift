@@ -27,6 +27,9 @@ public struct GatewayConfiguration: Sendable {
     /// How long a call the worker (or an object, through the gateway) makes to an object may take; past it the call
     /// fails with `DEADLINE_EXCEEDED`, which the HTTP bridge answers `504`.
     public var objectCallTimeout: Duration
+    /// The `host:port` nodes and other gateways reach this gateway's RPC port at (default: `host` and the bound
+    /// port; set it when listening on `0.0.0.0`).
+    public var advertisedAddress: String?
 
     /// Creates a configuration.
     public init(
@@ -55,9 +58,11 @@ public final class Gateway: Service, Sendable {
     /// The configuration.
     public let configuration: GatewayConfiguration
     /// The binding registry.
-    public let registry: Registry
+    public let registry: any RegistryStore
     /// The placement table.
     public let placement: any PlacementStore
+    /// Where the registry, the placement and the live gateways are kept.
+    public let cluster: any ClusterStore
     let database: Database
     private let server: RPCServer
     private let links: NodeLinks
@@ -74,10 +79,16 @@ public final class Gateway: Service, Sendable {
 
     /// Opens the gateway's database; nothing listens until ``start()``.
     ///
-    /// - Parameter placement: where the placement lives (an ``EtcdPlacementStore``, shared through etcd); `nil`
-    ///   keeps it in the gateway's database (a ``PlacementTable``).
+    /// - Parameters:
+    ///   - configuration: how the gateway runs.
+    ///   - exportedClasses: the object classes the app provides (what publishes are checked against).
+    ///   - cluster: where the registry and placement live (an ``EtcdClusterStore``, shared by several gateways);
+    ///     `nil` keeps them in the gateway's database (an ``EmbeddedClusterStore``). The gateway closes it when it
+    ///     stops.
+    ///   - logger: where the gateway logs.
+    ///   - onStarted: called with the RPC port once the gateway serves.
     public init(
-        configuration: GatewayConfiguration, exportedClasses: Set<String>, placement: (any PlacementStore)? = nil,
+        configuration: GatewayConfiguration, exportedClasses: Set<String>, cluster: (any ClusterStore)? = nil,
         logger: Logger = Logger(label: "durable.gateway"), onStarted: @escaping @Sendable (Int) -> Void = { _ in }
     ) throws {
         self.configuration = configuration
@@ -85,8 +96,11 @@ public final class Gateway: Service, Sendable {
         self.onStarted = onStarted
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
         database = try Database(path: configuration.dataDirectory)
-        registry = try Registry(database: database)
-        let placement = try placement ?? PlacementTable(database: database)
+        let cluster = try cluster ?? EmbeddedClusterStore(database: database)
+        self.cluster = cluster
+        let registry = cluster.registry
+        let placement = cluster.placement
+        self.registry = registry
         self.placement = placement
         metrics = GatewayMetrics(factory: configuration.metricsFactory)
         links = NodeLinks(
@@ -94,8 +108,10 @@ public final class Gateway: Service, Sendable {
         router = ObjectRouter(registry: registry, placement: placement, links: links)
         sockets = SocketRegistry(registry: registry, logger: logger)
         sockets.attach(router)
+        let session = sockets.session
         registrar = NodeRegistrar(
-            registry: registry, placement: placement, links: links, gatewaySession: sockets.session, logger: logger)
+            registry: registry, placement: placement, links: links,
+            liveGatewaySessions: { Array(Set(cluster.liveGateways.keys).union([session])) }, logger: logger)
         bindings = WorkerBindings(
             registry: registry, environment: configuration.environment,
             transport: RoutingTransport(router: router, timeout: configuration.objectCallTimeout))
@@ -105,12 +121,25 @@ public final class Gateway: Service, Sendable {
         let handler = GatewayRPCHandler(
             router: router, bindings: bindings, registrar: registrar, publisher: publisher, sockets: sockets,
             admin: AdminService(
-                placement: placement, links: links, bindings: bindings, gatewayDatabase: database, logger: logger),
+                placement: placement, links: links, bindings: bindings, gatewayDatabase: database,
+                status: ClusterStatusReport(cluster: cluster, links: links, session: session), logger: logger),
             registry: registry, placement: placement, links: links, logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.rpcPort, handler: handler,
             access: configuration.keys.map { RPCAccessControl(keys: $0.all, roles: Gateway.roles(allowedToCall:)) },
             logger: logger)
+        // Another gateway's publish: the worker's bindings change, and the nodes hear of it from every gateway that
+        // saw it (nodes ignore definitions older than the newest they have), so none misses it if the publishing
+        // gateway died before telling them.
+        let (bindings, registrar) = (self.bindings, self.registrar)
+        registry.onChange { before, after in
+            bindings.published(served: nil)
+            let dropped = after.changes(since: before).compactMap { change -> String? in
+                if case .deleted(let id) = change { return id }
+                return nil
+            }
+            Task { await registrar.pushDefinitions(dropping: dropped) }
+        }
     }
 
     /// Who may call each of the gateway's methods: publishing and the operator methods (`durable.v1.Admin/…`) take
@@ -188,7 +217,16 @@ public final class Gateway: Service, Sendable {
     @discardableResult
     public func start() async throws -> Int {
         let port = try await server.start()
-        logger.info("gateway serving", metadata: ["address": "\(configuration.host):\(port)"])
+        // Alive for nodes and other gateways before anyone is told of this gateway's session.
+        do {
+            try await cluster.announceGateway(
+                session: sockets.session, address: configuration.advertisedAddress ?? "\(configuration.host):\(port)")
+        } catch {
+            await server.shutdown(gracePeriod: .zero)
+            throw error
+        }
+        logger.info(
+            "gateway serving", metadata: ["address": "\(configuration.host):\(port)", "session": "\(sockets.session)"])
         // The nodes that joined before learn this gateway's session (their sockets of an earlier session lost their
         // clients) and the registry as it is now.
         let registrar = self.registrar
@@ -216,6 +254,7 @@ public final class Gateway: Service, Sendable {
         await waitForStartupPush()
         await sockets.stop()
         await links.closeAll()
+        await cluster.close()
         database.close()
         logger.info("gateway stopped")
     }

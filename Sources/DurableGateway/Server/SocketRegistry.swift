@@ -15,7 +15,7 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
         var client: any WebSocketClientWriter
     }
 
-    private let registry: Registry
+    private let registry: any RegistryStore
     private let logger: Logger
     private let open = Mutex<[String: OpenSocket]>([:])
     /// The router that reaches the objects' nodes (attached once the router exists; it owns this registry).
@@ -31,7 +31,7 @@ final class SocketRegistry: WebSocketRelay, WebSocketHub {
     /// whose session is not a live gateway's (their client connections died with that gateway).
     let session: String
 
-    init(registry: Registry, logger: Logger, closeRetryCeiling: Duration = .seconds(30)) {
+    init(registry: any RegistryStore, logger: Logger, closeRetryCeiling: Duration = .seconds(30)) {
         self.registry = registry
         self.logger = logger
         self.closeRetryCeiling = closeRetryCeiling

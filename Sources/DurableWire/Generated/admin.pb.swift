@@ -431,6 +431,117 @@ public nonisolated struct Durable_V1_NodeGetStorageRequest: Sendable {
   public init() {}
 }
 
+/// The cluster as the gateway asked sees it: where its state is kept, the gateways and nodes alive, each node's
+/// slots and objects in memory (Admin/ClusterStatus, admin token).
+public nonisolated struct Durable_V1_ClusterStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_ClusterStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// "embedded" (the gateway's own database) or "etcd".
+  public var store: String = String()
+
+  /// The etcd members, as the gateway's client was given them, with what each says (etcd only).
+  public var etcdMembers: [Durable_V1_EtcdMemberStatus] = []
+
+  /// The gateways alive now.
+  public var gateways: [Durable_V1_GatewayStatus] = []
+
+  /// Every node the cluster has registered, in id order.
+  public var nodes: [Durable_V1_NodeStatus] = []
+
+  /// Slots that have no owner yet (of 4096).
+  public var unassignedSlots: UInt32 = 0
+
+  /// The registry's revision (publishes so far).
+  public var registryRevision: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_EtcdMemberStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var endpoint: String = String()
+
+  /// etcd's member id, in decimal ("" when the member did not answer).
+  public var memberID: String = String()
+
+  public var leader: Bool = false
+
+  /// Why the member did not answer ("" when it did).
+  public var error: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_GatewayStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The prefix of the ids of the WebSockets it holds.
+  public var session: String = String()
+
+  /// Its RPC address.
+  public var address: String = String()
+
+  /// Whether this is the gateway that answered.
+  public var answering: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_NodeStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  public var address: String = String()
+
+  /// "live" (its lease is alive, or, without etcd, it answered), "dead" (its lease expired), "unreachable"
+  /// (without etcd: it did not answer).
+  public var state: String = String()
+
+  /// Seconds left on its lease and the lease's TTL (etcd only; -1 when it has none).
+  public var leaseRemainingSeconds: Int64 = 0
+
+  public var leaseTtlSeconds: Int64 = 0
+
+  /// Slots it owns.
+  public var slots: UInt32 = 0
+
+  /// Objects in its memory now, when it answered.
+  public var activeObjects: UInt64 = 0
+
+  /// Why it could not be asked ("" when it answered).
+  public var error: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "durable.v1"
@@ -1171,6 +1282,230 @@ nonisolated extension Durable_V1_NodeGetStorageRequest: SwiftProtobuf.Message, S
     if lhs.namespaceID != rhs.namespaceID {return false}
     if lhs.objectID != rhs.objectID {return false}
     if lhs.key != rhs.key {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_ClusterStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_ClusterStatusRequest, rhs: Durable_V1_ClusterStatusRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_ClusterStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClusterStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}store\0\u{3}etcd_members\0\u{1}gateways\0\u{1}nodes\0\u{3}unassigned_slots\0\u{3}registry_revision\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.store) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.etcdMembers) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.gateways) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.unassignedSlots) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.registryRevision) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.store.isEmpty {
+      try visitor.visitSingularStringField(value: self.store, fieldNumber: 1)
+    }
+    if !self.etcdMembers.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.etcdMembers, fieldNumber: 2)
+    }
+    if !self.gateways.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.gateways, fieldNumber: 3)
+    }
+    if !self.nodes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 4)
+    }
+    if self.unassignedSlots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.unassignedSlots, fieldNumber: 5)
+    }
+    if self.registryRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.registryRevision, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_ClusterStatusResponse, rhs: Durable_V1_ClusterStatusResponse) -> Bool {
+    if lhs.store != rhs.store {return false}
+    if lhs.etcdMembers != rhs.etcdMembers {return false}
+    if lhs.gateways != rhs.gateways {return false}
+    if lhs.nodes != rhs.nodes {return false}
+    if lhs.unassignedSlots != rhs.unassignedSlots {return false}
+    if lhs.registryRevision != rhs.registryRevision {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_EtcdMemberStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EtcdMemberStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}endpoint\0\u{3}member_id\0\u{1}leader\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.endpoint) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.memberID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.leader) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.endpoint.isEmpty {
+      try visitor.visitSingularStringField(value: self.endpoint, fieldNumber: 1)
+    }
+    if !self.memberID.isEmpty {
+      try visitor.visitSingularStringField(value: self.memberID, fieldNumber: 2)
+    }
+    if self.leader != false {
+      try visitor.visitSingularBoolField(value: self.leader, fieldNumber: 3)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_EtcdMemberStatus, rhs: Durable_V1_EtcdMemberStatus) -> Bool {
+    if lhs.endpoint != rhs.endpoint {return false}
+    if lhs.memberID != rhs.memberID {return false}
+    if lhs.leader != rhs.leader {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_GatewayStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GatewayStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}address\0\u{1}answering\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.session) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.answering) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.session.isEmpty {
+      try visitor.visitSingularStringField(value: self.session, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    if self.answering != false {
+      try visitor.visitSingularBoolField(value: self.answering, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_GatewayStatus, rhs: Durable_V1_GatewayStatus) -> Bool {
+    if lhs.session != rhs.session {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.answering != rhs.answering {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NodeStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}address\0\u{1}state\0\u{3}lease_remaining_seconds\0\u{3}lease_ttl_seconds\0\u{1}slots\0\u{3}active_objects\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.leaseRemainingSeconds) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.leaseTtlSeconds) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.slots) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.activeObjects) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 3)
+    }
+    if self.leaseRemainingSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.leaseRemainingSeconds, fieldNumber: 4)
+    }
+    if self.leaseTtlSeconds != 0 {
+      try visitor.visitSingularInt64Field(value: self.leaseTtlSeconds, fieldNumber: 5)
+    }
+    if self.slots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.slots, fieldNumber: 6)
+    }
+    if self.activeObjects != 0 {
+      try visitor.visitSingularUInt64Field(value: self.activeObjects, fieldNumber: 7)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_NodeStatus, rhs: Durable_V1_NodeStatus) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.leaseRemainingSeconds != rhs.leaseRemainingSeconds {return false}
+    if lhs.leaseTtlSeconds != rhs.leaseTtlSeconds {return false}
+    if lhs.slots != rhs.slots {return false}
+    if lhs.activeObjects != rhs.activeObjects {return false}
+    if lhs.error != rhs.error {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -329,6 +329,11 @@ public nonisolated struct Durable_V1_DefineNamespacesRequest: Sendable {
   /// that gateway): each object receives a close event (1006) and the socket's row goes.
   public var gatewaySessions: [String] = []
 
+  /// The registry's revision these definitions come from (it grows by one with every publish); 0 when the sender
+  /// does not number them. A node ignores definitions older than the newest it applied, so that two gateways
+  /// telling it of two publishes never leave it with the older one.
+  public var registryRevision: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1107,7 +1112,7 @@ nonisolated extension Durable_V1_BindingDefinition: SwiftProtobuf.Message, Swift
 
 nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DefineNamespacesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespaces\0\u{1}bindings\0\u{1}complete\0\u{3}gateway_sessions\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}namespaces\0\u{1}bindings\0\u{1}complete\0\u{3}gateway_sessions\0\u{3}registry_revision\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1119,6 +1124,7 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.bindings) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.complete) }()
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.gatewaySessions) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.registryRevision) }()
       default: break
       }
     }
@@ -1137,6 +1143,9 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
     if !self.gatewaySessions.isEmpty {
       try visitor.visitRepeatedStringField(value: self.gatewaySessions, fieldNumber: 4)
     }
+    if self.registryRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.registryRevision, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1145,6 +1154,7 @@ nonisolated extension Durable_V1_DefineNamespacesRequest: SwiftProtobuf.Message,
     if lhs.bindings != rhs.bindings {return false}
     if lhs.complete != rhs.complete {return false}
     if lhs.gatewaySessions != rhs.gatewaySessions {return false}
+    if lhs.registryRevision != rhs.registryRevision {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
