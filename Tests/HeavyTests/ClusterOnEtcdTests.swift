@@ -109,12 +109,30 @@ extension WholeMachineTests {
             #expect(served < .seconds(1))
             await admin.close()
 
+            // A chat room reached through both gateways: each socket's frames go back through the gateway that
+            // holds it (the room's node finds that gateway in etcd by the socket's session).
+            let room = "room-\(UUID().uuidString.prefix(8))"
+            let (alice, _) = await joinChat(httpPort: try #require(gatewayA.httpPort), room: room, as: "alice")
+            let (bob, _) = await joinChat(httpPort: try #require(gatewayB.httpPort), room: room, as: "bob")
+            #expect(await nextEvent(alice) == "joined bob")
+            alice.send(#"{"message": "across gateways"}"#)
+            #expect(await nextChat(bob) == "alice: across gateways")
+            #expect(await nextChat(alice) == "alice: across gateways")
+
             // 3. Gateway A killed under load: the clients continue through B.
             let registers = try await both.namespace("REGISTERS")
             let load = RegisterLoad(namespace: registers, clients: 6, keys: 12)
             let gatewayLoss = try await load.interruption { await gatewayA.crash() }
             print("gateway loss: \(gatewayLoss.summary)")
             #expect(gatewayLoss.failedAfterRetry == 0, "every operation answered within one client retry")
+
+            // Alice's gateway is gone: once its lease ended, the nodes were told the live sessions and closed
+            // alice's socket, so the room saw her leave.
+            let aliceLeft = Task { await nextEvent(bob) }
+            #expect(await finishes(aliceLeft, within: .seconds(60)), "the room heard of alice's socket")
+            let event = await aliceLeft.value ?? "nothing"
+            #expect(event == "quit alice" || event == "failed alice", "\(event)")
+            bob.close()
 
             // 4. The etcd leader killed under load (new objects claim slots in etcd meanwhile).
             var leader: EtcdProcess?
@@ -135,6 +153,31 @@ extension WholeMachineTests {
                 })
             print("etcd leader loss: \(leaderLoss.summary)")
             #expect(leaderLoss.failedAfterRetry == 0, "every operation answered within one client retry")
+
+            // etcd unreachable for two seconds (both members left stopped): the objects keep answering, since
+            // routing and serving need etcd only for slots that have no owner yet.
+            let stillRunning = etcd.members.filter { $0 !== killedLeader }
+            for member in stillRunning { member.child.send(SIGSTOP) }
+            let stoppedAt = ContinuousClock.now
+            var answeredWithoutEtcd = 0
+            var failedWithoutEtcd: [String] = []
+            while ContinuousClock.now - stoppedAt < .seconds(2) {
+                do {
+                    _ = try await countersB.getByName("first-\(answeredWithoutEtcd % 48)").fetch("http://c/")
+                    answeredWithoutEtcd += 1
+                } catch {
+                    failedWithoutEtcd.append("\(error)")
+                    break
+                }
+            }
+            for member in stillRunning { member.child.send(SIGCONT) }
+            print(
+                "calls answered while etcd was unreachable for 2 s: \(answeredWithoutEtcd), failed: \(failedWithoutEtcd)"
+            )
+            #expect(failedWithoutEtcd.isEmpty && answeredWithoutEtcd > 10)
+
+            // Every register answers after a gateway and the etcd leader were lost (read before a node goes).
+            #expect(await load.readAll(), "every register answers after the faults")
 
             // 5. A node killed: once its lease expires no new slot goes to it; its objects answer retryable errors.
             let slotsBefore = Set(
@@ -178,7 +221,38 @@ extension WholeMachineTests {
                 #expect(error.retryable, "\(error)")
             }
 
-            // Every history is linearizable, and the final reads are in it.
+            // `durable cluster status` through gateway B shows it all, and fails since the cluster is degraded.
+            let status = try await ChildProcess.run(
+                BuiltExecutable.durable,
+                ["cluster", "status", "--format", "json", "--gateway", "127.0.0.1:\(gatewayB.port)"],
+                environment: TestKeys.environment(included: true))
+            #expect(status.status != 0 && status.errors.contains("the cluster is degraded"), "\(status)")
+            let report = try #require(
+                try JSONSerialization.jsonObject(with: Data(status.output.utf8)) as? [String: Any], "\(status)")
+            #expect(report["store"] as? String == "etcd")
+            let nodeStates = Dictionary(
+                uniqueKeysWithValues: (report["nodes"] as? [[String: Any]] ?? []).map {
+                    ($0["id"] as? String ?? "?", $0["state"] as? String ?? "?")
+                })
+            #expect(nodeStates == ["node1": "live", "node2": "live", "node3": "dead"], "\(report)")
+            let members = report["etcdMembers"] as? [[String: Any]] ?? []
+            #expect(members.count == 3 && members.filter { $0["error"] != nil }.count == 1, "\(members)")
+            #expect(members.filter { $0["leader"] as? Bool == true }.count == 1, "the two left elected a leader")
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    let again = try? await ChildProcess.run(
+                        BuiltExecutable.durable,
+                        ["cluster", "status", "--format", "json", "--gateway", "127.0.0.1:\(gatewayB.port)"],
+                        environment: TestKeys.environment(included: true))
+                    let gateways =
+                        (again.flatMap {
+                            try? JSONSerialization.jsonObject(with: Data($0.output.utf8)) as? [String: Any]
+                        })?[
+                            "gateways"] as? [[String: Any]]
+                    return gateways?.count == 1
+                }, "the killed gateway's announcement went with its lease")
+
+            // Every history is linearizable, the final reads of every register included.
             let reports = LinearizabilityChecker().report(load.history)
             let failures = reports.filter { report in
                 if case .linearizable = report.result { return false }
@@ -359,6 +433,15 @@ final class RegisterLoad: Sendable {
             if done { stop.store(true, ordering: .relaxed) }
             return ready
         }
+    }
+
+    /// Reads every register once (recorded); whether all answered.
+    func readAll() async -> Bool {
+        var all = true
+        for key in 0..<keys where !(await operation(client: clients, key: "register-\(key)", value: 0, write: false)) {
+            all = false
+        }
+        return all
     }
 
     /// One read or write, recorded; whether it was acknowledged.

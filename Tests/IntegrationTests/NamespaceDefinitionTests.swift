@@ -74,5 +74,45 @@ extension ProcessTests {
             await client.close()
             #expect(await node.stop() == 0)
         }
+
+        @Test("definitions older than the newest applied are ignored: two gateways' pushes in any order keep the newer")
+        func olderRevisionsIgnored() async throws {
+            let folder = TemporaryDirectory("node-revisions")
+            let key = NamespaceKey.random()
+            let node = try await ServerProcess.node(dataDirectory: folder.child("data"))
+            let client = DurableClient(host: "127.0.0.1", port: node.port, credentials: TestKeys.cluster)
+            func define(revision: UInt64, binding: String) async throws {
+                let _: Durable_V1_DefineNamespacesResponse = try await client.call(
+                    Methods.defineNamespaces,
+                    Durable_V1_DefineNamespacesRequest.with { request in
+                        request.namespaces = [
+                            .with {
+                                $0.id = "app.Counter.1"
+                                $0.className = "Counter"
+                                $0.idKey = Data(key.secret)
+                            }
+                        ]
+                        request.bindings = [
+                            .with {
+                                $0.name = binding
+                                $0.namespaceID = "app.Counter.1"
+                            }
+                        ]
+                        request.complete = true
+                        request.registryRevision = revision
+                    })
+            }
+            try await define(revision: 5, binding: "NEWER")
+            // The push of an older publish arrives late: answered, but not applied.
+            try await define(revision: 4, binding: "OLDER")
+            #expect(try await client.namespace("NEWER").namespaceID == "app.Counter.1")
+            let older = await #expect(throws: DurableObjectError.self) { try await client.namespace("OLDER") }
+            #expect(older?.code == .notFound)
+            // The same revision again (another gateway telling of the same publish) and newer ones apply.
+            try await define(revision: 6, binding: "NEWEST")
+            #expect(try await client.namespace("NEWEST").namespaceID == "app.Counter.1")
+            await client.close()
+            #expect(await node.stop() == 0)
+        }
     }
 }

@@ -25,6 +25,9 @@ public protocol ClusterStore: Sendable {
     func announceGateway(session: String, address: String) async throws
     /// Withdraws the gateway's announcement and stops following the store.
     func close() async
+    /// Calls `observer` with the session of each gateway that leaves the cluster (its lease ended): its client
+    /// WebSockets are gone, and the nodes should close their side.
+    func onGatewayDeparture(_ observer: @escaping @Sendable (_ session: String) -> Void)
     /// What the store knows of the cluster's health, for `durable cluster status`.
     func describe() async -> ClusterStoreDescription
 }
@@ -72,6 +75,9 @@ public final class EmbeddedClusterStore: ClusterStore, Sendable {
     public func close() async {
         announced.withLock { $0 = [:] }
     }
+
+    /// No other gateway shares the store: `observer` is never called.
+    public func onGatewayDeparture(_ observer: @escaping @Sendable (_ session: String) -> Void) {}
 
     /// An embedded store has no members and no leases.
     public func describe() async -> ClusterStoreDescription {
@@ -146,6 +152,11 @@ public final class EtcdClusterStore: ClusterStore, Sendable {
         try await key.acquire()
         etcdPlacement.noteGateway(session: session, address: address)
         announcement.withLock { $0 = Task { await key.run() } }
+    }
+
+    /// Calls `observer` when a gateway's key goes from etcd.
+    public func onGatewayDeparture(_ observer: @escaping @Sendable (_ session: String) -> Void) {
+        etcdPlacement.onGatewayDeparture(observer)
     }
 
     /// Asks every etcd member for its status, and etcd for the lease of each live node.

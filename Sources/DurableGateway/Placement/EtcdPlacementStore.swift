@@ -22,6 +22,7 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
     private let logger: Logger
     private let state: Mutex<EtcdPlacementView>
     private let watcher = Mutex<Task<Void, Never>?>(nil)
+    private let departureObservers = Mutex<[@Sendable (String) -> Void]>([])
 
     private init(client: EtcdClient, cluster: String, logger: Logger) {
         self.client = client
@@ -77,6 +78,11 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
 
     /// The gateways whose lease is alive: session → RPC address.
     public var liveGateways: [String: String] { state.withLock { $0.gateways } }
+
+    /// Calls `observer` with the session of each gateway whose key goes (its lease expired or was revoked).
+    public func onGatewayDeparture(_ observer: @escaping @Sendable (_ session: String) -> Void) {
+        departureObservers.withLock { $0.append(observer) }
+    }
 
     /// Notes a gateway's key at once (the watch brings it too).
     func noteGateway(session: String, address: String) {
@@ -221,8 +227,17 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
         while !Task.isCancelled {
             do {
                 for try await events in client.watch(prefix: Array(prefix.utf8), fromRevision: next) {
-                    state.withLock { state in
+                    let departed = state.withLock { state -> [String] in
+                        let before = state.gateways
                         for event in events { state.apply(event.keyValue, deleted: event.kind == .delete) }
+                        return before.keys.filter { state.gateways[$0] == nil }
+                    }
+                    if !departed.isEmpty {
+                        let observers = departureObservers.withLock { $0 }
+                        for session in departed {
+                            logger.notice("a gateway left the cluster", metadata: ["session": "\(session)"])
+                            for observer in observers { observer(session) }
+                        }
                     }
                     if let last = events.last { next = last.keyValue.modRevision + 1 }
                     delay = .milliseconds(100)

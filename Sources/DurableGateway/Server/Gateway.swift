@@ -140,6 +140,11 @@ public final class Gateway: Service, Sendable {
             }
             Task { await registrar.pushDefinitions(dropping: dropped) }
         }
+        // Another gateway left: the nodes close the sockets it held (their objects get a close event) when told the
+        // sessions alive now.
+        cluster.onGatewayDeparture { _ in
+            Task { await registrar.pushDefinitions(dropping: []) }
+        }
     }
 
     /// Who may call each of the gateway's methods: publishing and the operator methods (`durable.v1.Admin/…`) take
