@@ -1,6 +1,6 @@
 # The `durable` executable in a small image. Build: docker build -t swift-durable-objects .
 # Run alone:   docker run -p 8787:8787 -v durable-data:/data swift-durable-objects
-# A gateway with three nodes: docker compose up --build (see docker-compose.yml).
+# etcd, two gateways and three nodes: docker compose up --build (see docker-compose.yml).
 
 FROM swift:6.1-bookworm AS build
 RUN apt-get update -q \
