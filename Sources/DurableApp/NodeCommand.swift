@@ -172,17 +172,38 @@ struct NodeCommand: AsyncParsableCommand {
                             metadata: ["gateways": "\(directory.client.endpoints.map(\.description))"])
                     }
                 }
-                if let etcdClient {
+                if let etcdClient, let node = nodeBox.withLock({ $0 }) {
                     // Alive for the gateways while this process renews its lease.
+                    let record: @Sendable (Int) -> EtcdPlacementStore.MemberRecord = { active in
+                        EtcdPlacementStore.MemberRecord(
+                            address: advertise ?? "\(host):\(boundPort)", databaseIdentity: node.databaseIdentity,
+                            activeObjects: active)
+                    }
                     let member = LeasedKey(
                         client: etcdClient, key: EtcdPlacementStore.memberKey(cluster: cluster, nodeID: nodeID),
-                        value: Array((advertise ?? "\(host):\(boundPort)").utf8), ttl: leaseTTL, logger: logger)
+                        value: record(node.runtime.activeCount).bytes, ttl: leaseTTL, logger: logger)
                     do {
                         try await member.acquire()
                     } catch {
                         logger.warning("could not announce this node in etcd yet", metadata: ["error": "\(error)"])
                     }
-                    membership.withLock { $0 = Task { await member.run() } }
+                    membership.withLock {
+                        $0 = Task {
+                            // The record's load is written again every ten seconds when it changed.
+                            let reporter = Task {
+                                var reported = node.runtime.activeCount
+                                while !Task.isCancelled {
+                                    try? await Task.sleep(for: .seconds(10))
+                                    let now = node.runtime.activeCount
+                                    if now != reported, (try? await member.update(record(now).bytes)) != nil {
+                                        reported = now
+                                    }
+                                }
+                            }
+                            await member.run()
+                            reporter.cancel()
+                        }
+                    }
                 }
                 // A line tools and tests can wait for.
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")

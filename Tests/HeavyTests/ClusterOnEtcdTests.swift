@@ -45,6 +45,27 @@ extension WholeMachineTests {
                         dataDirectory: folder.child("node\(number)"),
                         arguments: ["--node-id", "node\(number)"] + etcdArguments))
             }
+            // Each node's membership names its address, its database and its load.
+            let identities = Dictionary(
+                uniqueKeysWithValues: try await inspector.get(prefix: Array("/durable/default/identities/".utf8))
+                    .values.map {
+                        (
+                            String(String(decoding: $0.key, as: UTF8.self).split(separator: "/").last!),
+                            String(decoding: $0.value, as: UTF8.self)
+                        )
+                    })
+            let memberRecords = try await inspector.get(prefix: Array("/durable/default/members/".utf8)).values
+            #expect(memberRecords.count == 3 && memberRecords.allSatisfy { $0.lease != 0 })
+            for member in memberRecords {
+                let nodeID = String(String(decoding: member.key, as: UTF8.self).split(separator: "/").last!)
+                let record = try JSONSerialization.jsonObject(with: Data(member.value)) as? [String: Any]
+                #expect(
+                    record?["databaseIdentity"] as? String == identities[nodeID],
+                    "\(nodeID): \(String(describing: record))")
+                #expect((record?["address"] as? String)?.hasPrefix("127.0.0.1:") == true)
+                #expect(record?["activeObjects"] as? Int == 0)
+            }
+
             let viaA = DurableClient(host: "127.0.0.1", port: gatewayA.port, credentials: TestKeys.api)
             let viaB = DurableClient(host: "127.0.0.1", port: gatewayB.port, credentials: TestKeys.api)
             let both = DurableClient(

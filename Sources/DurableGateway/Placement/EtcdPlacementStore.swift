@@ -55,6 +55,30 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
 
     // MARK: Membership
 
+    /// What a live node says of itself in its `members/` key: where it listens, its database and its load.
+    public struct MemberRecord: Codable, Sendable, Equatable {
+        /// The node's RPC address.
+        public var address: String
+        /// The identity of the node's database.
+        public var databaseIdentity: String
+        /// Objects in the node's memory when it last wrote the record.
+        public var activeObjects: Int
+
+        /// A record.
+        public init(address: String, databaseIdentity: String, activeObjects: Int) {
+            self.address = address
+            self.databaseIdentity = databaseIdentity
+            self.activeObjects = activeObjects
+        }
+
+        /// The record as JSON (what the key holds).
+        public var bytes: [UInt8] {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            return Array((try? encoder.encode(self)) ?? Data())
+        }
+    }
+
     /// The key that says node `nodeID` of `cluster` is alive (held under the node's lease).
     public static func memberKey(cluster: String = "default", nodeID: String) -> [UInt8] {
         Array("/durable/\(cluster)/members/\(nodeID)".utf8)
