@@ -26,8 +26,9 @@ final class GatewayDirectory: Sendable {
     ) {
         let live = liveGateways().values.sorted().compactMap { DurableClient.Endpoint($0) }
         let endpoints = live.isEmpty ? configured : live
+        // With no gateway known yet (etcd lists none alive), the default gateway address until etcd lists one.
         client = DurableClient(
-            endpoints: endpoints.isEmpty ? [DurableClient.Endpoint(host: "127.0.0.1", port: 7700)] : endpoints,
+            endpoints: endpoints.isEmpty ? [DurableClient.Endpoint(host: "127.0.0.1", port: 7070)] : endpoints,
             credentials: credentials, logger: logger)
         self.liveGateways = liveGateways
         self.credentials = credentials

@@ -142,7 +142,7 @@ extension WholeMachineTests {
 
             // 3. Gateway A killed under load: the clients continue through B.
             let registers = try await both.namespace("REGISTERS")
-            let load = RegisterLoad(namespace: registers, clients: 6, keys: 12)
+            let load = RegisterLoad(namespace: registers, clients: 8, keys: 12)
             let gatewayLoss = try await load.interruption { await gatewayA.crash() }
             print("gateway loss: \(gatewayLoss.summary)")
             #expect(gatewayLoss.failedAfterRetry == 0, "every operation answered within one client retry")
@@ -353,7 +353,8 @@ final class RegisterLoad: Sendable {
                 return ClusterOnEtcdTestsFormatting.milliseconds(duration)
             }
             return "interruption per client p50 \(percentile(0.5)) ms, p99 \(percentile(0.99)) ms "
-                + "(\(sorted.count) clients), \(retried) operations retried once, \(failedAfterRetry) failed twice"
+                + "(\(sorted.count) clients: \(sorted.map { ClusterOnEtcdTestsFormatting.milliseconds($0) }.joined(separator: " "))), "
+                + "\(retried) operations retried once, \(failedAfterRetry) failed twice"
         }
     }
 

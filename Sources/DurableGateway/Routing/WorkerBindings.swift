@@ -16,8 +16,9 @@ final class WorkerBindings: Sendable {
     private let script = Mutex<String?>(nil)
     /// The served script's `[vars]`, from its last publish.
     private let vars = Mutex<[String: String]>([:])
-    /// The worker's environment, made again after each publish.
-    private let cachedEnvironment = Mutex<Environment?>(nil)
+    /// The worker's environment and the registry revision it was made from, made again after each publish (a
+    /// worker that read an older state while a publish landed cannot leave it cached: the revision tells).
+    private let cachedEnvironment = Mutex<(revision: UInt64?, environment: Environment)?>(nil)
 
     init(registry: any RegistryStore, environment: String?, transport: RoutingTransport) {
         self.registry = registry
@@ -62,8 +63,10 @@ final class WorkerBindings: Sendable {
 
     /// The bindings of the served script, with a transport that routes like RPC invocations.
     func workerEnvironment() -> Environment {
-        if let cached = cachedEnvironment.withLock({ $0 }) { return cached }
         let state = registry.state
+        if let cached = cachedEnvironment.withLock({ $0 }), cached.revision == state.revision {
+            return cached.environment
+        }
         let script = servedScript(state)
         var namespaces: [String: DurableObjectNamespace] = [:]
         for binding in script.flatMap({ state.bindings[$0] }) ?? [] {
@@ -76,7 +79,7 @@ final class WorkerBindings: Sendable {
         // written before it kept them has only the ones this gateway published.
         let servedVars = script.flatMap { state.vars?[$0] } ?? vars.withLock { $0 }
         let environment = Environment(namespaces: namespaces, vars: servedVars)
-        cachedEnvironment.withLock { $0 = environment }
+        cachedEnvironment.withLock { $0 = (state.revision, environment) }
         return environment
     }
 

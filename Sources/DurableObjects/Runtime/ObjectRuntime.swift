@@ -454,6 +454,16 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         }
     }
 
+    /// An object of `slot` active here (`<namespace>/<id hex prefix>`), if any.
+    func activeObject(inSlot slot: UInt16) -> String? {
+        state.withLock { state in
+            state.activations.keys.first { key in
+                key.id.count == ObjectKeySpace.objectIDLength
+                    && PlacementEpochs.slot(of: DurableObjectId(bytes: key.id, name: nil)) == slot
+            }.map { "\($0.namespaceID)/\($0.id.prefix(4).map { String(format: "%02x", $0) }.joined())…" }
+        }
+    }
+
     // MARK: Listing
 
     /// The ids of the objects of a namespace that have stored data, in byte order: those after `after` (all when
