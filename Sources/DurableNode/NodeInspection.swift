@@ -4,18 +4,27 @@ import DurableStorage
 import DurableWire
 import Foundation
 
-/// The node's operator methods: read-only listings of its objects and their storage, and checkpoints. Reads go to
+/// The node's operator methods: read-only listings of its objects, their storage and its slots' usage, and
+/// checkpoints. Reads go to
 /// the database directly, so they never activate an object nor wait behind its events.
 extension ObjectService {
     /// The methods ``inspect(_:)`` serves.
     static let inspectionMethods: Set<String> = [
         Methods.nodeListObjects, Methods.nodeListStorage, Methods.nodeGetStorage, Methods.nodeCheckpoint,
+        Methods.nodeSlotUsage,
     ]
 
     /// The most value and key bytes one `ListStorage` answer carries (frames are at most 16 MiB).
     static let maximumListingBytes = 4 << 20
     /// The most objects one `ListObjects` answer carries.
     static let maximumListedObjects = 10_000
+
+    /// Runs blocking work on a thread of its own and waits for it without blocking the caller's thread.
+    static func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+        }
+    }
 
     /// Serves one of ``inspectionMethods``.
     func inspect(_ call: IncomingCall) async throws -> [UInt8] {
@@ -30,6 +39,18 @@ extension ObjectService {
             case Methods.nodeGetStorage:
                 return try getStorage(Durable_V1_NodeGetStorageRequest(serializedBytes: call.payload))
                     .serializedBytes()
+            case Methods.nodeSlotUsage:
+                // A scan of every namespace: on a thread of its own, not Swift's small cooperative pool.
+                let usage = try await Self.onOwnThread { [runtime] in try runtime.slotUsage() }
+                return try Durable_V1_NodeSlotUsageResponse.with { response in
+                    response.slots = usage.sorted { $0.key < $1.key }.map { slot, usage in
+                        .with {
+                            $0.slot = UInt32(slot)
+                            $0.objects = UInt64(usage.objects)
+                            $0.bytes = UInt64(usage.bytes)
+                        }
+                    }
+                }.serializedBytes()
             default:
                 return try await checkpoint(Durable_V1_CheckpointRequest(serializedBytes: call.payload))
                     .serializedBytes()

@@ -12,6 +12,10 @@ extension Methods {
     /// The cluster's gateways, nodes (live or dead, their leases, slots and objects) and etcd members (gateway,
     /// admin token).
     public static let adminClusterStatus = "durable.v1.Admin/ClusterStatus"
+    /// Every assigned slot with its owner, epoch, objects and bytes, and totals per node (gateway, admin token).
+    public static let adminListSlots = "durable.v1.Admin/ListSlots"
+    /// The slots this node holds data of, with their objects and bytes.
+    public static let nodeSlotUsage = "durable.v1.Node/SlotUsage"
     /// The objects of a namespace this node holds data of.
     public static let nodeListObjects = "durable.v1.Node/ListObjects"
     /// One object's keys and values, read from the node's database.

@@ -110,3 +110,20 @@ struct SlotRowsTests {
         }
     }
 }
+
+extension SlotRowsTests {
+    @Test("slot usage counts each slot's objects and the bytes of their keys and values")
+    func usage() async throws {
+        try await withRuntime { runtime in
+            let probes = try runtime.namespace("PROBE")
+            let names = (0..<20).map { "usage-\($0)" }
+            for name in names { _ = try await probes.getByName(name).text("/put", body: "0123456789") }
+            let usage = try runtime.runtime.slotUsage()
+            var expected: [UInt16: Int] = [:]
+            for name in names { expected[PlacementEpochs.slot(of: probes.idFromName(name)), default: 0] += 1 }
+            #expect(usage.mapValues(\.objects) == expected)
+            // One key "x" per object: 32 id bytes + 1 key byte + the stored value.
+            #expect(usage.values.allSatisfy { $0.bytes > $0.objects * 33 })
+        }
+    }
+}

@@ -106,6 +106,33 @@ extension WholeMachineTests {
                 }, "\(table.output)")
             #expect(table.output.contains("5 objects of COUNTER"), "\(table.output)")
 
+            // durable slots list: each object's slot, owned by the node that holds it; totals add up per node.
+            let slotListing = try await cluster.json(["slots", "list"])
+            let slotRows = slotListing["slots"] as? [[String: Any]] ?? []
+            let ownerOfSlot = Dictionary(
+                uniqueKeysWithValues: slotRows.map { ($0["slot"] as? Int ?? -1, $0["node"] as? String ?? "?") })
+            for (id, object) in listed {
+                let slot = Int(id.prefix(4), radix: 16)! % 4096
+                #expect(ownerOfSlot[slot] == object.node, "slot \(slot) of \(id)")
+                #expect(
+                    (slotRows.first { $0["slot"] as? Int == slot }?["objects"] as? Int ?? 0) >= 1,
+                    "slot \(slot) counts its objects")
+            }
+            let nodeTotals = slotListing["nodes"] as? [[String: Any]] ?? []
+            #expect(nodeTotals.map { $0["node"] as? String } == ["node1", "node2"])
+            for total in nodeTotals {
+                let mine = slotRows.filter { $0["node"] as? String == total["node"] as? String }
+                #expect(total["slots"] as? Int == mine.count)
+                #expect(total["objects"] as? Int == mine.compactMap { $0["objects"] as? Int }.reduce(0, +))
+                #expect((total["bytes"] as? Int ?? 0) > 0)
+            }
+            let onlyNode1 = try await cluster.json(["slots", "list", "--node", "node1"])
+            #expect((onlyNode1["slots"] as? [[String: Any]] ?? []).allSatisfy { $0["node"] as? String == "node1" })
+            let slotTable = try await cluster.durable(["slots", "list"])
+            #expect(slotTable.status == 0 && slotTable.output.contains("\(slotRows.count) of 4096 slots assigned"))
+            let unknownNode = try await cluster.durable(["slots", "list", "--node", "node9"])
+            #expect(unknownNode.status != 0 && unknownNode.errors.contains("No node 'node9' is registered."))
+
             // durable storage list / get: by name, by id, values decoded.
             #expect(try await cluster.storage("COUNTER", "alpha").map { "\($0.0)=\($0.1)" } == ["value=3"])
             #expect(try await cluster.storage("COUNTER", unnamed.hexString).map { "\($0.0)=\($0.1)" } == ["value=4"])

@@ -6,8 +6,8 @@ import Foundation
 import Logging
 
 /// The gateway's operator methods (`durable.v1.Admin/…`, admin token only): read-only listings of a binding's
-/// objects and of one object's storage, answered by the nodes from their databases, backups, and the cluster's
-/// status.
+/// objects, of one object's storage and of the slots, answered by the nodes from their databases, backups, and the
+/// cluster's status.
 struct AdminService: Sendable {
     let placement: any PlacementStore
     let links: NodeLinks
@@ -35,6 +35,8 @@ struct AdminService: Sendable {
             return try await backup(Durable_V1_BackupRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.adminClusterStatus:
             return try await status.report().serializedBytes()
+        case Methods.adminListSlots:
+            return try await listSlots(Durable_V1_ListSlotsRequest(serializedBytes: call.payload)).serializedBytes()
         default:
             throw RPCError(.unimplemented, "Unknown method '\(call.method)'.")
         }
@@ -68,6 +70,52 @@ struct AdminService: Sendable {
                     })
             }
         }
+        return response
+    }
+
+    /// Every assigned slot with its owner and epoch, and the objects and bytes its owner holds of it.
+    private func listSlots(_ request: Durable_V1_ListSlotsRequest) async throws -> Durable_V1_ListSlotsResponse {
+        let nodes = placement.nodes.keys.sorted().filter { request.nodeID.isEmpty || $0 == request.nodeID }
+        guard !nodes.isEmpty || request.nodeID.isEmpty else {
+            throw RPCError(.notFound, "No node '\(request.nodeID)' is registered.")
+        }
+        var response = Durable_V1_ListSlotsResponse()
+        for nodeID in nodes {
+            let slots = placement.slots(of: nodeID)
+            var usage: [UInt32: Durable_V1_SlotUsage] = [:]
+            if !slots.isEmpty {
+                do {
+                    let answer: Durable_V1_NodeSlotUsageResponse = try await links.node(nodeID).call(
+                        Methods.nodeSlotUsage, Durable_V1_NodeSlotUsageRequest(), timeout: Self.inspectionTimeout)
+                    for entry in answer.slots { usage[entry.slot] = entry }
+                } catch {
+                    let message = (error as? DurableObjectError)?.message ?? (error as? RPCError)?.message ?? "\(error)"
+                    response.failures.append(
+                        .with {
+                            $0.nodeID = nodeID
+                            $0.message = message
+                        })
+                }
+            }
+            var totals = Durable_V1_NodeSlotTotals()
+            totals.nodeID = nodeID
+            totals.slots = UInt32(slots.count)
+            for (slot, epoch) in slots {
+                let held = usage[UInt32(slot)]
+                response.slots.append(
+                    .with {
+                        $0.slot = UInt32(slot)
+                        $0.nodeID = nodeID
+                        $0.epoch = epoch
+                        $0.objects = held?.objects ?? 0
+                        $0.bytes = held?.bytes ?? 0
+                    })
+                totals.objects += held?.objects ?? 0
+                totals.bytes += held?.bytes ?? 0
+            }
+            response.nodes.append(totals)
+        }
+        response.slots.sort { $0.slot < $1.slot }
         return response
     }
 

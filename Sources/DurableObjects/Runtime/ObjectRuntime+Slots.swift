@@ -224,3 +224,32 @@ extension ObjectRuntime {
         alarms.cancel(AlarmScheduler.Key(namespaceID: String(text[..<slash]), id: id))
     }
 }
+
+/// Objects and bytes per slot.
+extension ObjectRuntime {
+    /// The slots this node holds data of, with their objects and the bytes of their keys and values (every
+    /// namespace's column family is read once, at one snapshot; bookkeeping rows are not counted).
+    public func slotUsage() throws -> [UInt16: (objects: Int, bytes: Int)] {
+        let snapshot = try database.snapshot()
+        defer { snapshot.release() }
+        var usage: [UInt16: (objects: Int, bytes: Int)] = [:]
+        for namespaceID in namespaceIDs {
+            let family = try database.columnFamily(named: Self.namespaceFamilyPrefix + namespaceID)
+            var lastObject: ArraySlice<UInt8> = []
+            try database.forEach(in: family, ScanOptions(snapshot: snapshot)) { key, value in
+                guard key.count >= ObjectKeySpace.objectIDLength else { return true }
+                let slot = UInt16((Int(key[0]) << 8 | Int(key[1])) % PlacementEpochs.slotCount)
+                let object = key.prefix(ObjectKeySpace.objectIDLength)
+                var entry = usage[slot] ?? (0, 0)
+                if object != lastObject {
+                    entry.objects += 1
+                    lastObject = object
+                }
+                entry.bytes += key.count + value.count
+                usage[slot] = entry
+                return true
+            }
+        }
+        return usage
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import DurableClient
+import DurableWire
+import Foundation
+
+/// `durable slots`: the placement of the 4096 slots (admin token).
+struct SlotsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slots",
+        abstract: "Inspect the placement of the cluster's slots (read-only; needs the admin token).",
+        subcommands: [SlotsListCommand.self]
+    )
+}
+
+/// `durable slots list`: each assigned slot's owner, epoch, objects and bytes, and totals per node.
+struct SlotsListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List the assigned slots (owner, epoch, objects, bytes) and the totals per node.",
+        discussion: """
+            An object's slot is the first two bytes of its id, big-endian, modulo 4096; a slot gets an owner on the \
+            first call to one of its objects. Objects and bytes count what each owner has stored (keys and values \
+            of the objects' storage), read from its database at one snapshot; nothing is activated.
+            """
+    )
+
+    @Option(help: "Only the slots of this node.")
+    var node: String?
+
+    @Option(help: "table or json.")
+    var format: OutputFormat = .table
+
+    @OptionGroup(title: "Gateway")
+    var admin: AdminOptions
+
+    func run() async throws {
+        let request = Durable_V1_ListSlotsRequest.with { $0.nodeID = node ?? "" }
+        let response = try await withAdminConnection(admin) { connection in
+            try Durable_V1_ListSlotsResponse(
+                serializedBytes: try await connection.call(Methods.adminListSlots, try request.serializedBytes()))
+        }
+        switch format {
+        case .table:
+            printTable(
+                ["SLOT", "NODE", "EPOCH", "OBJECTS", "BYTES"],
+                response.slots.map { ["\($0.slot)", $0.nodeID, "\($0.epoch)", "\($0.objects)", "\($0.bytes)"] })
+            print("")
+            printTable(
+                ["NODE", "SLOTS", "SHARE", "OBJECTS", "BYTES"],
+                response.nodes.map { node in
+                    [
+                        node.nodeID, "\(node.slots)",
+                        String(format: "%.1f %%", Double(node.slots) * 100 / 4096), "\(node.objects)", "\(node.bytes)",
+                    ]
+                })
+            print("\(response.slots.count) of 4096 slots assigned")
+        case .json:
+            try printJSON([
+                "slots": response.slots.map {
+                    ["slot": $0.slot, "node": $0.nodeID, "epoch": $0.epoch, "objects": $0.objects, "bytes": $0.bytes]
+                        as [String: Any]
+                },
+                "nodes": response.nodes.map {
+                    ["node": $0.nodeID, "slots": $0.slots, "objects": $0.objects, "bytes": $0.bytes] as [String: Any]
+                },
+                "failures": response.failures.map { ["node": $0.nodeID, "message": $0.message] },
+            ])
+        }
+        guard response.failures.isEmpty else {
+            for failure in response.failures {
+                FileHandle.standardError.write(Data("warning: node \(failure.nodeID): \(failure.message)\n".utf8))
+            }
+            let nodes = response.failures.map(\.nodeID).joined(separator: ", ")
+            throw CommandError("the usage of node(s) \(nodes) could not be read; their slots show 0 objects and bytes")
+        }
+    }
+}
