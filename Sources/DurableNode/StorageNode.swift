@@ -103,7 +103,7 @@ public final class StorageNode: Service, Sendable {
         runtime.loadSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
         service = ObjectService(
             nodeID: configuration.nodeID, runtime: runtime, bindings: served!.bindings, database: database,
-            meta: meta, logger: logger)
+            meta: meta, clusterSecret: configuration.clusterSecret, logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.port, handler: service,
             maximumFrameSize: configuration.maximumFrameSize,
@@ -303,6 +303,8 @@ final class ObjectService: RPCHandler {
     let server = Mutex<RPCServer?>(nil)
     /// Where objects' calls to other objects go (`nil`: this node's own runtime).
     let objectTransport = Mutex<(any ObjectTransport)?>(nil)
+    /// The key this node proves to other nodes (pulling a slot), the cluster secret.
+    let clusterSecret: RPCKey?
 
     private let invocations = Atomic<UInt64>(0)
     private let failures = Atomic<UInt64>(0)
@@ -310,8 +312,9 @@ final class ObjectService: RPCHandler {
 
     init(
         nodeID: String, runtime: ObjectRuntime, bindings: [String: String], database: Database, meta: ColumnFamily,
-        logger: Logger
+        clusterSecret: RPCKey?, logger: Logger
     ) {
+        self.clusterSecret = clusterSecret
         self.nodeID = nodeID
         self.runtime = runtime
         self.bindings = Mutex(bindings)
@@ -347,6 +350,13 @@ final class ObjectService: RPCHandler {
             return try Durable_V1_DefineNamespacesResponse().serializedBytes()
         case Methods.nodeTail:
             return try await NodeTail.serve(call, runtime: runtime, nodeID: nodeID, logger: logger)
+        case Methods.nodeExportSlot:
+            return try await exportSlot(call)
+        case Methods.nodePullSlot:
+            return try await pullSlot(Durable_V1_PullSlotRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.nodeDeleteSlot:
+            try await deleteSlot(Durable_V1_DeleteSlotRequest(serializedBytes: call.payload))
+            return try Durable_V1_DeleteSlotResponse().serializedBytes()
         case Methods.dropNamespaces:
             try drop(Durable_V1_DropNamespacesRequest(serializedBytes: call.payload))
             return try Durable_V1_DropNamespacesResponse().serializedBytes()

@@ -16,6 +16,12 @@ extension Methods {
     public static let adminListSlots = "durable.v1.Admin/ListSlots"
     /// The slots this node holds data of, with their objects and bytes.
     public static let nodeSlotUsage = "durable.v1.Node/SlotUsage"
+    /// Every row of a slot the node was retired from, streamed, then its summary (slot moves).
+    public static let nodeExportSlot = "durable.v1.Node/ExportSlot"
+    /// Copy a slot from its old owner and check the copy (slot moves).
+    public static let nodePullSlot = "durable.v1.Node/PullSlot"
+    /// Delete the copy of a slot that moved to another node (slot moves).
+    public static let nodeDeleteSlot = "durable.v1.Node/DeleteSlot"
     /// The objects of a namespace this node holds data of.
     public static let nodeListObjects = "durable.v1.Node/ListObjects"
     /// One object's keys and values, read from the node's database.
