@@ -7,8 +7,8 @@ import Foundation
 struct SlotsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slots",
-        abstract: "Inspect the placement of the cluster's slots (read-only; needs the admin token).",
-        subcommands: [SlotsListCommand.self]
+        abstract: "Inspect and move the cluster's slots (needs the admin token).",
+        subcommands: [SlotsListCommand.self, SlotsMoveCommand.self]
     )
 }
 
@@ -73,5 +73,49 @@ struct SlotsListCommand: AsyncParsableCommand {
             let nodes = response.failures.map(\.nodeID).joined(separator: ", ")
             throw CommandError("the usage of node(s) \(nodes) could not be read; their slots show 0 objects and bytes")
         }
+    }
+}
+
+/// `durable slots move SLOT --to NODE`: moves one slot, with its objects' data, to another node.
+struct SlotsMoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "move",
+        abstract: "Move a slot, with its objects' data, to another node (online: its calls retry while it moves).",
+        discussion: """
+            The slot's old owner stops serving it (its objects are retired and their writes fenced), the new owner \
+            copies its rows and checks them against the old owner's checksum, the placement records the new owner, \
+            and the old owner deletes its copy. Calls to the slot are answered with a retryable UNAVAILABLE while it \
+            moves. A move that fails leaves the slot with its old owner.
+            """
+    )
+
+    @Argument(help: "The slot (0 to 4095); `durable slots list` shows each one's owner.")
+    var slot: Int
+
+    @Option(help: "The node to move it to.")
+    var to: String
+
+    @OptionGroup(title: "Gateway")
+    var admin: AdminOptions
+
+    func validate() throws {
+        guard (0..<4096).contains(slot) else { throw ValidationError("SLOT must be between 0 and 4095") }
+    }
+
+    func run() async throws {
+        FileHandle.standardError.write(Data("moving slot \(slot) to \(to)…\n".utf8))
+        let request = Durable_V1_MoveSlotRequest.with {
+            $0.slot = UInt32(slot)
+            $0.toNode = to
+        }
+        let moved = try await withAdminConnection(admin) { connection in
+            try Durable_V1_MoveSlotResponse(
+                serializedBytes: try await connection.call(
+                    Methods.adminMoveSlot, try request.serializedBytes(), timeout: .seconds(900)))
+        }
+        print(
+            "moved slot \(slot) from \(moved.fromNode) to \(moved.toNode) at epoch \(moved.epoch): \(moved.objects) "
+                + "objects, \(moved.rows) rows, \(moved.bytes) bytes; calls to it waited "
+                + String(format: "%.1f ms", Double(moved.unavailableMicros) / 1000))
     }
 }

@@ -116,6 +116,7 @@ extension ObjectService {
                 "The copy of slot \(slot) from \(request.sourceNodeID) does not match what it sent "
                     + "(\(copy.rows) rows here, \(sent.rows) sent, or another checksum); the copy was deleted.")
         }
+        pulledSlots.withLock { $0[slot] = request.epoch }
         logger.info(
             "slot pulled", metadata: ["slot": "\(slot)", "rows": "\(copy.rows)", "objects": "\(copy.objects)"])
         return copy

@@ -305,6 +305,9 @@ final class ObjectService: RPCHandler {
     let objectTransport = Mutex<(any ObjectTransport)?>(nil)
     /// The key this node proves to other nodes (pulling a slot), the cluster secret.
     let clusterSecret: RPCKey?
+    /// Slots pulled from another node, with the move's epoch: their alarms are scheduled once this node is given
+    /// that epoch (it serves the slot from then on).
+    let pulledSlots = Mutex<[UInt16: UInt64]>([:])
 
     private let invocations = Atomic<UInt64>(0)
     private let failures = Atomic<UInt64>(0)
@@ -344,6 +347,10 @@ final class ObjectService: RPCHandler {
             let assignments = request.assignments.map { (slot: UInt16($0.slot % 4096), epoch: $0.epoch) }
             try NodeMetadata.saveSlotEpochs(assignments, database: database, family: meta)
             await runtime.assignSlots(assignments)
+            for (slot, epoch) in assignments where pulledSlots.withLock({ $0[slot] == epoch }) {
+                pulledSlots.withLock { _ = $0.removeValue(forKey: slot) }
+                try runtime.scheduleAlarms(ofSlot: slot)
+            }
             return try Durable_V1_AssignSlotsResponse().serializedBytes()
         case Methods.defineNamespaces:
             try define(Durable_V1_DefineNamespacesRequest(serializedBytes: call.payload))

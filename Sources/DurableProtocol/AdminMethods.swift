@@ -14,6 +14,8 @@ extension Methods {
     public static let adminClusterStatus = "durable.v1.Admin/ClusterStatus"
     /// Every assigned slot with its owner, epoch, objects and bytes, and totals per node (gateway, admin token).
     public static let adminListSlots = "durable.v1.Admin/ListSlots"
+    /// Move a slot, with its data, to another node (gateway, admin token).
+    public static let adminMoveSlot = "durable.v1.Admin/MoveSlot"
     /// The slots this node holds data of, with their objects and bytes.
     public static let nodeSlotUsage = "durable.v1.Node/SlotUsage"
     /// Every row of a slot the node was retired from, streamed, then its summary (slot moves).

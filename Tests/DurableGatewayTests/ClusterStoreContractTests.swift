@@ -178,6 +178,16 @@ struct ClusterStoreContractTests {
             #expect(recorded == reserved)
             #expect(await eventually { second.placement.assignment(of: 7) == recorded })
             #expect(try second.placement.owner(of: 7).isNew == false)
+            // A slot move's steps are compare-and-sets: a stale expectation writes nothing.
+            let moving = SlotAssignment(nodeID: "node-1", epoch: 2, movingTo: "node-2")
+            #expect(try await first.placement.replace(7, expected: moving, with: recorded) == false)
+            #expect(try await first.placement.replace(7, expected: recorded, with: moving))
+            #expect(await eventually { second.placement.assignment(of: 7) == moving })
+            let moved = SlotAssignment(nodeID: "node-2", epoch: 2)
+            #expect(try await second.placement.replace(7, expected: moving, with: moved))
+            #expect(await eventually { first.placement.assignment(of: 7) == moved })
+            #expect(first.placement.slots(of: "node-1").isEmpty && first.placement.slots(of: "node-2").count == 1)
+
             // A node that comes back with another database is refused by every gateway.
             await #expect(throws: DurableObjectError.self) {
                 _ = try await second.placement.register(

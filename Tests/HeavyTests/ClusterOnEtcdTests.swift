@@ -273,6 +273,23 @@ extension WholeMachineTests {
                     return gateways?.count == 1
                 }, "the killed gateway's announcement went with its lease")
 
+            // A slot moves from node1 to node2 through gateway B; gateway-agnostic: the record lives in etcd.
+            let movable = try #require(
+                (0..<48).first { index in
+                    let slot = PlacementEpochs.slot(of: countersB.idFromName("first-\(index)"))
+                    return slotKeys.first { String(decoding: $0.key, as: UTF8.self).hasSuffix(Self.slotName(slot)) }
+                        .flatMap(Self.owner(in:)) == "node1"
+                })
+            let movedSlot = PlacementEpochs.slot(of: countersB.idFromName("first-\(movable)"))
+            let move = try await ChildProcess.run(
+                BuiltExecutable.durable,
+                ["slots", "move", "\(movedSlot)", "--to", "node2", "--gateway", "127.0.0.1:\(gatewayB.port)"],
+                environment: TestKeys.environment(included: true))
+            #expect(move.status == 0 && move.output.contains("from node1 to node2"), "\(move)")
+            #expect(try await countersB.getByName("first-\(movable)").fetch("http://c/").text() == "2")
+            let movedRecord = try await inspector.get(Array("/durable/default/\(Self.slotName(movedSlot))".utf8))
+            #expect(movedRecord.flatMap(Self.owner(in:)) == "node2")
+
             // Every history is linearizable, the final reads of every register included.
             let reports = LinearizabilityChecker().report(load.history)
             let failures = reports.filter { report in

@@ -205,6 +205,7 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
         }
         let slotKey = key(Self.slotName(slot))
         let winner: SlotAssignment
+        let revision: Int64
         do {
             let result = try await client.transaction(
                 Transaction(
@@ -213,11 +214,13 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
                     failure: [.get(key: slotKey)]))
             if result.succeeded {
                 winner = reserved
+                revision = result.revision
             } else {
                 guard case .values(let values) = result.responses.first, let stored = values.first else {
                     throw DurableObjectError(.internal, "etcd answered the claim of slot \(slot) without its owner.")
                 }
                 winner = try JSONDecoder().decode(SlotAssignment.self, from: Data(stored.value))
+                revision = stored.modRevision
             }
         } catch {
             state.withLock { $0.release(slot) }
@@ -225,9 +228,24 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
         }
         state.withLock { state in
             state.release(slot)
-            state.apply(slot: slot, winner)
+            state.apply(slot: slot, winner, revision: revision)
         }
         return winner
+    }
+
+    /// Replaces the record of `slot` in one transaction that requires etcd to hold the record this gateway knows
+    /// (by its modification revision), which must be `expected`.
+    public func replace(_ slot: UInt16, expected: SlotAssignment, with new: SlotAssignment) async throws -> Bool {
+        let slotKey = key(Self.slotName(slot))
+        guard let known = state.withLock({ $0.slots[slot] == expected ? $0.slotRevisions[slot] : nil }) else {
+            return false
+        }
+        let result = try await client.transaction(
+            Transaction(
+                comparisons: [Transaction.Comparison(key: slotKey, .modRevision(known))],
+                success: [.put(key: slotKey, value: Array(try JSONEncoder().encode(new)), lease: nil)]))
+        if result.succeeded { state.withLock { $0.apply(slot: slot, new, revision: result.revision) } }
+        return result.succeeded
     }
 
     // MARK: Following etcd

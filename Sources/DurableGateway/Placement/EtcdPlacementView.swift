@@ -8,6 +8,8 @@ struct EtcdPlacementView: Sendable {
     /// The cluster's key prefix, `/durable/<cluster>/`.
     let prefix: String
     private(set) var slots: [UInt16: SlotAssignment] = [:]
+    /// The etcd modification revision of each slot's record, as last seen (what a move's compare-and-set checks).
+    private(set) var slotRevisions: [UInt16: Int64] = [:]
     private(set) var reserved: [UInt16: SlotAssignment] = [:]
     private(set) var nodes: [String: String] = [:]
     private(set) var identities: [String: String] = [:]
@@ -61,8 +63,9 @@ struct EtcdPlacementView: Sendable {
             guard let slot = UInt16(parts[1], radix: 16) else { return }
             if deleted {
                 if let old = slots.removeValue(forKey: slot) { load[old.nodeID, default: 1] -= 1 }
+                slotRevisions[slot] = nil
             } else if let assignment = try? JSONDecoder().decode(SlotAssignment.self, from: Data(value.value)) {
-                apply(slot: slot, assignment)
+                apply(slot: slot, assignment, revision: value.modRevision)
             }
             return
         }
@@ -96,8 +99,10 @@ struct EtcdPlacementView: Sendable {
         }
     }
 
-    /// Applies a slot's recorded owner.
-    mutating func apply(slot: UInt16, _ assignment: SlotAssignment) {
+    /// Applies a slot's recorded owner, written at etcd revision `revision` (an older one than known is ignored).
+    mutating func apply(slot: UInt16, _ assignment: SlotAssignment, revision: Int64) {
+        if let known = slotRevisions[slot], known > revision { return }
+        slotRevisions[slot] = revision
         if let old = slots[slot] {
             guard old != assignment else { return }
             load[old.nodeID, default: 1] -= 1

@@ -6,11 +6,15 @@ public struct SlotAssignment: Codable, Sendable, Equatable {
     public var nodeID: String
     /// The slot's epoch.
     public var epoch: UInt64
+    /// While the slot moves: the node it moves to. `nodeID` was retired at `epoch` and calls to the slot are told
+    /// to retry until the move ends.
+    public var movingTo: String?
 
     /// An assignment of a slot to `nodeID` at `epoch`.
-    public init(nodeID: String, epoch: UInt64) {
+    public init(nodeID: String, epoch: UInt64, movingTo: String? = nil) {
         self.nodeID = nodeID
         self.epoch = epoch
+        self.movingTo = movingTo
     }
 }
 
@@ -58,6 +62,12 @@ public protocol PlacementStore: Sendable {
     ///
     /// - Throws: `UNAVAILABLE` (retryable) when no node can take the slot.
     func owner(of slot: UInt16) throws -> (assignment: SlotAssignment, isNew: Bool)
+
+    /// Replaces the recorded owner of `slot` with `new` if it is still `expected` (the steps of a slot move);
+    /// `false` when the record changed meanwhile (nothing is written then).
+    ///
+    /// - Throws: the backing's error; nothing is written then.
+    func replace(_ slot: UInt16, expected: SlotAssignment, with new: SlotAssignment) async throws -> Bool
 
     /// Makes the reservation of `slot` durable; returns the slot's owner as recorded (the reserved one, or the one
     /// another gateway recorded first). A failure drops the reservation.

@@ -197,6 +197,21 @@ public final class PlacementTable: PlacementStore, Sendable {
         return assignment
     }
 
+    /// Replaces the record of `slot` if it is still `expected` (synced write; the slot mover runs one step of one
+    /// slot at a time).
+    public func replace(_ slot: UInt16, expected: Assignment, with new: Assignment) async throws -> Bool {
+        guard state.withLock({ $0.slots[slot] == expected }) else { return false }
+        var batch = WriteBatch()
+        batch.put(try Self.record(new), forKey: Self.slotKey(slot), in: family)
+        try await database.writeSynced(batch)
+        state.withLock { state in
+            if let old = state.slots[slot] { state.load[old.nodeID, default: 1] -= 1 }
+            state.slots[slot] = new
+            state.load[new.nodeID, default: 0] += 1
+        }
+        return true
+    }
+
     private static func slotKey(_ slot: UInt16) -> [UInt8] {
         slotPrefix + [UInt8(slot >> 8), UInt8(slot & 0xff)]
     }

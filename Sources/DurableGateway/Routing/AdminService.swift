@@ -16,6 +16,8 @@ struct AdminService: Sendable {
     let gatewayDatabase: Database
     /// Answers `Admin/ClusterStatus`.
     let status: ClusterStatusReport
+    /// Runs `Admin/MoveSlot`.
+    let mover: SlotMover
     let logger: Logger
 
     /// How long a node may take for one inspection call.
@@ -35,6 +37,8 @@ struct AdminService: Sendable {
             return try await backup(Durable_V1_BackupRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.adminClusterStatus:
             return try await status.report().serializedBytes()
+        case Methods.adminMoveSlot:
+            return try await mover.move(Durable_V1_MoveSlotRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.adminListSlots:
             return try await listSlots(Durable_V1_ListSlotsRequest(serializedBytes: call.payload)).serializedBytes()
         default:

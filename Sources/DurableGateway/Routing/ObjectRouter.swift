@@ -67,8 +67,8 @@ final class ObjectRouter: Sendable {
         do {
             let (message, id) = try target(of: call.payload, decoded: nil)
             let slot = PlacementEpochs.slot(of: id)
-            guard let assignment = placement.assignment(of: slot), pendingAssignments.withLock({ $0[slot] == nil }),
-                announced.withLock({ $0.contains(slot) })
+            guard let assignment = placement.assignment(of: slot), assignment.movingTo == nil,
+                pendingAssignments.withLock({ $0[slot] == nil }), announced.withLock({ $0.contains(slot) })
             else { return nil }
             let link = try links.link(to: assignment.nodeID)
             let payload = try Self.routed(call.payload, message, id, assignment.epoch)
@@ -169,6 +169,9 @@ final class ObjectRouter: Sendable {
                 (assignment, isNew) = try placement.owner(of: slot)
             } catch {
                 throw RPCError(serving: error)
+            }
+            if let target = assignment.movingTo {
+                throw RPCError.unavailable("Slot \(slot) is moving to node \(target); call again shortly.")
             }
             if !isNew {
                 if let inFlight = pending[slot] { return (assignment, inFlight) }

@@ -122,7 +122,8 @@ public final class Gateway: Service, Sendable {
             router: router, bindings: bindings, registrar: registrar, publisher: publisher, sockets: sockets,
             admin: AdminService(
                 placement: placement, links: links, bindings: bindings, gatewayDatabase: database,
-                status: ClusterStatusReport(cluster: cluster, links: links, session: session), logger: logger),
+                status: ClusterStatusReport(cluster: cluster, links: links, session: session),
+                mover: SlotMover(placement: placement, links: links, logger: logger), logger: logger),
             registry: registry, placement: placement, links: links, logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.rpcPort, handler: handler,

@@ -769,6 +769,48 @@ public nonisolated struct Durable_V1_DeleteSlotResponse: Sendable {
   public init() {}
 }
 
+/// Admin/MoveSlot (admin token): moves an assigned slot, with its data, to another node. Calls to the slot are told
+/// to retry (UNAVAILABLE) while it moves; a move that fails leaves the slot with its old owner.
+public nonisolated struct Durable_V1_MoveSlotRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var slot: UInt32 = 0
+
+  public var toNode: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_MoveSlotResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var fromNode: String = String()
+
+  public var toNode: String = String()
+
+  /// The slot's epoch on its new owner.
+  public var epoch: UInt64 = 0
+
+  public var rows: UInt64 = 0
+
+  public var bytes: UInt64 = 0
+
+  public var objects: UInt64 = 0
+
+  /// How long calls to the slot were refused, in microseconds.
+  public var unavailableMicros: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "durable.v1"
@@ -2241,6 +2283,101 @@ nonisolated extension Durable_V1_DeleteSlotResponse: SwiftProtobuf.Message, Swif
   }
 
   public static func ==(lhs: Durable_V1_DeleteSlotResponse, rhs: Durable_V1_DeleteSlotResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_MoveSlotRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MoveSlotRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{3}to_node\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.slot) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.toNode) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.slot != 0 {
+      try visitor.visitSingularUInt32Field(value: self.slot, fieldNumber: 1)
+    }
+    if !self.toNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.toNode, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_MoveSlotRequest, rhs: Durable_V1_MoveSlotRequest) -> Bool {
+    if lhs.slot != rhs.slot {return false}
+    if lhs.toNode != rhs.toNode {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_MoveSlotResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MoveSlotResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_node\0\u{3}to_node\0\u{1}epoch\0\u{1}rows\0\u{1}bytes\0\u{1}objects\0\u{3}unavailable_micros\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.fromNode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.toNode) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.rows) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.objects) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.unavailableMicros) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.fromNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.fromNode, fieldNumber: 1)
+    }
+    if !self.toNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.toNode, fieldNumber: 2)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 3)
+    }
+    if self.rows != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rows, fieldNumber: 4)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 5)
+    }
+    if self.objects != 0 {
+      try visitor.visitSingularUInt64Field(value: self.objects, fieldNumber: 6)
+    }
+    if self.unavailableMicros != 0 {
+      try visitor.visitSingularUInt64Field(value: self.unavailableMicros, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_MoveSlotResponse, rhs: Durable_V1_MoveSlotResponse) -> Bool {
+    if lhs.fromNode != rhs.fromNode {return false}
+    if lhs.toNode != rhs.toNode {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.rows != rhs.rows {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.objects != rhs.objects {return false}
+    if lhs.unavailableMicros != rhs.unavailableMicros {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
