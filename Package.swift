@@ -296,7 +296,7 @@ let package = Package(
             name: "DurableAppTests",
             dependencies: [
                 "DurableApp", "DurableGateway", "DurableNode", "DurableHTTP", "DurableClient", "DurableObjects",
-                "DurableStorage", "DurableExamples", "TestSupport",
+                "DurableStorage", "DurableExamples", "DurableWire", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),

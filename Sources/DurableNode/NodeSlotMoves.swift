@@ -122,11 +122,14 @@ extension ObjectService {
         return copy
     }
 
-    /// `Node/DeleteSlot`: deletes this node's copy of a slot that moved to `new_owner`.
+    /// `Node/DeleteSlot`: deletes this node's copy of a slot that moved to `new_owner`, or the copy a failed move
+    /// left here (`partial_copy`).
     func deleteSlot(_ request: Durable_V1_DeleteSlotRequest) async throws {
         let slot = UInt16(request.slot % UInt32(PlacementEpochs.slotCount))
         let held = runtime.placement.epoch(ofSlot: slot)
-        guard !request.newOwner.isEmpty, request.newOwner != nodeID, request.epoch > 0, held >= request.epoch else {
+        guard !request.newOwner.isEmpty, request.newOwner != nodeID, request.epoch > 0,
+            request.partialCopy || held >= request.epoch
+        else {
             throw RPCError(
                 .failedPrecondition,
                 "Node \(nodeID) keeps slot \(slot) (epoch \(held) here; the request names epoch \(request.epoch) and "

@@ -15,7 +15,8 @@ import Synchronization
 ///
 /// A failure before step 4's record puts the slot back with its old owner (which holds the new epoch, so it serves
 /// the slot again) and deletes a partial copy; the slot never has two owners in the store, and only the recorded
-/// owner holds an epoch calls are routed with.
+/// owner holds an epoch calls are routed with. A move that never ended (its gateway stopped midway) leaves the slot
+/// marked moving: the next move of that slot undoes it first.
 final class SlotMover: Sendable {
     private let placement: any PlacementStore
     private let links: NodeLinks
@@ -42,19 +43,21 @@ final class SlotMover: Sendable {
         guard placement.nodes[target] != nil else {
             throw RPCError(.notFound, "No node '\(target)' is registered.")
         }
-        guard let current = placement.assignment(of: slot) else {
-            throw RPCError(.failedPrecondition, "Slot \(slot) has no owner yet: it gets one on its first call.")
-        }
-        guard current.movingTo == nil else {
-            throw RPCError(.failedPrecondition, "Slot \(slot) is moving to node \(current.movingTo!) already.")
-        }
-        guard current.nodeID != target else {
-            throw RPCError(.failedPrecondition, "Slot \(slot) is on node \(target) already.")
-        }
         guard running.withLock({ $0.insert(slot).inserted }) else {
             throw RPCError(.failedPrecondition, "Slot \(slot) is being moved through this gateway already.")
         }
         defer { _ = running.withLock { $0.remove(slot) } }
+        guard var current = placement.assignment(of: slot) else {
+            throw RPCError(.failedPrecondition, "Slot \(slot) has no owner yet: it gets one on its first call.")
+        }
+        if current.movingTo != nil {
+            // A move that did not end (its gateway stopped midway, or another gateway runs it now: its last
+            // compare-and-set then fails and it stops): put the slot back with its old owner first.
+            current = try await rollBack(slot, current)
+        }
+        guard current.nodeID != target else {
+            throw RPCError(.failedPrecondition, "Slot \(slot) is on node \(target) already.")
+        }
         let source = current.nodeID
         let epoch = current.epoch + 1
         let moving = SlotAssignment(nodeID: source, epoch: epoch, movingTo: target)
@@ -64,10 +67,8 @@ final class SlotMover: Sendable {
         let started = ContinuousClock.now
         logger.info("moving slot", metadata: ["slot": "\(slot)", "from": "\(source)", "to": "\(target)"])
         var pulled = Durable_V1_SlotExportSummary()
-        var targetMayHoldRows = false
         do {
             try await assign(slot, epoch, at: source)
-            targetMayHoldRows = true
             pulled = try await links.node(target).call(
                 Methods.nodePullSlot,
                 Durable_V1_PullSlotRequest.with {
@@ -85,20 +86,10 @@ final class SlotMover: Sendable {
             logger.error(
                 "slot move failed; the slot stays with its old owner",
                 metadata: ["slot": "\(slot)", "from": "\(source)", "to": "\(target)", "error": "\(error)"])
-            let back = SlotAssignment(nodeID: source, epoch: epoch)
-            if (try? await placement.replace(slot, expected: moving, with: back)) != true {
+            if (try? await rollBack(slot, moving)) == nil {
                 logger.critical(
-                    "could not put a slot back with its old owner; it stays marked moving",
+                    "could not put a slot back with its old owner; it stays marked moving until the next move of it",
                     metadata: ["slot": "\(slot)"])
-            }
-            if targetMayHoldRows {
-                let _: Durable_V1_DeleteSlotResponse? = try? await links.node(target).call(
-                    Methods.nodeDeleteSlot,
-                    Durable_V1_DeleteSlotRequest.with {
-                        $0.slot = UInt32(slot)
-                        $0.epoch = epoch
-                        $0.newOwner = source
-                    })
             }
             throw error as? RPCError ?? RPCError(.unavailable, "The move of slot \(slot) failed: \(error)")
         }
@@ -131,6 +122,38 @@ final class SlotMover: Sendable {
             $0.objects = pulled.objects
             $0.unavailableMicros = UInt64(unavailable / .microseconds(1))
         }
+    }
+
+    /// Puts a slot marked moving back with its old owner (which holds the move's epoch, so it serves the slot again)
+    /// and has the target delete whatever copy it made; returns the slot's record after it.
+    private func rollBack(_ slot: UInt16, _ moving: SlotAssignment) async throws -> SlotAssignment {
+        guard let target = moving.movingTo else { return moving }
+        let back = SlotAssignment(nodeID: moving.nodeID, epoch: moving.epoch)
+        guard try await placement.replace(slot, expected: moving, with: back) else {
+            throw RPCError(
+                .aborted, "Slot \(slot)'s record changed while its unfinished move was undone; try again.",
+                retryable: true)
+        }
+        logger.warning(
+            "an unfinished move of a slot was undone: the slot is back with its old owner",
+            metadata: ["slot": "\(slot)", "owner": "\(moving.nodeID)", "was-moving-to": "\(target)"])
+        // The old owner may not have been given the move's epoch yet.
+        try? await assign(slot, moving.epoch, at: moving.nodeID)
+        do {
+            let _: Durable_V1_DeleteSlotResponse = try await links.node(target).call(
+                Methods.nodeDeleteSlot,
+                Durable_V1_DeleteSlotRequest.with {
+                    $0.slot = UInt32(slot)
+                    $0.epoch = moving.epoch
+                    $0.newOwner = moving.nodeID
+                    $0.partialCopy = true
+                })
+        } catch {
+            logger.warning(
+                "the target of an undone move kept its partial copy (it does not serve the slot)",
+                metadata: ["slot": "\(slot)", "node": "\(target)", "error": "\(error)"])
+        }
+        return back
     }
 
     private func assign(_ slot: UInt16, _ epoch: UInt64, at nodeID: String) async throws {

@@ -741,8 +741,8 @@ public nonisolated struct Durable_V1_PullSlotRequest: Sendable {
   public init() {}
 }
 
-/// Node/DeleteSlot: the old owner deletes its copy of a slot that moved. Refused unless the node holds the slot at
-/// `epoch` or later and is not `new_owner`.
+/// Node/DeleteSlot: the old owner deletes its copy of a slot that moved (or the new one the copy of a failed move).
+/// Refused when the node is `new_owner`, and, unless `partial_copy`, when it holds the slot at an epoch before `epoch`.
 public nonisolated struct Durable_V1_DeleteSlotRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -753,6 +753,10 @@ public nonisolated struct Durable_V1_DeleteSlotRequest: Sendable {
   public var epoch: UInt64 = 0
 
   public var newOwner: String = String()
+
+  /// The node holds a copy from a move that failed (it was never recorded as the slot's owner): it deletes it whatever
+  /// epoch it holds, unless it is `new_owner`.
+  public var partialCopy: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2231,7 +2235,7 @@ nonisolated extension Durable_V1_PullSlotRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Durable_V1_DeleteSlotRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DeleteSlotRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{1}epoch\0\u{3}new_owner\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{1}epoch\0\u{3}new_owner\0\u{3}partial_copy\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2242,6 +2246,7 @@ nonisolated extension Durable_V1_DeleteSlotRequest: SwiftProtobuf.Message, Swift
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.slot) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.newOwner) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.partialCopy) }()
       default: break
       }
     }
@@ -2257,6 +2262,9 @@ nonisolated extension Durable_V1_DeleteSlotRequest: SwiftProtobuf.Message, Swift
     if !self.newOwner.isEmpty {
       try visitor.visitSingularStringField(value: self.newOwner, fieldNumber: 3)
     }
+    if self.partialCopy != false {
+      try visitor.visitSingularBoolField(value: self.partialCopy, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2264,6 +2272,7 @@ nonisolated extension Durable_V1_DeleteSlotRequest: SwiftProtobuf.Message, Swift
     if lhs.slot != rhs.slot {return false}
     if lhs.epoch != rhs.epoch {return false}
     if lhs.newOwner != rhs.newOwner {return false}
+    if lhs.partialCopy != rhs.partialCopy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,45 @@
+import DurableClient
+import DurableExamples
+import DurableGateway
+import DurableObjects
+import DurableWire
+import Foundation
+import Testing
+
+/// A slot whose move never ended (its gateway stopped midway) stays marked moving: calls to it are told to retry,
+/// and the next move of the slot undoes the unfinished one first.
+@Suite("Unfinished slot moves")
+struct SlotMoveRepairTests {
+    @Test("calls to a slot left moving are refused retryably; the next move puts it back, then moves it")
+    func unfinishedMoveIsUndone() async throws {
+        try await withLocalCluster(app: ExampleApp.application, nodes: 2, configuration: ExampleApp.configuration) {
+            cluster in
+            let counters = try await cluster.client.namespace("COUNTER")
+            let stub = counters.getByName("stuck")
+            for _ in 0..<3 { _ = try await stub.fetch("http://c/increment") }
+            let slot = PlacementEpochs.slot(of: stub.id)
+            let placement = cluster.gateway.placement
+            let owner = try #require(placement.assignment(of: slot))
+            let other = owner.nodeID == "node-1" ? "node-2" : "node-1"
+
+            // What a gateway that stopped between the first and the last step of a move leaves behind.
+            let moving = SlotAssignment(nodeID: owner.nodeID, epoch: owner.epoch + 1, movingTo: other)
+            #expect(try await placement.replace(slot, expected: owner, with: moving))
+            let refused = await #expect(throws: DurableObjectError.self) { try await stub.fetch("http://c/") }
+            #expect(refused?.retryable == true && refused?.message.contains("is moving to node \(other)") == true)
+
+            let moved: Durable_V1_MoveSlotResponse = try await cluster.client.call(
+                Methods.adminMoveSlot,
+                Durable_V1_MoveSlotRequest.with {
+                    $0.slot = UInt32(slot)
+                    $0.toNode = other
+                })
+            #expect(moved.fromNode == owner.nodeID && moved.toNode == other)
+            #expect(moved.epoch == owner.epoch + 2, "undone at the stuck move's epoch, moved at the next")
+            #expect(moved.objects == 1)
+            #expect(placement.assignment(of: slot) == SlotAssignment(nodeID: other, epoch: owner.epoch + 2))
+            #expect(try await stub.fetch("http://c/").text() == "3", "the data moved with the slot")
+            #expect(try await stub.fetch("http://c/increment").text() == "4")
+        }
+    }
+}
