@@ -8,7 +8,7 @@ struct SlotsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "slots",
         abstract: "Inspect and move the cluster's slots (needs the admin token).",
-        subcommands: [SlotsListCommand.self, SlotsMoveCommand.self]
+        subcommands: [SlotsListCommand.self, SlotsMoveCommand.self, SlotsDrainCommand.self]
     )
 }
 

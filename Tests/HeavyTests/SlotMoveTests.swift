@@ -93,5 +93,61 @@ extension WholeMachineTests {
                 await client.close()
             }
         }
+
+        @Test("durable slots drain empties a node under load with no failed call beyond retryable ones")
+        func drainUnderLoad() async throws {
+            try await withTestCluster(nodes: 2, label: "drain") { cluster in
+                let gateway = "127.0.0.1:\(try cluster.gateway.port)"
+                let client = DurableClient(
+                    host: "127.0.0.1", port: try cluster.gateway.port, defaultTimeout: .seconds(10),
+                    credentials: TestKeys.api)
+                let counters = try await client.namespace("COUNTER")
+                let names = (0..<30).map { "d-\($0)" }
+                for name in names { _ = try await counters.getByName(name).fetch("http://c/increment") }
+
+                // Increments on every object while node1 drains; refusals that say to retry are retried.
+                let stop = Atomic<Bool>(false)
+                let load = Task {
+                    var acknowledged: [String: Int] = [:]
+                    var refused = 0
+                    var failed: [String] = []
+                    var turn = 0
+                    while !stop.load(ordering: .relaxed) {
+                        let name = names[turn % names.count]
+                        turn += 1
+                        do {
+                            _ = try await counters.getByName(name).fetch("http://c/increment")
+                            acknowledged[name, default: 0] += 1
+                        } catch let error as DurableObjectError where error.retryable {
+                            refused += 1
+                        } catch {
+                            failed.append("\(name): \(error)")
+                        }
+                    }
+                    return (acknowledged, refused, failed)
+                }
+                let drain = try await ChildProcess.run(
+                    BuiltExecutable.durable, ["slots", "drain", "node1", "--gateway", gateway],
+                    environment: TestKeys.environment(included: true))
+                stop.store(true, ordering: .relaxed)
+                let (acknowledged, refused, failed) = await load.value
+                #expect(drain.status == 0 && drain.output.contains("node1 is empty"), "\(drain)")
+                print(
+                    "drain under load: \(drain.output.split(separator: "\n").last ?? ""), "
+                        + "\(acknowledged.values.reduce(0, +)) increments acknowledged, \(refused) refused retryably")
+                #expect(failed.isEmpty, "only retryable refusals: \(failed)")
+                let listing = try await ChildProcess.run(
+                    BuiltExecutable.durable,
+                    ["slots", "list", "--node", "node1", "--format", "json", "--gateway", gateway],
+                    environment: TestKeys.environment(included: true))
+                let json = try JSONSerialization.jsonObject(with: Data(listing.output.utf8)) as? [String: Any]
+                #expect((json?["slots"] as? [[String: Any]])?.isEmpty == true, "\(listing.output)")
+                for name in names {
+                    let stored = Int(try await counters.getByName(name).fetch("http://c/").text()) ?? -1
+                    #expect(stored == 1 + (acknowledged[name] ?? 0), "\(name): every acknowledged increment")
+                }
+                await client.close()
+            }
+        }
     }
 }
