@@ -316,8 +316,8 @@ let package = Package(
         .testTarget(
             name: "HeavyTests",
             dependencies: [
-                "DurableChaos", "DurableClient", "DurableObjects", "DurableWire", "DurableEtcd", "TestSupport",
-                "durable", "durable-load", "durable-chaos",
+                "DurableChaos", "DurableClient", "DurableExamples", "DurableObjects", "DurableWire", "DurableEtcd",
+                "TestSupport", "durable", "durable-load", "durable-chaos",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

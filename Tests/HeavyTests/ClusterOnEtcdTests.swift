@@ -1,6 +1,7 @@
 import DurableChaos
 import DurableClient
 import DurableEtcd
+import DurableExamples
 import DurableObjects
 import DurableWire
 import Foundation
@@ -104,7 +105,7 @@ extension WholeMachineTests {
 
             // 2. A publish through gateway A is served by gateway B.
             let admin = DurableClient(host: "127.0.0.1", port: gatewayA.port, credentials: TestKeys.admin)
-            let published = Self.exampleConfiguration.replacingOccurrences(
+            let published = ExampleApp.configuration.replacingOccurrences(
                 of: "  { name = \"COUNTER\", class_name = \"Counter\" },",
                 with:
                     "  { name = \"COUNTER\", class_name = \"Counter\" },\n  { name = \"TALLIES\", class_name = \"Counter\" },"
@@ -316,37 +317,6 @@ extension WholeMachineTests {
             let hex = String(slot, radix: 16)
             return "slots/" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
         }
-
-        /// The example app's configuration (what the gateways published at start).
-        static let exampleConfiguration = """
-            name = "example-app"
-
-            [durable_objects]
-            bindings = [
-              { name = "COUNTER", class_name = "Counter" },
-              { name = "EXAMPLE", class_name = "DurableObjectExample" },
-              { name = "ROOMS", class_name = "ChatRoom" },
-              { name = "LIMITERS", class_name = "RateLimiter" },
-              { name = "BROADCAST", class_name = "BroadcastRoom" },
-              { name = "REGISTERS", class_name = "Register" },
-            ]
-
-            [[migrations]]
-            tag = "v1"
-            new_classes = ["Counter", "DurableObjectExample"]
-
-            [[migrations]]
-            tag = "v2"
-            new_classes = ["ChatRoom", "RateLimiter"]
-
-            [[migrations]]
-            tag = "v3"
-            new_classes = ["BroadcastRoom"]
-
-            [[migrations]]
-            tag = "v4"
-            new_classes = ["Register"]
-            """
     }
 }
 

@@ -45,6 +45,29 @@ extension ProcessTests {
             ).text()
         }
 
+        func pull(_ client: DurableClient, slot: UInt16, epoch: UInt64, from source: String) async throws
+            -> Durable_V1_SlotExportSummary
+        {
+            try await client.call(
+                Methods.nodePullSlot,
+                Durable_V1_PullSlotRequest.with {
+                    $0.slot = UInt32(slot)
+                    $0.epoch = epoch
+                    $0.sourceAddress = source
+                    $0.sourceNodeID = "source"
+                })
+        }
+
+        func delete(_ client: DurableClient, slot: UInt16, epoch: UInt64, newOwner: String) async throws {
+            let _: Durable_V1_DeleteSlotResponse = try await client.call(
+                Methods.nodeDeleteSlot,
+                Durable_V1_DeleteSlotRequest.with {
+                    $0.slot = UInt32(slot)
+                    $0.epoch = epoch
+                    $0.newOwner = newOwner
+                })
+        }
+
         @Test("the new owner gets every row with the same checksum, the old owner is fenced and then deletes its copy")
         func pullRetiredSlot() async throws {
             let folder = TemporaryDirectory("slot-pull")
@@ -89,49 +112,23 @@ extension ProcessTests {
                 try await increment(atSource, first, epoch: 1)
             }
             #expect(stale?.retryable == true, "\(String(describing: stale))")
-            let pulled: Durable_V1_SlotExportSummary = try await atTarget.call(
-                Methods.nodePullSlot,
-                Durable_V1_PullSlotRequest.with {
-                    $0.slot = UInt32(slot)
-                    $0.epoch = 2
-                    $0.sourceAddress = "127.0.0.1:\(source.port)"
-                    $0.sourceNodeID = "source"
-                })
+            let pulled = try await pull(atTarget, slot: slot, epoch: 2, from: "127.0.0.1:\(source.port)")
             #expect(pulled.objects == 3 && pulled.rows >= 3 && pulled.checksum.count == 32, "\(pulled)")
             try await assign(atTarget, slot: slot, epoch: 2)
             for (index, id) in ids.enumerated() {
                 #expect(try await increment(atTarget, id, epoch: 2) == "\(index + 2)", "the count moved with it")
             }
             let wrongNode = await #expect(throws: DurableObjectError.self) {
-                let _: Durable_V1_DeleteSlotResponse = try await atTarget.call(
-                    Methods.nodeDeleteSlot,
-                    Durable_V1_DeleteSlotRequest.with {
-                        $0.slot = UInt32(slot)
-                        $0.epoch = 2
-                        $0.newOwner = "target"
-                    })
+                try await delete(atTarget, slot: slot, epoch: 2, newOwner: "target")
             }
             #expect(wrongNode?.code == .failedPrecondition, "the new owner never deletes the slot")
-            let _: Durable_V1_DeleteSlotResponse = try await atSource.call(
-                Methods.nodeDeleteSlot,
-                Durable_V1_DeleteSlotRequest.with {
-                    $0.slot = UInt32(slot)
-                    $0.epoch = 2
-                    $0.newOwner = "target"
-                })
+            try await delete(atSource, slot: slot, epoch: 2, newOwner: "target")
             let usage: Durable_V1_NodeSlotUsageResponse = try await atSource.call(
                 Methods.nodeSlotUsage, Durable_V1_NodeSlotUsageRequest())
             #expect(!usage.slots.contains { $0.slot == UInt32(slot) }, "the old copy is gone")
             // A pull for an epoch the node holds already is refused.
             let again = await #expect(throws: DurableObjectError.self) {
-                let _: Durable_V1_SlotExportSummary = try await atTarget.call(
-                    Methods.nodePullSlot,
-                    Durable_V1_PullSlotRequest.with {
-                        $0.slot = UInt32(slot)
-                        $0.epoch = 2
-                        $0.sourceAddress = "127.0.0.1:\(source.port)"
-                        $0.sourceNodeID = "source"
-                    })
+                _ = try await pull(atTarget, slot: slot, epoch: 2, from: "127.0.0.1:\(source.port)")
             }
             #expect(again?.code == .failedPrecondition)
             await atSource.close()

@@ -460,7 +460,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             state.activations.keys.first { key in
                 key.id.count == ObjectKeySpace.objectIDLength
                     && PlacementEpochs.slot(of: DurableObjectId(bytes: key.id, name: nil)) == slot
-            }.map { "\($0.namespaceID)/\($0.id.prefix(4).map { String(format: "%02x", $0) }.joined())…" }
+            }.map { "\($0.namespaceID)/\(DurableObjectId(bytes: $0.id, name: nil).hexString.prefix(8))…" }
         }
     }
 
