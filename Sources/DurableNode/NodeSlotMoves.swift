@@ -16,11 +16,13 @@ extension ObjectService {
         let request = try Durable_V1_ExportSlotRequest(serializedBytes: call.payload)
         let slot = UInt16(request.slot % UInt32(PlacementEpochs.slotCount))
         let held = runtime.placement.epoch(ofSlot: slot)
-        guard request.epoch > 0, held == request.epoch else {
+        guard request.epoch > 0, held == request.epoch, runtime.placement.isRetired(slot) else {
             throw RPCError(
                 .failedPrecondition,
-                "Node \(nodeID) holds slot \(slot) at epoch \(held), not \(request.epoch): a slot is exported only "
-                    + "once it was retired at the move's epoch.")
+                "Node \(nodeID) holds slot \(slot) at epoch \(held)"
+                    + (runtime.placement.isRetired(slot) ? "" : ", serving it")
+                    + ", not retired at \(request.epoch): a slot is exported only once it was retired at the move's epoch."
+            )
         }
         // The walk reads RocksDB on a thread of its own; its batches go out as the stream's messages, in order.
         let (batches, continuation) = AsyncStream.makeStream(of: [SlotRow].self)
@@ -69,6 +71,13 @@ extension ObjectService {
                 .invalidArgument, "The old owner's address must be host:port, not '\(request.sourceAddress)'.")
         }
         let host = String(request.sourceAddress[..<colon])
+        // A copy left by an earlier move of the slot (to this node, or away from it) goes first: the pull must leave
+        // exactly the old owner's rows.
+        do {
+            try await runtime.deleteRows(ofSlot: slot)
+        } catch {
+            throw RPCError(serving: error)
+        }
         logger.info(
             "pulling slot",
             metadata: ["slot": "\(slot)", "epoch": "\(request.epoch)", "from": "\(request.sourceNodeID)"])

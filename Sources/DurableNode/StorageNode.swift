@@ -269,23 +269,29 @@ enum NodeMetadata {
 
     static let slotPrefix = Array("\(NodeKeyspace.node)slot-epoch/".utf8)
 
-    static func slotEpochs(database: Database, family: ColumnFamily) throws -> [(slot: UInt16, epoch: UInt64)] {
+    /// The slots' epochs as last assigned: 8 bytes of epoch, then one byte `1` when the slot is retired (older
+    /// records have no ninth byte).
+    static func slotEpochs(database: Database, family: ColumnFamily) throws -> [(
+        slot: UInt16, epoch: UInt64, retired: Bool
+    )] {
         try database.scan(in: family, ScanOptions(prefix: slotPrefix)).compactMap { entry in
-            guard entry.key.count == slotPrefix.count + 2, entry.value.count == 8 else { return nil }
+            guard entry.key.count == slotPrefix.count + 2, entry.value.count == 8 || entry.value.count == 9 else {
+                return nil
+            }
             let slot = UInt16(entry.key[slotPrefix.count]) << 8 | UInt16(entry.key[slotPrefix.count + 1])
-            let epoch = entry.value.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            return (slot, epoch)
+            let epoch = entry.value.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            return (slot, epoch, entry.value.count == 9 && entry.value[8] == 1)
         }
     }
 
-    static func saveSlotEpochs(_ assignments: [(slot: UInt16, epoch: UInt64)], database: Database, family: ColumnFamily)
-        throws
-    {
+    static func saveSlotEpochs(
+        _ assignments: [(slot: UInt16, epoch: UInt64, retired: Bool)], database: Database, family: ColumnFamily
+    ) throws {
         var batch = WriteBatch()
-        for (slot, epoch) in assignments {
+        for (slot, epoch, retired) in assignments {
             let key = slotPrefix + [UInt8(slot >> 8), UInt8(slot & 0xFF)]
             let value = (0..<8).reversed().map { UInt8(truncatingIfNeeded: epoch >> (8 * UInt64($0))) }
-            batch.put(value, forKey: key, in: family)
+            batch.put(value + (retired ? [1] : []), forKey: key, in: family)
         }
         try database.write(batch, sync: true)
     }
@@ -344,10 +350,15 @@ final class ObjectService: RPCHandler {
             return try stats().serializedBytes()
         case Methods.assignSlots:
             let request = try Durable_V1_AssignSlotsRequest(serializedBytes: call.payload)
-            let assignments = request.assignments.map { (slot: UInt16($0.slot % 4096), epoch: $0.epoch) }
-            try NodeMetadata.saveSlotEpochs(assignments, database: database, family: meta)
-            await runtime.assignSlots(assignments)
-            for (slot, epoch) in assignments where pulledSlots.withLock({ $0[slot] == epoch }) {
+            let assignments = request.assignments.map {
+                (slot: UInt16($0.slot % 4096), epoch: $0.epoch, retired: $0.retired)
+            }
+            // Only what the node takes is kept (an assignment older than the slot's epoch is ignored).
+            let placement = runtime.placement
+            let kept = assignments.filter { $0.epoch >= placement.epoch(ofSlot: $0.slot) }
+            try NodeMetadata.saveSlotEpochs(kept, database: database, family: meta)
+            await runtime.assignSlots(kept)
+            for (slot, epoch, retired) in kept where !retired && pulledSlots.withLock({ $0[slot] == epoch }) {
                 pulledSlots.withLock { _ = $0.removeValue(forKey: slot) }
                 try runtime.scheduleAlarms(ofSlot: slot)
             }

@@ -25,7 +25,7 @@ extension ProcessTests {
                 })
         }
 
-        func assign(_ client: DurableClient, slot: UInt16, epoch: UInt64) async throws {
+        func assign(_ client: DurableClient, slot: UInt16, epoch: UInt64, retired: Bool = false) async throws {
             let _: Durable_V1_AssignSlotsResponse = try await client.call(
                 Methods.assignSlots,
                 Durable_V1_AssignSlotsRequest.with {
@@ -33,6 +33,7 @@ extension ProcessTests {
                         .with {
                             $0.slot = UInt32(slot)
                             $0.epoch = epoch
+                            $0.retired = retired
                         }
                     ]
                 })
@@ -107,11 +108,16 @@ extension ProcessTests {
             #expect(early?.code == .failedPrecondition)
 
             // The move: retire at epoch 2 (the old epoch is fenced), pull, hand over, delete.
-            try await assign(atSource, slot: slot, epoch: 2)
+            try await assign(atSource, slot: slot, epoch: 2, retired: true)
             let stale = await #expect(throws: DurableObjectError.self) {
                 try await increment(atSource, first, epoch: 1)
             }
             #expect(stale?.retryable == true, "\(String(describing: stale))")
+            // Retired, the old owner runs none of the slot's objects, even under the new epoch.
+            let retired = await #expect(throws: DurableObjectError.self) {
+                try await increment(atSource, first, epoch: 2)
+            }
+            #expect(retired?.retryable == true && retired?.message.contains("handed to another node") == true)
             let pulled = try await pull(atTarget, slot: slot, epoch: 2, from: "127.0.0.1:\(source.port)")
             #expect(pulled.objects == 3 && pulled.rows >= 3 && pulled.checksum.count == 32, "\(pulled)")
             try await assign(atTarget, slot: slot, epoch: 2)

@@ -122,6 +122,8 @@ final class NodeRegistrar: Sendable {
                     $0.assignments = slots.map { entry in
                         .with {
                             $0.slot = UInt32(entry.slot); $0.epoch = entry.epoch
+                            // A slot moving away stays retired on its old owner until the move ends.
+                            $0.retired = placement.assignment(of: entry.slot)?.movingTo != nil
                         }
                     }
                 })

@@ -68,7 +68,7 @@ final class SlotMover: Sendable {
         logger.info("moving slot", metadata: ["slot": "\(slot)", "from": "\(source)", "to": "\(target)"])
         var pulled = Durable_V1_SlotExportSummary()
         do {
-            try await assign(slot, epoch, at: source)
+            try await assign(slot, epoch, at: source, retired: true)
             pulled = try await links.node(target).call(
                 Methods.nodePullSlot,
                 Durable_V1_PullSlotRequest.with {
@@ -137,8 +137,8 @@ final class SlotMover: Sendable {
         logger.warning(
             "an unfinished move of a slot was undone: the slot is back with its old owner",
             metadata: ["slot": "\(slot)", "owner": "\(moving.nodeID)", "was-moving-to": "\(target)"])
-        // The old owner may not have been given the move's epoch yet.
-        try? await assign(slot, moving.epoch, at: moving.nodeID)
+        // The old owner may not have been given the move's epoch yet; it serves the slot again at it.
+        try? await assign(slot, moving.epoch, at: moving.nodeID, retired: false)
         do {
             let _: Durable_V1_DeleteSlotResponse = try await links.node(target).call(
                 Methods.nodeDeleteSlot,
@@ -156,7 +156,7 @@ final class SlotMover: Sendable {
         return back
     }
 
-    private func assign(_ slot: UInt16, _ epoch: UInt64, at nodeID: String) async throws {
+    private func assign(_ slot: UInt16, _ epoch: UInt64, at nodeID: String, retired: Bool = false) async throws {
         let _: Durable_V1_AssignSlotsResponse = try await links.node(nodeID).call(
             Methods.assignSlots,
             Durable_V1_AssignSlotsRequest.with {
@@ -164,6 +164,7 @@ final class SlotMover: Sendable {
                     .with {
                         $0.slot = UInt32(slot)
                         $0.epoch = epoch
+                        $0.retired = retired
                     }
                 ]
             })

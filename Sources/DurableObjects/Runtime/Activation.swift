@@ -86,7 +86,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                 writeCheck: { [namespace, id, epoch] in
                     if box.value?.isRetired ?? true { throw DurableObjectError.instanceInactive }
                     // The fence: an activation made under an older placement epoch may not write.
-                    if runtime.placement.epoch(of: id) != epoch { throw DurableObjectError.instanceInactive }
+                    if runtime.placement.servingEpoch(of: id) != epoch { throw DurableObjectError.instanceInactive }
                     try runtime.faults.checkWrite(namespaceID: namespace.id, id: id)
                 },
                 beforeDatabaseRead: runtime.faults.readHook,

@@ -55,6 +55,9 @@ extension ObjectRuntime {
     func deliverAlarm(_ delivery: AlarmScheduler.Delivery) async {
         let key = delivery.key
         let id = DurableObjectId(bytes: key.id, name: nil)
+        // A slot handed to another node fires its alarms there (they moved with its rows), or here again if the
+        // move is undone (its alarms are scheduled anew then).
+        guard !placement.isRetired(PlacementEpochs.slot(of: id)) else { return }
         var metadata: Logger.Metadata = [
             "namespace": "\(key.namespaceID)", "id": "\(id.hexString.prefix(16))",
             "retry": "\(delivery.retryCount)",
@@ -73,7 +76,9 @@ extension ObjectRuntime {
             }
             logger.debug("alarm ran", metadata: metadata)
             metrics?.recordAlarm(.ok)
-        } catch let error as DurableObjectError where error.code == .notFound || isStopped {
+        } catch let error as DurableObjectError
+            where error.code == .notFound || isStopped || placement.isRetired(PlacementEpochs.slot(of: id))
+        {
             logger.debug("alarm not delivered: \(error)", metadata: metadata)
         } catch {
             metadata["error"] = "\(error)"

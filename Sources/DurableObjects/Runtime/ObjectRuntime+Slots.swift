@@ -206,6 +206,43 @@ extension ObjectRuntime {
         try await database.writeSynced(batch)
     }
 
+    /// Closes the WebSockets of a retired slot's objects with code 1012 (the clients reconnect, and reach the new
+    /// owner) and deletes their rows, so that the sockets do not move with the slot.
+    func closeSockets(ofRetiredSlot slot: UInt16) async {
+        do {
+            let defaultFamily = try database.defaultColumnFamily
+            var frames: [WebSocketFrame] = []
+            var batch = WriteBatch()
+            for namespaceID in namespaceIDs {
+                for hex in SlotKeyspace.hexPrefixes(of: slot) {
+                    let prefix = Array("\(NodeKeyspace.socket)\(namespaceID)/\(hex)".utf8)
+                    try database.forEach(in: defaultFamily, ScanOptions(prefix: prefix)) { key, _ in
+                        // `ws/<namespace id>/<64 hex digits>/<socket id>`.
+                        let rest = key.dropFirst(prefix.count - hex.utf8.count)
+                        guard rest.count > 65, rest[rest.startIndex + 64] == UInt8(ascii: "/") else { return true }
+                        let socketID = String(decoding: rest.dropFirst(65), as: UTF8.self)
+                        frames.append(
+                            WebSocketFrame(
+                                socketID: socketID, kind: .close(code: 1012, reason: Self.movedCloseReason)))
+                        batch.delete(key, in: defaultFamily)
+                        return true
+                    }
+                }
+            }
+            guard !frames.isEmpty else { return }
+            try await database.writeSynced(batch)
+            logger.info(
+                "closed the WebSockets of a slot handed to another node",
+                metadata: ["slot": "\(slot)", "sockets": "\(frames.count)"])
+            try await webSocketHub?.deliver(frames)
+        } catch {
+            logger.warning("could not close the WebSockets of a retired slot: \(error)", metadata: ["slot": "\(slot)"])
+        }
+    }
+
+    /// The reason of the close (code 1012) a client sees when its object moved to another node.
+    public static let movedCloseReason = "The Durable Object moved to another node; reconnect."
+
     /// The prefixes of the bookkeeping rows of `slot`'s objects, per kind, namespace and id prefix.
     private static func bookkeepingPrefixes(ofSlot slot: UInt16, namespaces: [String]) -> [[UInt8]] {
         SlotKeyspace.bookkeepingKinds.flatMap { kind in

@@ -274,14 +274,34 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     /// The raise runs on the group committer's thread between two groups, so it is atomic with respect to the
     /// fence: a write checked before the raise is on disk when this returns, and one checked after it is refused.
     public func assignSlots(_ assignments: [(slot: UInt16, epoch: UInt64)]) async {
-        let raisedBox = Mutex<Set<UInt16>>([])
-        await committer.exclusively { [placement] in raisedBox.withLock { $0 = placement.assign(assignments) } }
-        retireActivations(ofSlots: raisedBox.withLock { $0 })
+        await assignSlots(assignments.map { ($0.slot, $0.epoch, false) })
+    }
+
+    /// Records new placement epochs, and which slots are retired: handed to another node (a slot move), so that
+    /// none of their objects runs here and none of their alarms fires until a later assignment gives them back.
+    ///
+    /// Retiring a slot resets its activations (their writes are fenced), and closes its objects' WebSockets with
+    /// code 1012 (their rows are deleted: the clients reconnect to the new owner). A slot given back (an undone
+    /// move) has its alarms scheduled again.
+    public func assignSlots(_ assignments: [(slot: UInt16, epoch: UInt64, retired: Bool)]) async {
+        let changesBox = Mutex(PlacementEpochs.Changes())
+        await committer.exclusively { [placement] in changesBox.withLock { $0 = placement.assign(assignments) } }
+        let changes = changesBox.withLock { $0 }
+        retireActivations(ofSlots: changes.raised.union(changes.retired))
+        for slot in changes.retired.sorted() { await closeSockets(ofRetiredSlot: slot) }
+        for slot in changes.restored.sorted() {
+            do {
+                try scheduleAlarms(ofSlot: slot)
+            } catch {
+                logger.error(
+                    "could not schedule the alarms of a slot given back: \(error)", metadata: ["slot": "\(slot)"])
+            }
+        }
     }
 
     /// Records the placement epochs a node kept from before a restart (nothing runs yet, so nothing is fenced).
-    public func loadSlots(_ assignments: [(slot: UInt16, epoch: UInt64)]) {
-        retireActivations(ofSlots: placement.assign(assignments))
+    public func loadSlots(_ assignments: [(slot: UInt16, epoch: UInt64, retired: Bool)]) {
+        retireActivations(ofSlots: placement.assign(assignments).raised)
     }
 
     private func retireActivations(ofSlots raised: Set<UInt16>) {
@@ -364,10 +384,16 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 return (existing, false, namespace.metrics)
             }
             try namespace.definition.key.verify(id.bytes)
+            guard let epoch = placement.servingEpoch(of: id) else {
+                throw DurableObjectError(
+                    .unavailable,
+                    "Slot \(PlacementEpochs.slot(of: id)) of this node is handed to another node; call again shortly.",
+                    retryable: true)
+            }
             // The instance this one replaces may still have a flush in flight: the new one waits for its outcome.
             let predecessor = state.retiring.removeValue(forKey: key).flatMap { $0.isFlushing ? $0 : nil }
             let activation = Activation(
-                runtime: self, namespace: namespace.definition, id: id, epoch: placement.epoch(of: id),
+                runtime: self, namespace: namespace.definition, id: id, epoch: epoch,
                 family: namespace.family,
                 configuration: configuration, make: namespace.objectClass.make,
                 handlesAlarms: namespace.objectClass.handlesAlarms, environment: state.environment,

@@ -9,7 +9,13 @@ public final class PlacementEpochs: Sendable {
     /// The number of slots.
     public static let slotCount = 4096
 
-    private let epochs = Mutex<[UInt16: UInt64]>([:])
+    private struct Table {
+        var epochs: [UInt16: UInt64] = [:]
+        /// Slots handed to another node: they run no object and fire no alarm here until a later assignment.
+        var retired: Set<UInt16> = []
+    }
+
+    private let table = Mutex(Table())
 
     /// Creates an empty table: every slot at epoch 0 (unassigned).
     public init() {}
@@ -20,7 +26,19 @@ public final class PlacementEpochs: Sendable {
     }
 
     /// The current epoch of `slot` (0 when never assigned).
-    public func epoch(ofSlot slot: UInt16) -> UInt64 { epochs.withLock { $0[slot] ?? 0 } }
+    public func epoch(ofSlot slot: UInt16) -> UInt64 { table.withLock { $0.epochs[slot] ?? 0 } }
+
+    /// The epoch objects of `slot` run and write under here, or `nil` while the slot is retired (being handed to
+    /// another node, or handed already).
+    public func servingEpoch(ofSlot slot: UInt16) -> UInt64? {
+        table.withLock { $0.retired.contains(slot) ? nil : $0.epochs[slot] ?? 0 }
+    }
+
+    /// The serving epoch of the slot of `id` (`nil` while it is retired).
+    public func servingEpoch(of id: DurableObjectId) -> UInt64? { servingEpoch(ofSlot: Self.slot(of: id)) }
+
+    /// Whether `slot` is retired here.
+    public func isRetired(_ slot: UInt16) -> Bool { table.withLock { $0.retired.contains(slot) } }
 
     /// The current epoch of the slot of `id`.
     public func epoch(of id: DurableObjectId) -> UInt64 { epoch(ofSlot: Self.slot(of: id)) }
@@ -28,16 +46,46 @@ public final class PlacementEpochs: Sendable {
     /// Records new epochs; an epoch lower than the one recorded is ignored. Returns the slots whose epoch rose.
     @discardableResult
     public func assign(_ assignments: [(slot: UInt16, epoch: UInt64)]) -> Set<UInt16> {
-        epochs.withLock { epochs in
-            var raised = Set<UInt16>()
-            for (slot, epoch) in assignments where epoch > (epochs[slot] ?? 0) {
-                epochs[slot] = epoch
-                raised.insert(slot)
+        assign(assignments.map { ($0.slot, $0.epoch, false) }).raised
+    }
+
+    /// Records new epochs and whether each slot is retired at it. An assignment at an epoch lower than the one
+    /// recorded is ignored; one at the recorded epoch only sets whether the slot is retired (a retire repeated, or
+    /// an undone move giving the slot back).
+    ///
+    /// - Returns: the slots whose epoch rose, the slots now retired that were not, and the slots no longer retired.
+    @discardableResult
+    public func assign(_ assignments: [(slot: UInt16, epoch: UInt64, retired: Bool)]) -> Changes {
+        table.withLock { table in
+            var changes = Changes()
+            for (slot, epoch, retired) in assignments where epoch >= (table.epochs[slot] ?? 0) {
+                if epoch > (table.epochs[slot] ?? 0) {
+                    table.epochs[slot] = epoch
+                    changes.raised.insert(slot)
+                }
+                if retired, table.retired.insert(slot).inserted {
+                    changes.retired.insert(slot)
+                } else if !retired, table.retired.remove(slot) != nil {
+                    changes.restored.insert(slot)
+                }
             }
-            return raised
+            return changes
         }
     }
 
+    /// What one assignment of epochs changed.
+    public struct Changes: Sendable, Equatable {
+        /// Slots whose epoch rose.
+        public var raised: Set<UInt16> = []
+        /// Slots retired by it.
+        public var retired: Set<UInt16> = []
+        /// Slots retired before and serving again.
+        public var restored: Set<UInt16> = []
+    }
+
+    /// The retired slots.
+    public var retiredSlots: Set<UInt16> { table.withLock { $0.retired } }
+
     /// All assigned slots and their epochs.
-    public var assignments: [UInt16: UInt64] { epochs.withLock { $0 } }
+    public var assignments: [UInt16: UInt64] { table.withLock { $0.epochs } }
 }

@@ -248,6 +248,11 @@ public nonisolated struct Durable_V1_SlotAssignment: Sendable {
 
   public var epoch: UInt64 = 0
 
+  /// The slot is being handed to another node (a slot move), or was: the node runs none of its objects and fires
+  /// none of its alarms, and closes their WebSockets with code 1012, until an assignment without it (at this epoch
+  /// or a later one) gives the slot back.
+  public var retired: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -953,7 +958,7 @@ nonisolated extension Durable_V1_StatsResponse: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Durable_V1_SlotAssignment: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SlotAssignment"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{1}epoch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{1}epoch\0\u{1}retired\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -963,6 +968,7 @@ nonisolated extension Durable_V1_SlotAssignment: SwiftProtobuf.Message, SwiftPro
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self.slot) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.retired) }()
       default: break
       }
     }
@@ -975,12 +981,16 @@ nonisolated extension Durable_V1_SlotAssignment: SwiftProtobuf.Message, SwiftPro
     if self.epoch != 0 {
       try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 2)
     }
+    if self.retired != false {
+      try visitor.visitSingularBoolField(value: self.retired, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Durable_V1_SlotAssignment, rhs: Durable_V1_SlotAssignment) -> Bool {
     if lhs.slot != rhs.slot {return false}
     if lhs.epoch != rhs.epoch {return false}
+    if lhs.retired != rhs.retired {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
