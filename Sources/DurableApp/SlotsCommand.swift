@@ -42,8 +42,10 @@ struct SlotsListCommand: AsyncParsableCommand {
         switch format {
         case .table:
             printTable(
-                ["SLOT", "NODE", "EPOCH", "OBJECTS", "BYTES"],
-                response.slots.map { ["\($0.slot)", $0.nodeID, "\($0.epoch)", "\($0.objects)", "\($0.bytes)"] })
+                ["SLOT", "NODE", "EPOCH", "OBJECTS", "BYTES", "MOVING TO"],
+                response.slots.map {
+                    ["\($0.slot)", $0.nodeID, "\($0.epoch)", "\($0.objects)", "\($0.bytes)", $0.movingTo]
+                })
             print("")
             printTable(
                 ["NODE", "SLOTS", "SHARE", "OBJECTS", "BYTES"],
@@ -57,8 +59,10 @@ struct SlotsListCommand: AsyncParsableCommand {
         case .json:
             try printJSON([
                 "slots": response.slots.map {
-                    ["slot": $0.slot, "node": $0.nodeID, "epoch": $0.epoch, "objects": $0.objects, "bytes": $0.bytes]
-                        as [String: Any]
+                    [
+                        "slot": $0.slot, "node": $0.nodeID, "epoch": $0.epoch, "objects": $0.objects, "bytes": $0.bytes,
+                        "movingTo": $0.movingTo,
+                    ] as [String: Any]
                 },
                 "nodes": response.nodes.map {
                     ["node": $0.nodeID, "slots": $0.slots, "objects": $0.objects, "bytes": $0.bytes] as [String: Any]

@@ -125,7 +125,6 @@ extension ObjectService {
                 "The copy of slot \(slot) from \(request.sourceNodeID) does not match what it sent "
                     + "(\(copy.rows) rows here, \(sent.rows) sent, or another checksum); the copy was deleted.")
         }
-        pulledSlots.withLock { $0[slot] = request.epoch }
         logger.info(
             "slot pulled", metadata: ["slot": "\(slot)", "rows": "\(copy.rows)", "objects": "\(copy.objects)"])
         return copy
@@ -145,12 +144,25 @@ extension ObjectService {
                     + "new owner '\(request.newOwner)'): only the old owner of a slot retired at the move's epoch "
                     + "deletes it.")
         }
+        if request.partialCopy, held <= request.epoch {
+            // The copy may have been given the move's epoch already: it serves nothing of the slot from now on.
+            try await assign([(slot, request.epoch, true)])
+        }
         do {
             try await runtime.deleteRows(ofSlot: slot)
         } catch {
             throw RPCError(serving: error)
         }
         logger.info("slot deleted: it moved", metadata: ["slot": "\(slot)", "to": "\(request.newOwner)"])
+    }
+
+    /// `Node/AssignSlots`: records the epochs the node takes (one older than the slot's is ignored) on disk, then
+    /// in the runtime (which schedules a pulled slot's alarms once the node serves it).
+    func assign(_ assignments: [(slot: UInt16, epoch: UInt64, retired: Bool)]) async throws {
+        let placement = runtime.placement
+        let kept = assignments.filter { $0.epoch >= placement.epoch(ofSlot: $0.slot) }
+        try NodeMetadata.saveSlotEpochs(kept, database: database, family: meta)
+        await runtime.assignSlots(kept)
     }
 
     static func wire(_ summary: SlotRowsSummary) -> Durable_V1_SlotExportSummary {

@@ -311,9 +311,6 @@ final class ObjectService: RPCHandler {
     let objectTransport = Mutex<(any ObjectTransport)?>(nil)
     /// The key this node proves to other nodes (pulling a slot), the cluster secret.
     let clusterSecret: RPCKey?
-    /// Slots pulled from another node, with the move's epoch: their alarms are scheduled once this node is given
-    /// that epoch (it serves the slot from then on).
-    let pulledSlots = Mutex<[UInt16: UInt64]>([:])
 
     private let invocations = Atomic<UInt64>(0)
     private let failures = Atomic<UInt64>(0)
@@ -350,18 +347,8 @@ final class ObjectService: RPCHandler {
             return try stats().serializedBytes()
         case Methods.assignSlots:
             let request = try Durable_V1_AssignSlotsRequest(serializedBytes: call.payload)
-            let assignments = request.assignments.map {
-                (slot: UInt16($0.slot % 4096), epoch: $0.epoch, retired: $0.retired)
-            }
-            // Only what the node takes is kept (an assignment older than the slot's epoch is ignored).
-            let placement = runtime.placement
-            let kept = assignments.filter { $0.epoch >= placement.epoch(ofSlot: $0.slot) }
-            try NodeMetadata.saveSlotEpochs(kept, database: database, family: meta)
-            await runtime.assignSlots(kept)
-            for (slot, epoch, retired) in kept where !retired && pulledSlots.withLock({ $0[slot] == epoch }) {
-                pulledSlots.withLock { _ = $0.removeValue(forKey: slot) }
-                try runtime.scheduleAlarms(ofSlot: slot)
-            }
+            try await assign(
+                request.assignments.map { (slot: UInt16($0.slot % 4096), epoch: $0.epoch, retired: $0.retired) })
             return try Durable_V1_AssignSlotsResponse().serializedBytes()
         case Methods.defineNamespaces:
             try define(Durable_V1_DefineNamespacesRequest(serializedBytes: call.payload))

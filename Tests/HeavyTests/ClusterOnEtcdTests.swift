@@ -347,14 +347,15 @@ final class RegisterLoad: Sendable {
 
     private let namespace: DurableObjectNamespace
     private let clients: Int
-    private let keys: Int
+    private let names: [String]
     private let entries = Mutex<[HistoryEntry]>([])
     private let origin = ContinuousClock.now
 
-    init(namespace: DurableObjectNamespace, clients: Int, keys: Int) {
+    /// Clients on `keys` registers named `register-<n>`, or on the registers `names`.
+    init(namespace: DurableObjectNamespace, clients: Int, keys: Int = 0, names: [String]? = nil) {
         self.namespace = namespace
         self.clients = clients
-        self.keys = keys
+        self.names = names ?? (0..<keys).map { "register-\($0)" }
     }
 
     /// Every operation so far.
@@ -373,7 +374,7 @@ final class RegisterLoad: Sendable {
                     var sequence = 0
                     while !run.stop.load(ordering: .relaxed) {
                         sequence += 1
-                        let key = "register-\(Int.random(in: 0..<keys))"
+                        let key = names.randomElement()!
                         let value = client * 1_000_000 + sequence
                         let write = sequence % 2 == 0
                         var ok = await operation(client: client, key: key, value: value, write: write)
@@ -447,7 +448,7 @@ final class RegisterLoad: Sendable {
     /// Reads every register once (recorded); whether all answered.
     func readAll() async -> Bool {
         var all = true
-        for key in 0..<keys where !(await operation(client: clients, key: "register-\(key)", value: 0, write: false)) {
+        for key in names where !(await operation(client: clients, key: key, value: 0, write: false)) {
             all = false
         }
         return all
@@ -475,7 +476,7 @@ final class RegisterLoad: Sendable {
                 }
                 ok = true
             }
-        } catch let error as DurableObjectError where error.overloaded {
+        } catch let error as DurableObjectError where error.overloaded || Self.refusedBeforeRunning(error) {
             entry.outcome = .failed
             entry.completed = now
         } catch {
@@ -484,6 +485,15 @@ final class RegisterLoad: Sendable {
         let recorded = entry
         entries.withLock { $0.append(recorded) }
         return ok
+    }
+
+    /// Refusals that say the call never reached its object: its slot is moving, was handed to another node, or the
+    /// call came with a stale placement epoch. Such a write did not happen (any other error leaves it unknown).
+    static func refusedBeforeRunning(_ error: DurableObjectError) -> Bool {
+        error.retryable
+            && ["is moving to node", "is handed to another node", "Stale placement epoch"].contains {
+                error.message.contains($0)
+            }
     }
 
     private var now: UInt64 {

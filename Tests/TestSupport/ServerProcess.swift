@@ -98,12 +98,17 @@ public final class ServerProcess: Sendable {
     }
 
     /// Starts a gateway on `dataDirectory` (RPC and HTTP on ports the system picks unless `arguments` name them).
-    public static func gateway(dataDirectory: String, arguments: [String] = []) async throws -> ServerProcess {
+    ///
+    /// - Parameter environment: variables added to its environment (the ``TestKeys`` are there already).
+    public static func gateway(
+        dataDirectory: String, arguments: [String] = [], environment: [String: String] = [:]
+    ) async throws -> ServerProcess {
         let rpcPort = arguments.contains("--rpc-port") ? [] : ["--rpc-port", "0"]
         let httpPort = arguments.contains("--port") ? [] : ["--port", "0"]
         return try await launch(
             ["gateway"] + rpcPort + httpPort + ["--data", dataDirectory, "--log-level", "warning"] + arguments,
-            dataDirectory: dataDirectory)
+            dataDirectory: dataDirectory,
+            environment: TestKeys.environment(included: true).merging(environment) { $1 })
     }
 
     /// Starts `durable dev` (by default the example app's) on `dataDirectory`; it makes its own keys there.

@@ -17,21 +17,29 @@ public final class TestCluster: Sendable {
     public let folder: TemporaryDirectory
     private let nodeArguments: [String]
     private let gatewayArguments: [String]
+    private let gatewayEnvironment: [String: String]
     private let state: Mutex<(gateway: ServerProcess?, nodes: [Int: ServerProcess])>
 
-    private init(folder: TemporaryDirectory, nodeArguments: [String], gatewayArguments: [String]) {
+    private init(
+        folder: TemporaryDirectory, nodeArguments: [String], gatewayArguments: [String],
+        gatewayEnvironment: [String: String]
+    ) {
         self.folder = folder
         self.nodeArguments = nodeArguments
         self.gatewayArguments = gatewayArguments
+        self.gatewayEnvironment = gatewayEnvironment
         state = Mutex((nil, [:]))
     }
 
-    /// Starts a gateway (with `gatewayArguments`) and `nodes` nodes joined to it (each with `nodeArguments`).
+    /// Starts a gateway (with `gatewayArguments`, and `gatewayEnvironment` added to its environment) and `nodes`
+    /// nodes joined to it (each with `nodeArguments`).
     public static func start(
-        nodes: Int, label: String = "cluster", nodeArguments: [String] = [], gatewayArguments: [String] = []
+        nodes: Int, label: String = "cluster", nodeArguments: [String] = [], gatewayArguments: [String] = [],
+        gatewayEnvironment: [String: String] = [:]
     ) async throws -> TestCluster {
         let cluster = TestCluster(
-            folder: TemporaryDirectory(label), nodeArguments: nodeArguments, gatewayArguments: gatewayArguments)
+            folder: TemporaryDirectory(label), nodeArguments: nodeArguments, gatewayArguments: gatewayArguments,
+            gatewayEnvironment: gatewayEnvironment)
         do {
             try await cluster.startGateway()
             for number in 1...max(nodes, 1) where nodes > 0 { try await cluster.startNode(number) }
@@ -72,7 +80,8 @@ public final class TestCluster: Sendable {
     public func startGateway(rpcPort: Int? = nil, arguments: [String] = []) async throws {
         let port = rpcPort.map { ["--rpc-port", "\($0)"] } ?? []
         let gateway = try await ServerProcess.gateway(
-            dataDirectory: folder.child("gateway"), arguments: port + gatewayArguments + arguments)
+            dataDirectory: folder.child("gateway"), arguments: port + gatewayArguments + arguments,
+            environment: gatewayEnvironment)
         state.withLock { $0.gateway = gateway }
     }
 
@@ -107,6 +116,13 @@ public final class TestCluster: Sendable {
         return status
     }
 
+    /// Kills the gateway with SIGKILL.
+    public func crashGateway() async throws {
+        let current = try gateway
+        await current.crash()
+        state.withLock { $0.gateway = nil }
+    }
+
     /// Stops the gateway with SIGTERM; returns its exit status.
     @discardableResult
     public func stopGateway() async throws -> Int32 {
@@ -134,10 +150,11 @@ public final class TestCluster: Sendable {
 /// expects every process to exit 0 when `body` returned normally.
 public func withTestCluster<T>(
     nodes: Int, label: String = "cluster", nodeArguments: [String] = [], gatewayArguments: [String] = [],
-    _ body: (TestCluster) async throws -> T
+    gatewayEnvironment: [String: String] = [:], _ body: (TestCluster) async throws -> T
 ) async throws -> T {
     let cluster = try await TestCluster.start(
-        nodes: nodes, label: label, nodeArguments: nodeArguments, gatewayArguments: gatewayArguments)
+        nodes: nodes, label: label, nodeArguments: nodeArguments, gatewayArguments: gatewayArguments,
+        gatewayEnvironment: gatewayEnvironment)
     let value: T
     do {
         value = try await body(cluster)

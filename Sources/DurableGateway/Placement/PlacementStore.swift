@@ -9,12 +9,16 @@ public struct SlotAssignment: Codable, Sendable, Equatable {
     /// While the slot moves: the node it moves to. `nodeID` was retired at `epoch` and calls to the slot are told
     /// to retry until the move ends.
     public var movingTo: String?
+    /// While the slot moves: the session of the gateway that runs the move. Once that gateway is gone, another one
+    /// (or the same one started again) undoes the move.
+    public var mover: String?
 
     /// An assignment of a slot to `nodeID` at `epoch`.
-    public init(nodeID: String, epoch: UInt64, movingTo: String? = nil) {
+    public init(nodeID: String, epoch: UInt64, movingTo: String? = nil, mover: String? = nil) {
         self.nodeID = nodeID
         self.epoch = epoch
         self.movingTo = movingTo
+        self.mover = mover
     }
 }
 

@@ -113,6 +113,7 @@ struct AdminService: Sendable {
                         $0.epoch = epoch
                         $0.objects = held?.objects ?? 0
                         $0.bytes = held?.bytes ?? 0
+                        $0.movingTo = placement.assignment(of: slot)?.movingTo ?? ""
                     })
                 totals.objects += held?.objects ?? 0
                 totals.bytes += held?.bytes ?? 0

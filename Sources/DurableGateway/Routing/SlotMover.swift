@@ -15,22 +15,79 @@ import Synchronization
 ///
 /// A failure before step 4's record puts the slot back with its old owner (which holds the new epoch, so it serves
 /// the slot again) and deletes a partial copy; the slot never has two owners in the store, and only the recorded
-/// owner holds an epoch calls are routed with. A move that never ended (its gateway stopped midway) leaves the slot
-/// marked moving: the next move of that slot undoes it first.
+/// owner holds an epoch calls are routed with. A move whose gateway is gone (its session no longer live, or this
+/// gateway's own move that is not running) is undone by ``undoAbandonedMoves()``, which the gateway runs at start,
+/// when another gateway leaves, and every few seconds; the next move of such a slot undoes it first too.
 final class SlotMover: Sendable {
+    /// The steps of a move, each done when it is named; a test can hold a move after one (``holdFolder``).
+    enum Step: String, CaseIterable, Sendable {
+        case marked, retired, pulled, assigned, recorded, deleted
+    }
+
     private let placement: any PlacementStore
     private let links: NodeLinks
     private let logger: Logger
+    /// This gateway's session, recorded in the slots it moves.
+    private let session: String
+    /// The sessions of the gateways alive now (this one's included).
+    private let liveSessions: @Sendable () -> Set<String>
     /// Slots with a move running through this gateway.
     private let running = Mutex<Set<UInt16>>([])
+    /// Copies a node still has to delete (it could not be reached when told): the old owner's after a move, the
+    /// target's partial one after an undone move; by slot and node.
+    private let leftoverCopies = Mutex<[String: (node: String, request: Durable_V1_DeleteSlotRequest)]>([:])
+    /// Fault injection for tests (`DURABLE_FAULT_HOLD_SLOT_MOVES`): while `<folder>/hold-<step>` exists, a move
+    /// stops after that step, having created `<folder>/held-<step>`.
+    private let holdFolder: String?
 
     /// How long the new owner may take to pull a slot.
     static let pullTimeout: Duration = .seconds(600)
 
-    init(placement: any PlacementStore, links: NodeLinks, logger: Logger) {
+    init(
+        placement: any PlacementStore, links: NodeLinks, session: String,
+        liveSessions: @escaping @Sendable () -> Set<String>, logger: Logger,
+        holdFolder: String? = ProcessInfo.processInfo.environment["DURABLE_FAULT_HOLD_SLOT_MOVES"]
+    ) {
         self.placement = placement
         self.links = links
+        self.session = session
+        self.liveSessions = liveSessions
         self.logger = logger
+        self.holdFolder = holdFolder
+    }
+
+    /// Undoes every move whose gateway is gone: the slot goes back to its old owner (see ``move(_:)``), and the
+    /// target deletes its partial copy (retried on later calls while it cannot be reached). Returns the slots put
+    /// back.
+    @discardableResult
+    func undoAbandonedMoves() async -> [UInt16] {
+        let live = liveSessions()
+        let ownSlots = running.withLock { $0 }
+        let abandoned = placement.nodes.keys.flatMap { placement.slots(of: $0).map(\.slot) }.compactMap {
+            slot -> (UInt16, SlotAssignment)? in
+            guard let record = placement.assignment(of: slot), record.movingTo != nil else { return nil }
+            if let mover = record.mover, live.contains(mover), mover != session || ownSlots.contains(slot) {
+                return nil
+            }
+            return (slot, record)
+        }
+        var undone: [UInt16] = []
+        for (slot, record) in abandoned.sorted(by: { $0.0 < $1.0 }) {
+            guard running.withLock({ $0.insert(slot).inserted }) else { continue }
+            defer { _ = running.withLock { $0.remove(slot) } }
+            do {
+                _ = try await rollBack(slot, record)
+                undone.append(slot)
+            } catch {
+                logger.warning(
+                    "could not undo an abandoned slot move; trying again later",
+                    metadata: ["slot": "\(slot)", "error": "\(error)"])
+            }
+        }
+        for (key, copy) in leftoverCopies.withLock({ $0 }) where await deleteCopy(copy.request, at: copy.node) {
+            leftoverCopies.withLock { _ = $0.removeValue(forKey: key) }
+        }
+        return undone
     }
 
     /// `Admin/MoveSlot`.
@@ -60,7 +117,7 @@ final class SlotMover: Sendable {
         }
         let source = current.nodeID
         let epoch = current.epoch + 1
-        let moving = SlotAssignment(nodeID: source, epoch: epoch, movingTo: target)
+        let moving = SlotAssignment(nodeID: source, epoch: epoch, movingTo: target, mover: session)
         guard try await placement.replace(slot, expected: current, with: moving) else {
             throw RPCError(.aborted, "Slot \(slot) changed while the move began; try again.", retryable: true)
         }
@@ -68,7 +125,9 @@ final class SlotMover: Sendable {
         logger.info("moving slot", metadata: ["slot": "\(slot)", "from": "\(source)", "to": "\(target)"])
         var pulled = Durable_V1_SlotExportSummary()
         do {
+            await hold(after: .marked)
             try await assign(slot, epoch, at: source, retired: true)
+            await hold(after: .retired)
             pulled = try await links.node(target).call(
                 Methods.nodePullSlot,
                 Durable_V1_PullSlotRequest.with {
@@ -77,7 +136,9 @@ final class SlotMover: Sendable {
                     $0.sourceAddress = placement.nodes[source] ?? ""
                     $0.sourceNodeID = source
                 }, timeout: Self.pullTimeout)
+            await hold(after: .pulled)
             try await assign(slot, epoch, at: target)
+            await hold(after: .assigned)
             let owner = SlotAssignment(nodeID: target, epoch: epoch)
             guard try await placement.replace(slot, expected: moving, with: owner) else {
                 throw RPCError(.aborted, "Slot \(slot)'s record changed during its move.")
@@ -94,19 +155,14 @@ final class SlotMover: Sendable {
             throw error as? RPCError ?? RPCError(.unavailable, "The move of slot \(slot) failed: \(error)")
         }
         let unavailable = ContinuousClock.now - started
-        do {
-            let _: Durable_V1_DeleteSlotResponse = try await links.node(source).call(
-                Methods.nodeDeleteSlot,
-                Durable_V1_DeleteSlotRequest.with {
-                    $0.slot = UInt32(slot)
-                    $0.epoch = epoch
-                    $0.newOwner = target
-                })
-        } catch {
-            logger.warning(
-                "the old owner kept its copy of a moved slot (it serves it no more)",
-                metadata: ["slot": "\(slot)", "node": "\(source)", "error": "\(error)"])
-        }
+        await hold(after: .recorded)
+        _ = await deleteCopy(
+            .with {
+                $0.slot = UInt32(slot)
+                $0.epoch = epoch
+                $0.newOwner = target
+            }, at: source)
+        await hold(after: .deleted)
         logger.info(
             "slot moved",
             metadata: [
@@ -139,21 +195,45 @@ final class SlotMover: Sendable {
             metadata: ["slot": "\(slot)", "owner": "\(moving.nodeID)", "was-moving-to": "\(target)"])
         // The old owner may not have been given the move's epoch yet; it serves the slot again at it.
         try? await assign(slot, moving.epoch, at: moving.nodeID, retired: false)
+        _ = await deleteCopy(
+            .with {
+                $0.slot = UInt32(slot)
+                $0.epoch = moving.epoch
+                $0.newOwner = moving.nodeID
+                $0.partialCopy = true
+            }, at: target)
+        return back
+    }
+
+    /// Has `node` delete its copy of a slot (see `Node/DeleteSlot`); whether it did. One it could not be asked is
+    /// asked again by the next ``undoAbandonedMoves()``.
+    private func deleteCopy(_ request: Durable_V1_DeleteSlotRequest, at node: String) async -> Bool {
+        let key = "\(request.slot)@\(node)"
         do {
-            let _: Durable_V1_DeleteSlotResponse = try await links.node(target).call(
-                Methods.nodeDeleteSlot,
-                Durable_V1_DeleteSlotRequest.with {
-                    $0.slot = UInt32(slot)
-                    $0.epoch = moving.epoch
-                    $0.newOwner = moving.nodeID
-                    $0.partialCopy = true
-                })
+            let _: Durable_V1_DeleteSlotResponse = try await links.node(node).call(Methods.nodeDeleteSlot, request)
+            leftoverCopies.withLock { _ = $0.removeValue(forKey: key) }
+            return true
         } catch {
             logger.warning(
-                "the target of an undone move kept its partial copy (it does not serve the slot)",
-                metadata: ["slot": "\(slot)", "node": "\(target)", "error": "\(error)"])
+                request.partialCopy
+                    ? "the target of an undone move kept its partial copy (it does not serve the slot); asking again later"
+                    : "the old owner kept its copy of a moved slot (it serves it no more); asking again later",
+                metadata: ["slot": "\(request.slot)", "node": "\(node)", "error": "\(error)"])
+            leftoverCopies.withLock { $0[key] = (node, request) }
+            return false
         }
-        return back
+    }
+
+    /// Waits while the test's hold file for `step` exists (see ``holdFolder``).
+    private func hold(after step: Step) async {
+        guard let holdFolder else { return }
+        let holdFile = "\(holdFolder)/hold-\(step.rawValue)"
+        guard FileManager.default.fileExists(atPath: holdFile) else { return }
+        logger.warning("slot move held after a step (DURABLE_FAULT_HOLD_SLOT_MOVES)", metadata: ["step": "\(step)"])
+        _ = FileManager.default.createFile(atPath: "\(holdFolder)/held-\(step.rawValue)", contents: nil)
+        while FileManager.default.fileExists(atPath: holdFile) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     private func assign(_ slot: UInt16, _ epoch: UInt64, at nodeID: String, retired: Bool = false) async throws {

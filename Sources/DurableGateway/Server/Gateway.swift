@@ -76,6 +76,12 @@ public final class Gateway: Service, Sendable {
     private let onStarted: @Sendable (Int) -> Void
     /// The push of the registry to the known nodes when the gateway starts.
     private let startupPush = Mutex<Task<Void, Never>?>(nil)
+    private let mover: SlotMover
+    /// Undoes abandoned slot moves every ``moveRepairInterval`` while the gateway serves.
+    private let moveRepair = Mutex<Task<Void, Never>?>(nil)
+
+    /// How often the gateway looks for slot moves whose gateway is gone (see `durable slots move`).
+    public static let moveRepairInterval: Duration = .seconds(5)
 
     /// Opens the gateway's database; nothing listens until ``start()``.
     ///
@@ -109,6 +115,10 @@ public final class Gateway: Service, Sendable {
         sockets = SocketRegistry(registry: registry, logger: logger)
         sockets.attach(router)
         let session = sockets.session
+        let mover = SlotMover(
+            placement: placement, links: links, session: session,
+            liveSessions: { Set(cluster.liveGateways.keys).union([session]) }, logger: logger)
+        self.mover = mover
         registrar = NodeRegistrar(
             registry: registry, placement: placement, links: links,
             liveGatewaySessions: { Array(Set(cluster.liveGateways.keys).union([session])) }, logger: logger)
@@ -123,7 +133,7 @@ public final class Gateway: Service, Sendable {
             admin: AdminService(
                 placement: placement, links: links, bindings: bindings, gatewayDatabase: database,
                 status: ClusterStatusReport(cluster: cluster, links: links, session: session),
-                mover: SlotMover(placement: placement, links: links, logger: logger), logger: logger),
+                mover: mover, logger: logger),
             registry: registry, placement: placement, links: links, logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.rpcPort, handler: handler,
@@ -143,8 +153,12 @@ public final class Gateway: Service, Sendable {
         }
         // Another gateway left: the nodes close the sockets it held (their objects get a close event) when told the
         // sessions alive now.
+        // Its slot moves are undone too.
         cluster.onGatewayDeparture { _ in
-            Task { await registrar.pushDefinitions(dropping: []) }
+            Task {
+                await registrar.pushDefinitions(dropping: [])
+                await mover.undoAbandonedMoves()
+            }
         }
     }
 
@@ -237,6 +251,16 @@ public final class Gateway: Service, Sendable {
         // clients) and the registry as it is now.
         let registrar = self.registrar
         startupPush.withLock { $0 = Task { await registrar.pushDefinitions(dropping: []) } }
+        // Moves a gateway left unfinished (this one before a restart, or one that is gone) are undone.
+        let mover = self.mover
+        moveRepair.withLock {
+            $0 = Task {
+                while !Task.isCancelled {
+                    await mover.undoAbandonedMoves()
+                    try? await Task.sleep(for: Self.moveRepairInterval)
+                }
+            }
+        }
         return port
     }
 
@@ -257,6 +281,7 @@ public final class Gateway: Service, Sendable {
     /// Stops serving and closes the database.
     public func shutdown() async {
         await server.shutdown(gracePeriod: .seconds(10))
+        moveRepair.withLock { $0?.cancel() }
         await waitForStartupPush()
         await sockets.stop()
         await links.closeAll()

@@ -281,15 +281,18 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     /// none of their objects runs here and none of their alarms fires until a later assignment gives them back.
     ///
     /// Retiring a slot resets its activations (their writes are fenced), and closes its objects' WebSockets with
-    /// code 1012 (their rows are deleted: the clients reconnect to the new owner). A slot given back (an undone
-    /// move) has its alarms scheduled again.
+    /// code 1012 (their rows are deleted: the clients reconnect to the new owner). A slot this node serves from now
+    /// on (a slot pulled from another node, or one given back by an undone move) has its stored alarms scheduled.
     public func assignSlots(_ assignments: [(slot: UInt16, epoch: UInt64, retired: Bool)]) async {
         let changesBox = Mutex(PlacementEpochs.Changes())
         await committer.exclusively { [placement] in changesBox.withLock { $0 = placement.assign(assignments) } }
         let changes = changesBox.withLock { $0 }
         retireActivations(ofSlots: changes.raised.union(changes.retired))
         for slot in changes.retired.sorted() { await closeSockets(ofRetiredSlot: slot) }
-        for slot in changes.restored.sorted() {
+        // A slot this node serves from now on (new to it, pulled from another node, or given back) may have
+        // stored alarms: they are scheduled (an alarm already scheduled keeps its one delivery).
+        let serving = changes.raised.filter { !placement.isRetired($0) }.union(changes.restored)
+        for slot in serving.sorted() {
             do {
                 try scheduleAlarms(ofSlot: slot)
             } catch {

@@ -632,6 +632,9 @@ public nonisolated struct Durable_V1_ListedSlot: Sendable {
 
   public var bytes: UInt64 = 0
 
+  /// While the slot moves: the node it moves to ("" otherwise). Calls to it are told to retry meanwhile.
+  public var movingTo: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1945,7 +1948,7 @@ nonisolated extension Durable_V1_ListSlotsResponse: SwiftProtobuf.Message, Swift
 
 nonisolated extension Durable_V1_ListedSlot: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListedSlot"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{3}node_id\0\u{1}epoch\0\u{1}objects\0\u{1}bytes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{3}node_id\0\u{1}epoch\0\u{1}objects\0\u{1}bytes\0\u{3}moving_to\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1958,6 +1961,7 @@ nonisolated extension Durable_V1_ListedSlot: SwiftProtobuf.Message, SwiftProtobu
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.objects) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.movingTo) }()
       default: break
       }
     }
@@ -1979,6 +1983,9 @@ nonisolated extension Durable_V1_ListedSlot: SwiftProtobuf.Message, SwiftProtobu
     if self.bytes != 0 {
       try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 5)
     }
+    if !self.movingTo.isEmpty {
+      try visitor.visitSingularStringField(value: self.movingTo, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1988,6 +1995,7 @@ nonisolated extension Durable_V1_ListedSlot: SwiftProtobuf.Message, SwiftProtobu
     if lhs.epoch != rhs.epoch {return false}
     if lhs.objects != rhs.objects {return false}
     if lhs.bytes != rhs.bytes {return false}
+    if lhs.movingTo != rhs.movingTo {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
