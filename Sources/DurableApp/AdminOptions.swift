@@ -86,6 +86,18 @@ struct AdminConnection: Sendable {
         }
     }
 
+    /// Calls a streaming `method`: `onMessage` gets each streamed message; returns the serialized answer.
+    func callStreaming(
+        _ method: String, _ payload: [UInt8], timeout: Duration? = nil,
+        onMessage: @escaping @Sendable ([UInt8]) -> Void
+    ) async throws -> [UInt8] {
+        do {
+            return try await connection.callStreaming(method, payload: payload, timeout: timeout, onMessage: onMessage)
+        } catch let error as RPCError {
+            throw CommandError("\(error)")
+        }
+    }
+
     /// Closes the connection.
     func close() async {
         await connection.close()

@@ -9,7 +9,7 @@ struct DurableCommand: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, GatewayCommand.self, NodeCommand.self, PublishCommand.self, InitCommand.self,
             TailCommand.self, ObjectsCommand.self, StorageCommand.self, BackupCommand.self, StorageCheckCommand.self,
-            ClusterCommand.self, SlotsCommand.self,
+            ClusterCommand.self, SlotsCommand.self, RebalanceCommand.self,
         ]
     )
 }

@@ -86,6 +86,11 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "The cluster's name in etcd (clusters that share an etcd keep apart under it).")
     var cluster: String = "default"
 
+    @Flag(
+        name: .customLong("auto-rebalance"),
+        help: "Rebalance the slots (as `durable rebalance` does) when a node registers and the shares are uneven.")
+    var autoRebalance = false
+
     func run() async throws {
         var logger = Logger(label: "durable.gateway")
         logger.logLevel = logLevel
@@ -98,6 +103,7 @@ struct GatewayCommand: AsyncParsableCommand {
             keys: try secrets.gatewayKeys(logger: logger))
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
         gatewayConfiguration.advertisedAddress = advertise
+        gatewayConfiguration.autoRebalance = autoRebalance
         var clusterStore: EtcdClusterStore?
         if let etcd {
             let client = try EtcdClient(endpoints: [etcd], logger: logger)

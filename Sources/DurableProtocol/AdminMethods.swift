@@ -16,6 +16,9 @@ extension Methods {
     public static let adminListSlots = "durable.v1.Admin/ListSlots"
     /// Move a slot, with its data, to another node (gateway, admin token).
     public static let adminMoveSlot = "durable.v1.Admin/MoveSlot"
+    /// Move slots from the most to the least loaded nodes until each owns its share, streaming each move
+    /// (gateway, admin token).
+    public static let adminRebalance = "durable.v1.Admin/Rebalance"
     /// The slots this node holds data of, with their objects and bytes.
     public static let nodeSlotUsage = "durable.v1.Node/SlotUsage"
     /// Every row of a slot the node was retired from, streamed, then its summary (slot moves).

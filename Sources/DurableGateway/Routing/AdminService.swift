@@ -18,6 +18,8 @@ struct AdminService: Sendable {
     let status: ClusterStatusReport
     /// Runs `Admin/MoveSlot`.
     let mover: SlotMover
+    /// Runs `Admin/Rebalance`.
+    let rebalancer: SlotRebalancer
     let logger: Logger
 
     /// How long a node may take for one inspection call.
@@ -39,6 +41,13 @@ struct AdminService: Sendable {
             return try await status.report().serializedBytes()
         case Methods.adminMoveSlot:
             return try await mover.move(Durable_V1_MoveSlotRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.adminRebalance:
+            let stream = call.stream
+            return try await rebalancer.rebalance(Durable_V1_RebalanceRequest(serializedBytes: call.payload)) {
+                progress in
+                // A client that went away does not stop the moves; it misses their reports.
+                try? await stream.send(try progress.serializedBytes())
+            }.serializedBytes()
         case Methods.adminListSlots:
             return try await listSlots(Durable_V1_ListSlotsRequest(serializedBytes: call.payload)).serializedBytes()
         default:

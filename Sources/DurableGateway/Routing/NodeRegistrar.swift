@@ -15,16 +15,20 @@ final class NodeRegistrar: Sendable {
     /// The sessions of the gateways that hold client WebSockets now (every live gateway's, this one's included).
     private let liveGatewaySessions: @Sendable () -> [String]
     private let logger: Logger
+    /// Called with the id of each node that registered (and was told the registry and its slots).
+    private let nodeRegistered: @Sendable (String) -> Void
 
     init(
         registry: any RegistryStore, placement: any PlacementStore, links: NodeLinks,
-        liveGatewaySessions: @escaping @Sendable () -> [String], logger: Logger
+        liveGatewaySessions: @escaping @Sendable () -> [String], logger: Logger,
+        nodeRegistered: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.registry = registry
         self.placement = placement
         self.links = links
         self.liveGatewaySessions = liveGatewaySessions
         self.logger = logger
+        self.nodeRegistered = nodeRegistered
     }
 
     func register(
@@ -66,6 +70,7 @@ final class NodeRegistrar: Sendable {
         }
         logger.info("node registered", metadata: ["node": "\(nodeID)", "address": "\(address)"])
         try await push(to: nodeID, dropping: [])
+        nodeRegistered(nodeID)
     }
 
     /// Sends every node the registry's namespaces, bindings and its slot epochs.

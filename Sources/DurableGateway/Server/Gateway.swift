@@ -30,6 +30,9 @@ public struct GatewayConfiguration: Sendable {
     /// The `host:port` nodes and other gateways reach this gateway's RPC port at (default: `host` and the bound
     /// port; set it when listening on `0.0.0.0`).
     public var advertisedAddress: String?
+    /// Whether the gateway rebalances the slots by itself when a node registers and the nodes' shares of the
+    /// assigned slots differ by more than a tenth of a share (as `durable rebalance` does). Off by default.
+    public var autoRebalance = false
 
     /// Creates a configuration.
     public init(
@@ -119,9 +122,18 @@ public final class Gateway: Service, Sendable {
             placement: placement, links: links, session: session,
             liveSessions: { Set(cluster.liveGateways.keys).union([session]) }, logger: logger)
         self.mover = mover
+        let rebalancer = SlotRebalancer(
+            placement: placement, mover: mover,
+            eligibleNodes: { (placement as? EtcdPlacementStore)?.liveNodes ?? Set(placement.nodes.keys) },
+            logger: logger)
+        let autoRebalance = configuration.autoRebalance
         registrar = NodeRegistrar(
             registry: registry, placement: placement, links: links,
-            liveGatewaySessions: { Array(Set(cluster.liveGateways.keys).union([session])) }, logger: logger)
+            liveGatewaySessions: { Array(Set(cluster.liveGateways.keys).union([session])) }, logger: logger,
+            nodeRegistered: { _ in
+                guard autoRebalance else { return }
+                Task { await rebalancer.rebalanceIfUneven() }
+            })
         bindings = WorkerBindings(
             registry: registry, environment: configuration.environment,
             transport: RoutingTransport(router: router, timeout: configuration.objectCallTimeout))
@@ -133,7 +145,7 @@ public final class Gateway: Service, Sendable {
             admin: AdminService(
                 placement: placement, links: links, bindings: bindings, gatewayDatabase: database,
                 status: ClusterStatusReport(cluster: cluster, links: links, session: session),
-                mover: mover, logger: logger),
+                mover: mover, rebalancer: rebalancer, logger: logger),
             registry: registry, placement: placement, links: links, logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.rpcPort, handler: handler,

@@ -792,6 +792,84 @@ public nonisolated struct Durable_V1_MoveSlotRequest: Sendable {
   public init() {}
 }
 
+/// Admin/Rebalance (admin token, streaming): moves slots from the nodes that own the most to those that own the fewest
+/// until every node owns its share of the assigned slots (within one), in rounds of at most `max_share` of the
+/// assigned slots each, several moves at a time. Streams one RebalanceProgress per move, then a RebalanceResponse.
+public nonisolated struct Durable_V1_RebalanceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The most slots one round moves, as a share of the assigned slots (0 < max_share <= 1; 0 means 0.1).
+  public var maxShare: Double = 0
+
+  /// Moves running at once (0 means 4).
+  public var parallel: UInt32 = 0
+
+  /// Only plan: list the moves of the first round, move nothing.
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_RebalanceProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var round: UInt32 = 0
+
+  /// This move's number in its round, and the round's planned moves.
+  public var index: UInt32 = 0
+
+  public var planned: UInt32 = 0
+
+  public var slot: UInt32 = 0
+
+  public var fromNode: String = String()
+
+  public var toNode: String = String()
+
+  /// The move's result, or why it failed (the slot then stays with from_node).
+  public var moved: Durable_V1_MoveSlotResponse {
+    get {_moved ?? Durable_V1_MoveSlotResponse()}
+    set {_moved = newValue}
+  }
+  /// Returns true if `moved` has been explicitly set.
+  public var hasMoved: Bool {self._moved != nil}
+  /// Clears the value of `moved`. Subsequent reads from it will return its default value.
+  public mutating func clearMoved() {self._moved = nil}
+
+  public var error: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _moved: Durable_V1_MoveSlotResponse? = nil
+}
+
+public nonisolated struct Durable_V1_RebalanceResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var rounds: UInt32 = 0
+
+  public var moved: UInt32 = 0
+
+  public var failed: UInt32 = 0
+
+  /// Slots per node at the end (objects and bytes are not counted here: 0).
+  public var nodes: [Durable_V1_NodeSlotTotals] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Durable_V1_MoveSlotResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -2335,6 +2413,160 @@ nonisolated extension Durable_V1_MoveSlotRequest: SwiftProtobuf.Message, SwiftPr
   public static func ==(lhs: Durable_V1_MoveSlotRequest, rhs: Durable_V1_MoveSlotRequest) -> Bool {
     if lhs.slot != rhs.slot {return false}
     if lhs.toNode != rhs.toNode {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_RebalanceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RebalanceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}max_share\0\u{1}parallel\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularDoubleField(value: &self.maxShare) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.parallel) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.maxShare.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.maxShare, fieldNumber: 1)
+    }
+    if self.parallel != 0 {
+      try visitor.visitSingularUInt32Field(value: self.parallel, fieldNumber: 2)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_RebalanceRequest, rhs: Durable_V1_RebalanceRequest) -> Bool {
+    if lhs.maxShare != rhs.maxShare {return false}
+    if lhs.parallel != rhs.parallel {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_RebalanceProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RebalanceProgress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}index\0\u{1}planned\0\u{1}slot\0\u{3}from_node\0\u{3}to_node\0\u{1}moved\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.round) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.index) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.planned) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.slot) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.fromNode) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.toNode) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._moved) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.round != 0 {
+      try visitor.visitSingularUInt32Field(value: self.round, fieldNumber: 1)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt32Field(value: self.index, fieldNumber: 2)
+    }
+    if self.planned != 0 {
+      try visitor.visitSingularUInt32Field(value: self.planned, fieldNumber: 3)
+    }
+    if self.slot != 0 {
+      try visitor.visitSingularUInt32Field(value: self.slot, fieldNumber: 4)
+    }
+    if !self.fromNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.fromNode, fieldNumber: 5)
+    }
+    if !self.toNode.isEmpty {
+      try visitor.visitSingularStringField(value: self.toNode, fieldNumber: 6)
+    }
+    try { if let v = self._moved {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_RebalanceProgress, rhs: Durable_V1_RebalanceProgress) -> Bool {
+    if lhs.round != rhs.round {return false}
+    if lhs.index != rhs.index {return false}
+    if lhs.planned != rhs.planned {return false}
+    if lhs.slot != rhs.slot {return false}
+    if lhs.fromNode != rhs.fromNode {return false}
+    if lhs.toNode != rhs.toNode {return false}
+    if lhs._moved != rhs._moved {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_RebalanceResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RebalanceResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rounds\0\u{1}moved\0\u{1}failed\0\u{1}nodes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.rounds) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.moved) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.failed) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.rounds != 0 {
+      try visitor.visitSingularUInt32Field(value: self.rounds, fieldNumber: 1)
+    }
+    if self.moved != 0 {
+      try visitor.visitSingularUInt32Field(value: self.moved, fieldNumber: 2)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularUInt32Field(value: self.failed, fieldNumber: 3)
+    }
+    if !self.nodes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_RebalanceResponse, rhs: Durable_V1_RebalanceResponse) -> Bool {
+    if lhs.rounds != rhs.rounds {return false}
+    if lhs.moved != rhs.moved {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.nodes != rhs.nodes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
