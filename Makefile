@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps browser-deps run test test-heavy build lint format docs bench-storage bench-objects bench-compare bench-load clean
+.PHONY: deps browser-deps run test test-heavy build lint format docs bench-storage bench-objects bench-compare bench-load bench-rebalance clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -93,6 +93,11 @@ bench-objects: deps
 bench-load: deps
 	swift build -c release --product durable-load
 	.build/release/durable-load $(ARGS)
+
+## A gateway and three nodes with 20,000 objects; a fourth node joins and `durable rebalance` runs under load. Prints
+## the refusal time per moved slot by slot size (p50/p99/max) and checks the shares (about 3 minutes).
+bench-rebalance: deps
+	DURABLE_REBALANCE_BENCHMARK=1 swift test $(SWIFT_BUILD_FLAGS) --filter HeavyTests.RebalanceBenchmark
 
 ## durable (a gateway and a node) beside Redis (appendfsync always) and PostgreSQL (synchronous_commit on), all
 ## on loopback, one at a time: increments over 1,000 keys, one hot key and a no-op call at 1, 16 and 64 callers,

@@ -74,7 +74,8 @@ struct RebalanceCommand: AsyncParsableCommand {
         } else if progress.error.isEmpty {
             print(
                 prefix + ": \(progress.moved.objects) objects, \(progress.moved.bytes) bytes, "
-                    + String(format: "%.1f ms", Double(progress.moved.unavailableMicros) / 1000))
+                    + String(format: "%.1f ms", Double(progress.moved.unavailableMicros) / 1000)
+                    + progress.moved.stepsText)
         } else {
             FileHandle.standardError.write(Data((prefix + ": \(progress.error)\n").utf8))
         }

@@ -56,7 +56,7 @@ struct SlotsDrainCommand: AsyncParsableCommand {
                     load[target, default: 0] += 1
                     print(
                         "[\(index + 1)/\(mine.count)] slot \(slot) → \(target): \(moved.objects) objects, "
-                            + String(format: "%.1f ms", Double(moved.unavailableMicros) / 1000))
+                            + String(format: "%.1f ms", Double(moved.unavailableMicros) / 1000) + moved.stepsText)
                     fflush(nil)
                 } catch {
                     failures.append("slot \(slot): \(error)")

@@ -10,6 +10,8 @@ import Synchronization
 extension ObjectService {
     /// Rows per streamed batch.
     static let slotBatchRows = 512
+    /// Batches of an export that may wait for the network at once.
+    static let slotExportWindow = 4
 
     /// `Node/ExportSlot`: the slot's rows at one snapshot, streamed, then their summary.
     func exportSlot(_ call: IncomingCall) async throws -> [UInt8] {
@@ -24,25 +26,41 @@ extension ObjectService {
                     + ", not retired at \(request.epoch): a slot is exported only once it was retired at the move's epoch."
             )
         }
-        // The walk reads RocksDB on a thread of its own; its batches go out as the stream's messages, in order.
+        // The walk reads RocksDB on a thread of its own; its batches go out as the stream's messages, in order. At
+        // most `slotExportWindow` batches wait for the network: the walk blocks (its own thread) until one is sent.
         let (batches, continuation) = AsyncStream.makeStream(of: [SlotRow].self)
+        let window = DispatchSemaphore(value: Self.slotExportWindow)
+        let stopped = Atomic<Bool>(false)
         let walk = Task { [runtime] in
             defer { continuation.finish() }
             return try await Self.onOwnThread {
-                try runtime.exportRows(ofSlot: slot, batchSize: Self.slotBatchRows) { continuation.yield($0) }
+                try runtime.exportRows(ofSlot: slot, batchSize: Self.slotBatchRows) { batch in
+                    window.wait()
+                    if stopped.load(ordering: .acquiring) { throw CancellationError() }
+                    continuation.yield(batch)
+                }
             }
         }
-        for await batch in batches {
-            try await call.stream.send(
-                try Durable_V1_SlotRowBatch.with {
-                    $0.rows = batch.map { row in
-                        .with {
-                            $0.family = row.family
-                            $0.key = Data(row.key)
-                            $0.value = Data(row.value)
+        do {
+            for await batch in batches {
+                try await call.stream.send(
+                    try Durable_V1_SlotRowBatch.with {
+                        $0.rows = batch.map { row in
+                            .with {
+                                $0.family = row.family
+                                $0.key = Data(row.key)
+                                $0.value = Data(row.value)
+                            }
                         }
-                    }
-                }.serializedBytes())
+                    }.serializedBytes())
+                window.signal()
+            }
+        } catch {
+            // The caller went away: the walk stops at its next batch.
+            stopped.store(true, ordering: .releasing)
+            for _ in 0...Self.slotExportWindow { window.signal() }
+            _ = try? await walk.value
+            throw error
         }
         let summary = try await walk.value
         logger.info(

@@ -555,6 +555,7 @@ final class ObjectService: RPCHandler {
             $0.groupCommitBatches = UInt64(commit.batches)
             $0.groupCommitSyncs = UInt64(commit.groups)
             $0.openConnections = UInt64(server.withLock { $0 }?.connectionCount ?? 0)
+            $0.storedBytes = database.estimatedDataSize()
         }
     }
 }

@@ -115,6 +115,24 @@ public final class Database: @unchecked Sendable {
         return (0..<count).map { String(cString: list[$0]!) }
     }
 
+    /// RocksDB's estimate of the data the database holds, in bytes: every column family's live data after
+    /// compaction (`rocksdb.estimate-live-data-size`) plus its memtables (`rocksdb.cur-size-all-mem-tables`).
+    /// Cheap (no data is read); 0 once closed.
+    public func estimatedDataSize() -> UInt64 {
+        lock.withReadLock {
+            guard let db = handle else { return 0 }
+            var total: UInt64 = 0
+            for family in families.values {
+                for property in ["rocksdb.estimate-live-data-size", "rocksdb.cur-size-all-mem-tables"] {
+                    guard let value = rocksdb_property_value_cf(db, family.handle, property) else { continue }
+                    total += UInt64(String(cString: value)) ?? 0
+                    rocksdb_free(value)
+                }
+            }
+            return total
+        }
+    }
+
     /// Closes the database: waits for calls in progress, releases open snapshots and column family handles,
     /// then closes RocksDB (flushing nothing that is not already in the write-ahead log). Later calls throw
     /// ``StorageError/Code-swift.struct/closed``. Closing twice does nothing.

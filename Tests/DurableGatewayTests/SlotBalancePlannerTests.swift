@@ -1,4 +1,6 @@
 import DurableGateway
+import DurableStorage
+import TestSupport
 import Testing
 
 /// The rebalance plan: from the node that owns the most slots to the one that owns the fewest, until they differ by
@@ -51,5 +53,42 @@ struct SlotBalancePlannerTests {
         #expect(SlotBalancePlanner.plan(slotsByNode: ["a": [1, 2], "b": [3]], limit: 10).isEmpty)
         #expect(SlotBalancePlanner.plan(slotsByNode: ["a": Array(0..<50)], limit: 10).isEmpty)
         #expect(SlotBalancePlanner.plan(slotsByNode: ["a": Array(0..<50), "b": []], limit: 0).isEmpty)
+    }
+}
+
+/// New slots go to the node with the fewest slots and the least stored data.
+@Suite("New slot owner")
+struct NewSlotOwnerTests {
+    @Test("alike nodes: the one with the fewest slots; a node that stores much more gets new slots only later")
+    func slotsAndBytes() {
+        let nodes = ["a", "b"]
+        #expect(NewSlotOwner.choose(among: nodes, slots: ["a": 10, "b": 11], storedBytes: [:]) == "a")
+        #expect(
+            NewSlotOwner.choose(among: nodes, slots: ["a": 10, "b": 10], storedBytes: [:]) == "a", "ties: lower id")
+        // a stores ten times what b does: b takes new slots although it owns more.
+        let heavy: [String: UInt64] = ["a": 10_000_000, "b": 1_000_000]
+        #expect(NewSlotOwner.choose(among: nodes, slots: ["a": 100, "b": 110], storedBytes: heavy) == "b")
+        // Until b owns so many more slots that its share of the slots outweighs a's share of the data.
+        #expect(NewSlotOwner.choose(among: nodes, slots: ["a": 10, "b": 300], storedBytes: heavy) == "a")
+        #expect(NewSlotOwner.choose(among: [String](), slots: [:], storedBytes: [:]) == nil)
+    }
+
+    @Test("the placement table gives new slots by stored bytes as the nodes report them")
+    func placementTableUsesStoredBytes() async throws {
+        let folder = TemporaryDirectory("placement-bytes")
+        let database = try Database(path: folder.path)
+        defer { database.close() }
+        let table = try PlacementTable(database: database)
+        try table.register(nodeID: "a", address: "127.0.0.1:1")
+        try table.register(nodeID: "b", address: "127.0.0.1:2")
+        table.recordStoredBytes(["a": 50_000_000, "b": 1_000])
+        var owners: [String: Int] = [:]
+        for slot in UInt16(0)..<20 {
+            let (assignment, _) = try table.owner(of: slot)
+            try await table.record(slot)
+            owners[assignment.nodeID, default: 0] += 1
+        }
+        #expect(
+            (owners["b"] ?? 0) > (owners["a"] ?? 0), "the node with less data took more of the new slots: \(owners)")
     }
 }

@@ -15,7 +15,7 @@ import Synchronization
 /// - `slots/<slot, 4 hex digits>`: the slot's owner and epoch (JSON), written once by a create-if-absent
 ///   transaction, so that two gateways never give one slot to two nodes.
 ///
-/// New slots go to the live node (one with a `members/` key) that owns the fewest.
+/// New slots go to the live node (one with a `members/` key) chosen by ``NewSlotOwner``: fewest slots and least data.
 public final class EtcdPlacementStore: PlacementStore, Sendable {
     private let client: EtcdClient
     private let prefix: String
@@ -189,7 +189,12 @@ public final class EtcdPlacementStore: PlacementStore, Sendable {
         state.withLock { $0.slots[slot] }
     }
 
-    /// The owner of `slot`, or a reservation for the live node with the fewest slots.
+    /// Records how many bytes each node stores now.
+    public func recordStoredBytes(_ bytes: [String: UInt64]) {
+        state.withLock { $0.storedBytes.merge(bytes) { $1 } }
+    }
+
+    /// The owner of `slot`, or a reservation for the live node chosen by ``NewSlotOwner``.
     public func owner(of slot: UInt16) throws -> (assignment: SlotAssignment, isNew: Bool) {
         try state.withLock { try $0.owner(of: slot) }
     }

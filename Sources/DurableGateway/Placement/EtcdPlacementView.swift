@@ -19,18 +19,19 @@ struct EtcdPlacementView: Sendable {
     private(set) var gateways: [String: String] = [:]
     /// Slots per node, recorded and reserved.
     private var load: [String: Int] = [:]
+    /// Bytes each node stores, as it last said.
+    var storedBytes: [String: UInt64] = [:]
 
     init(prefix: String) {
         self.prefix = prefix
     }
 
-    /// The owner of `slot`, or a new reservation for the live node with the fewest slots (`isNew`).
+    /// The owner of `slot`, or a new reservation for the live node chosen by ``NewSlotOwner`` (`isNew`).
     ///
     /// - Throws: `UNAVAILABLE` (retryable) when no node is alive.
     mutating func owner(of slot: UInt16) throws -> (assignment: SlotAssignment, isNew: Bool) {
         if let existing = slots[slot] ?? reserved[slot] { return (existing, false) }
-        let candidates = live.map { ($0, load[$0] ?? 0) }
-        guard let node = candidates.min(by: { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 })?.0 else {
+        guard let node = NewSlotOwner.choose(among: live, slots: load, storedBytes: storedBytes) else {
             throw DurableObjectError(
                 .unavailable, "No live storage node is in the cluster to take a new slot.", retryable: true)
         }

@@ -73,10 +73,35 @@ public protocol PlacementStore: Sendable {
     /// - Throws: the backing's error; nothing is written then.
     func replace(_ slot: UInt16, expected: SlotAssignment, with new: SlotAssignment) async throws -> Bool
 
+    /// Records how many bytes each node stores now (its own estimate, from `Node/Stats`): new slots go to the nodes
+    /// with the least stored data and the fewest slots (``NewSlotOwner``).
+    func recordStoredBytes(_ bytes: [String: UInt64])
+
     /// Makes the reservation of `slot` durable; returns the slot's owner as recorded (the reserved one, or the one
     /// another gateway recorded first). A failure drops the reservation.
     @discardableResult
     func record(_ slot: UInt16) async throws -> SlotAssignment
+}
+
+/// How a new slot's owner is chosen: the candidate with the lowest sum of its share of the slots and its share of
+/// the stored bytes (each relative to the candidates' mean), so that a node that stores more than the others (its
+/// objects are bigger or busier) gets fewer new slots, and nodes alike get the same number. Ties go to the lower id.
+public enum NewSlotOwner {
+    /// The chosen candidate, or `nil` when there is none.
+    public static func choose(
+        among candidates: some Collection<String>, slots: [String: Int], storedBytes: [String: UInt64]
+    ) -> String? {
+        guard !candidates.isEmpty else { return nil }
+        let count = Double(candidates.count)
+        let meanSlots = max(1, Double(candidates.reduce(0) { $0 + (slots[$1] ?? 0) }) / count)
+        let meanBytes = Double(candidates.reduce(UInt64(0)) { $0 + (storedBytes[$1] ?? 0) }) / count
+        func score(_ node: String) -> Double {
+            let slotShare = Double(slots[node] ?? 0) / meanSlots
+            guard meanBytes > 0 else { return slotShare }
+            return slotShare + Double(storedBytes[node] ?? 0) / meanBytes
+        }
+        return candidates.map { ($0, score($0)) }.min { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }?.0
+    }
 }
 
 extension Dictionary where Key == UInt16, Value == SlotAssignment {

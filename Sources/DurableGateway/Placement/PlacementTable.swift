@@ -7,8 +7,9 @@ import Synchronization
 /// gateway's database.
 ///
 /// Slots are assigned lazily: the first call for an object in an unassigned slot gives the slot, at epoch 1, to the
-/// node that owns the fewest slots. An assigned slot never moves on its own, so an object is never silently
-/// re-created elsewhere: when its node is down, its calls fail (retryably) until the node is back.
+/// node with the fewest slots and the least stored data (``NewSlotOwner``). An assigned slot moves only with its
+/// data (`durable slots move`, `durable rebalance`), so an object is never silently re-created elsewhere: when its
+/// node is down, its calls fail (retryably) until the node is back.
 public final class PlacementTable: PlacementStore, Sendable {
     /// A slot's owner.
     public typealias Assignment = SlotAssignment
@@ -22,6 +23,8 @@ public final class PlacementTable: PlacementStore, Sendable {
         var identities: [String: String] = [:]
         /// Slots per node, kept up to date so that choosing the least-loaded node costs nothing per call.
         var load: [String: Int] = [:]
+        /// Bytes each node stores, as it last said.
+        var storedBytes: [String: UInt64] = [:]
     }
 
     /// The whole table as one JSON value: how versions before per-slot records stored it (read once, then
@@ -156,7 +159,8 @@ public final class PlacementTable: PlacementStore, Sendable {
         try state.withLock { state in
             if let existing = state.slots[slot] ?? state.reserved[slot] { return (existing, false) }
             guard
-                let node = state.load.min(by: { $0.value != $1.value ? $0.value < $1.value : $0.key < $1.key })?.key
+                let node = NewSlotOwner.choose(
+                    among: state.load.keys, slots: state.load, storedBytes: state.storedBytes)
             else {
                 throw DurableObjectError(.unavailable, "No storage node has joined the cluster yet.", retryable: true)
             }
@@ -165,6 +169,11 @@ public final class PlacementTable: PlacementStore, Sendable {
             state.load[node, default: 0] += 1
             return (assignment, true)
         }
+    }
+
+    /// Records how many bytes each node stores now.
+    public func recordStoredBytes(_ bytes: [String: UInt64]) {
+        state.withLock { $0.storedBytes.merge(bytes) { $1 } }
     }
 
     /// Writes the assignment ``owner(of:)`` reserved for `slot` (synced, on a thread of its own, outside the

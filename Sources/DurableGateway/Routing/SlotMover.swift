@@ -122,12 +122,22 @@ final class SlotMover: Sendable {
             throw RPCError(.aborted, "Slot \(slot) changed while the move began; try again.", retryable: true)
         }
         let started = ContinuousClock.now
+        var lap = started
+        var steps: [String: UInt64] = [:]
+        /// Ends a step: records how long it took, then holds the move there if a test asks (see `holdFolder`).
+        func done(_ step: Step) async {
+            let now = ContinuousClock.now
+            steps[step.rawValue] = UInt64((now - lap) / .microseconds(1))
+            await hold(after: step)
+            lap = ContinuousClock.now
+        }
         logger.info("moving slot", metadata: ["slot": "\(slot)", "from": "\(source)", "to": "\(target)"])
         var pulled = Durable_V1_SlotExportSummary()
         do {
             await hold(after: .marked)
+            lap = ContinuousClock.now
             try await assign(slot, epoch, at: source, retired: true)
-            await hold(after: .retired)
+            await done(.retired)
             pulled = try await links.node(target).call(
                 Methods.nodePullSlot,
                 Durable_V1_PullSlotRequest.with {
@@ -136,13 +146,14 @@ final class SlotMover: Sendable {
                     $0.sourceAddress = placement.nodes[source] ?? ""
                     $0.sourceNodeID = source
                 }, timeout: Self.pullTimeout)
-            await hold(after: .pulled)
+            await done(.pulled)
             try await assign(slot, epoch, at: target)
-            await hold(after: .assigned)
+            await done(.assigned)
             let owner = SlotAssignment(nodeID: target, epoch: epoch)
             guard try await placement.replace(slot, expected: moving, with: owner) else {
                 throw RPCError(.aborted, "Slot \(slot)'s record changed during its move.")
             }
+            steps[Step.recorded.rawValue] = UInt64((ContinuousClock.now - lap) / .microseconds(1))
         } catch {
             logger.error(
                 "slot move failed; the slot stays with its old owner",
@@ -167,7 +178,7 @@ final class SlotMover: Sendable {
             "slot moved",
             metadata: [
                 "slot": "\(slot)", "from": "\(source)", "to": "\(target)", "rows": "\(pulled.rows)",
-                "unavailable": "\(unavailable)",
+                "unavailable": "\(unavailable)", "steps-micros": "\(steps.sorted { $0.key < $1.key })",
             ])
         return .with {
             $0.fromNode = source
@@ -177,6 +188,7 @@ final class SlotMover: Sendable {
             $0.bytes = pulled.bytes
             $0.objects = pulled.objects
             $0.unavailableMicros = UInt64(unavailable / .microseconds(1))
+            $0.stepMicros = steps
         }
     }
 

@@ -83,7 +83,8 @@ public final class Gateway: Service, Sendable {
     /// Undoes abandoned slot moves every ``moveRepairInterval`` while the gateway serves.
     private let moveRepair = Mutex<Task<Void, Never>?>(nil)
 
-    /// How often the gateway looks for slot moves whose gateway is gone (see `durable slots move`).
+    /// How often the gateway looks for slot moves whose gateway is gone (see `durable slots move`), and asks the
+    /// nodes how much data they store (new slots go to those with the least, see ``NewSlotOwner``).
     public static let moveRepairInterval: Duration = .seconds(5)
 
     /// Opens the gateway's database; nothing listens until ``start()``.
@@ -263,17 +264,33 @@ public final class Gateway: Service, Sendable {
         // clients) and the registry as it is now.
         let registrar = self.registrar
         startupPush.withLock { $0 = Task { await registrar.pushDefinitions(dropping: []) } }
-        // Moves a gateway left unfinished (this one before a restart, or one that is gone) are undone.
-        let mover = self.mover
+        // Moves a gateway left unfinished (this one before a restart, or one that is gone) are undone; the nodes'
+        // stored bytes are kept current for the placement of new slots.
+        let (mover, placement, links) = (self.mover, self.placement, self.links)
         moveRepair.withLock {
             $0 = Task {
                 while !Task.isCancelled {
                     await mover.undoAbandonedMoves()
+                    await Self.pollStoredBytes(placement: placement, links: links)
                     try? await Task.sleep(for: Self.moveRepairInterval)
                 }
             }
         }
         return port
+    }
+
+    /// Asks every node how many bytes it stores (`Node/Stats`) and tells the placement; a node that does not answer
+    /// keeps its last figure.
+    private static func pollStoredBytes(placement: any PlacementStore, links: NodeLinks) async {
+        var bytes: [String: UInt64] = [:]
+        for nodeID in placement.nodes.keys {
+            guard let node = try? links.node(nodeID),
+                let stats: Durable_V1_StatsResponse = try? await node.call(
+                    Methods.stats, Durable_V1_StatsRequest(), timeout: .seconds(5))
+            else { continue }
+            bytes[nodeID] = stats.storedBytes
+        }
+        placement.recordStoredBytes(bytes)
     }
 
     /// Waits until the nodes known at start were sent the registry (or found unreachable).

@@ -184,25 +184,29 @@ extension ObjectRuntime {
                 .failedPrecondition,
                 "Slot \(slot) still has an active object (\(active)); retire it before deleting the slot's rows.")
         }
+        // Each row is deleted on its own, not by range: range tombstones stay in RocksDB until compaction and slow
+        // every later read that crosses them (a rebalance deletes thousands of slot ranges, mostly empty ones).
         let namespaces = namespaceIDs
         var batch = WriteBatch()
         for namespaceID in namespaces {
             let family = try database.columnFamily(named: Self.namespaceFamilyPrefix + namespaceID)
             for prefix in SlotKeyspace.idPrefixes(of: slot) {
-                guard let end = KeyBytes.successor(ofPrefix: prefix) else { continue }
-                batch.deleteRange(from: prefix, to: end, in: family)
+                try database.forEach(in: family, ScanOptions(prefix: prefix)) { key, _ in
+                    batch.delete(key, in: family)
+                    return true
+                }
             }
         }
         let defaultFamily = try database.defaultColumnFamily
         for prefix in Self.bookkeepingPrefixes(ofSlot: slot, namespaces: namespaces) {
-            guard let end = KeyBytes.successor(ofPrefix: prefix) else { continue }
-            if prefix.starts(with: Array(NodeKeyspace.alarm.utf8)) {
-                for entry in try database.scan(in: defaultFamily, ScanOptions(prefix: prefix)) {
-                    cancelAlarm(ofAlarmRowKey: entry.key)
-                }
+            let isAlarm = prefix.starts(with: Array(NodeKeyspace.alarm.utf8))
+            try database.forEach(in: defaultFamily, ScanOptions(prefix: prefix)) { key, _ in
+                if isAlarm { cancelAlarm(ofAlarmRowKey: key) }
+                batch.delete(key, in: defaultFamily)
+                return true
             }
-            batch.deleteRange(from: prefix, to: end, in: defaultFamily)
         }
+        guard !batch.isEmpty else { return }
         try await database.writeSynced(batch)
     }
 

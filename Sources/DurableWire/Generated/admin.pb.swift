@@ -8,21 +8,29 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// Read-only inspection and backups, for operators.
+/// Operators' methods: inspection, backups, the cluster's status and slot moves.
 ///
 /// At the gateway (admin token only):
 ///
-///   durable.v1.Admin/ListObjects ListObjectsRequest -> ListObjectsResponse
-///   durable.v1.Admin/ListStorage ListStorageRequest -> ListStorageResponse
-///   durable.v1.Admin/GetStorage  GetStorageRequest  -> GetStorageResponse
-///   durable.v1.Admin/Backup      BackupRequest      -> BackupResponse
+///   durable.v1.Admin/ListObjects   ListObjectsRequest   -> ListObjectsResponse
+///   durable.v1.Admin/ListStorage   ListStorageRequest   -> ListStorageResponse
+///   durable.v1.Admin/GetStorage    GetStorageRequest    -> GetStorageResponse
+///   durable.v1.Admin/Backup        BackupRequest        -> BackupResponse
+///   durable.v1.Admin/ClusterStatus ClusterStatusRequest -> ClusterStatusResponse
+///   durable.v1.Admin/ListSlots     ListSlotsRequest     -> ListSlotsResponse
+///   durable.v1.Admin/MoveSlot      MoveSlotRequest      -> MoveSlotResponse
+///   durable.v1.Admin/Rebalance     RebalanceRequest     -> stream of RebalanceProgress, then RebalanceResponse
 ///
-/// At a node (cluster secret; the gateway calls them for the Admin methods):
+/// At a node (cluster secret; the gateway calls them for the Admin methods, nodes call ExportSlot of each other):
 ///
 ///   durable.v1.Node/ListObjects  NodeListObjectsRequest -> NodeListObjectsResponse
 ///   durable.v1.Node/ListStorage  NodeListStorageRequest -> ListStorageResponse
 ///   durable.v1.Node/GetStorage   NodeGetStorageRequest  -> GetStorageResponse
 ///   durable.v1.Node/Checkpoint   CheckpointRequest      -> CheckpointSummary
+///   durable.v1.Node/SlotUsage    NodeSlotUsageRequest   -> NodeSlotUsageResponse
+///   durable.v1.Node/ExportSlot   ExportSlotRequest      -> stream of SlotRowBatch, then SlotExportSummary
+///   durable.v1.Node/PullSlot     PullSlotRequest        -> SlotExportSummary
+///   durable.v1.Node/DeleteSlot   DeleteSlotRequest      -> DeleteSlotResponse
 ///
 /// Reads go to the node's database directly: they never activate an object nor wait for it, and they see what is
 /// durable (what an object wrote in a turn that has not been flushed yet is not visible).
@@ -659,7 +667,7 @@ public nonisolated struct Durable_V1_NodeSlotTotals: Sendable {
 }
 
 /// Node/ExportSlot (streaming): every row of the slot at one snapshot, as a stream of SlotRowBatch, then a
-/// SlotExportSummary. Refused unless the node holds the slot at exactly `epoch` (it was retired at that epoch).
+/// SlotExportSummary. Refused unless the node holds the slot retired at exactly `epoch`.
 public nonisolated struct Durable_V1_ExportSlotRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -744,7 +752,8 @@ public nonisolated struct Durable_V1_PullSlotRequest: Sendable {
   public init() {}
 }
 
-/// Node/DeleteSlot: the old owner deletes its copy of a slot that moved (or the new one the copy of a failed move).
+/// Node/DeleteSlot: the old owner deletes its copy of a slot that moved (or the new one the copy of a failed move,
+/// `partial_copy`, after retiring the slot).
 /// Refused when the node is `new_owner`, and, unless `partial_copy`, when it holds the slot at an epoch before `epoch`.
 public nonisolated struct Durable_V1_DeleteSlotRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -890,6 +899,11 @@ public nonisolated struct Durable_V1_MoveSlotResponse: Sendable {
 
   /// How long calls to the slot were refused, in microseconds.
   public var unavailableMicros: UInt64 = 0
+
+  /// How long each step of that took, in microseconds: "retired" (the old owner retires the slot), "pulled" (the
+  /// new owner copies and checks it), "assigned" (the new owner is given the epoch), "recorded" (the placement
+  /// records the new owner).
+  public var stepMicros: Dictionary<String,UInt64> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2574,7 +2588,7 @@ nonisolated extension Durable_V1_RebalanceResponse: SwiftProtobuf.Message, Swift
 
 nonisolated extension Durable_V1_MoveSlotResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MoveSlotResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_node\0\u{3}to_node\0\u{1}epoch\0\u{1}rows\0\u{1}bytes\0\u{1}objects\0\u{3}unavailable_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}from_node\0\u{3}to_node\0\u{1}epoch\0\u{1}rows\0\u{1}bytes\0\u{1}objects\0\u{3}unavailable_micros\0\u{3}step_micros\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2589,6 +2603,7 @@ nonisolated extension Durable_V1_MoveSlotResponse: SwiftProtobuf.Message, SwiftP
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.objects) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.unavailableMicros) }()
+      case 8: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.stepMicros) }()
       default: break
       }
     }
@@ -2616,6 +2631,9 @@ nonisolated extension Durable_V1_MoveSlotResponse: SwiftProtobuf.Message, SwiftP
     if self.unavailableMicros != 0 {
       try visitor.visitSingularUInt64Field(value: self.unavailableMicros, fieldNumber: 7)
     }
+    if !self.stepMicros.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: self.stepMicros, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2627,6 +2645,7 @@ nonisolated extension Durable_V1_MoveSlotResponse: SwiftProtobuf.Message, SwiftP
     if lhs.bytes != rhs.bytes {return false}
     if lhs.objects != rhs.objects {return false}
     if lhs.unavailableMicros != rhs.unavailableMicros {return false}
+    if lhs.stepMicros != rhs.stepMicros {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -231,6 +231,10 @@ public nonisolated struct Durable_V1_StatsResponse: Sendable {
 
   public var openConnections: UInt64 = 0
 
+  /// RocksDB's estimate of the data the node stores, in bytes (live data after compaction, plus memtables): the
+  /// gateway gives new slots to the nodes with the least stored data and the fewest slots.
+  public var storedBytes: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -893,7 +897,7 @@ nonisolated extension Durable_V1_StatsRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Durable_V1_StatsResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatsResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}active_objects\0\u{1}invocations\0\u{3}failed_invocations\0\u{3}overloaded_rejections\0\u{3}group_commit_batches\0\u{3}group_commit_syncs\0\u{3}open_connections\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}active_objects\0\u{1}invocations\0\u{3}failed_invocations\0\u{3}overloaded_rejections\0\u{3}group_commit_batches\0\u{3}group_commit_syncs\0\u{3}open_connections\0\u{3}stored_bytes\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -909,6 +913,7 @@ nonisolated extension Durable_V1_StatsResponse: SwiftProtobuf.Message, SwiftProt
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.groupCommitBatches) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.groupCommitSyncs) }()
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.openConnections) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.storedBytes) }()
       default: break
       }
     }
@@ -939,6 +944,9 @@ nonisolated extension Durable_V1_StatsResponse: SwiftProtobuf.Message, SwiftProt
     if self.openConnections != 0 {
       try visitor.visitSingularUInt64Field(value: self.openConnections, fieldNumber: 8)
     }
+    if self.storedBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.storedBytes, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -951,6 +959,7 @@ nonisolated extension Durable_V1_StatsResponse: SwiftProtobuf.Message, SwiftProt
     if lhs.groupCommitBatches != rhs.groupCommitBatches {return false}
     if lhs.groupCommitSyncs != rhs.groupCommitSyncs {return false}
     if lhs.openConnections != rhs.openConnections {return false}
+    if lhs.storedBytes != rhs.storedBytes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
