@@ -51,7 +51,7 @@ struct RebalanceBenchmark {
             print("slots per node before: \(before.sorted { $0.key < $1.key })")
 
             try await cluster.startNode(4)
-            let (rebalance, acknowledged, failed) = try await WholeMachineTests.SlotRebalanceTests.underLoad(
+            let (rebalance, load) = try await WholeMachineTests.SlotRebalanceTests.underLoad(
                 counters, Array(names.shuffled().prefix(2_000))
             ) {
                 try await ChildProcess.run(
@@ -60,7 +60,10 @@ struct RebalanceBenchmark {
             }
             #expect(rebalance.status == 0, "\(rebalance.errors)")
             print(rebalance.output.split(separator: "\n").last.map(String.init) ?? "")
-            #expect(failed.isEmpty, "only retryable refusals: \(failed.prefix(5))")
+            #expect(load.failed.isEmpty, "only retryable refusals: \(load.failed.prefix(5))")
+            print(
+                "during the rebalance: \(load.acknowledged.values.reduce(0, +)) increments acknowledged, "
+                    + "\(load.refused) refused retryably")
             let after = try await WholeMachineTests.SlotRebalanceTests.slotCounts(gateway)
             print("slots per node after: \(after.sorted { $0.key < $1.key })")
             if Self.objects >= 20_000 {
@@ -71,7 +74,7 @@ struct RebalanceBenchmark {
 
             var moves = Self.moves(in: rebalance.output)
             // The big slots move once more (under the same load) so that every size is measured.
-            let (extra, acknowledgedExtra, failedExtra) = try await WholeMachineTests.SlotRebalanceTests.underLoad(
+            let (extra, extraLoad) = try await WholeMachineTests.SlotRebalanceTests.underLoad(
                 counters, Array(names.prefix(2_000))
             ) {
                 var lines: [String] = []
@@ -86,8 +89,8 @@ struct RebalanceBenchmark {
                 }
                 return lines
             }
-            #expect(failedExtra.isEmpty)
-            let acknowledgedAll = acknowledged.merging(acknowledgedExtra, uniquingKeysWith: +)
+            #expect(extraLoad.failed.isEmpty)
+            let acknowledgedAll = load.acknowledged.merging(extraLoad.acknowledged, uniquingKeysWith: +)
             moves += extra.compactMap(Self.singleMove(in:))
             Self.printTable(moves)
             print(

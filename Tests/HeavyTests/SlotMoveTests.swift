@@ -106,31 +106,12 @@ extension WholeMachineTests {
                 for name in names { _ = try await counters.getByName(name).fetch("http://c/increment") }
 
                 // Increments on every object while node1 drains; refusals that say to retry are retried.
-                let stop = Atomic<Bool>(false)
-                let load = Task {
-                    var acknowledged: [String: Int] = [:]
-                    var refused = 0
-                    var failed: [String] = []
-                    var turn = 0
-                    while !stop.load(ordering: .relaxed) {
-                        let name = names[turn % names.count]
-                        turn += 1
-                        do {
-                            _ = try await counters.getByName(name).fetch("http://c/increment")
-                            acknowledged[name, default: 0] += 1
-                        } catch let error as DurableObjectError where error.retryable {
-                            refused += 1
-                        } catch {
-                            failed.append("\(name): \(error)")
-                        }
-                    }
-                    return (acknowledged, refused, failed)
+                let (drain, load) = try await SlotRebalanceTests.underLoad(counters, names) {
+                    try await ChildProcess.run(
+                        BuiltExecutable.durable, ["slots", "drain", "node1", "--gateway", gateway],
+                        environment: TestKeys.environment(included: true))
                 }
-                let drain = try await ChildProcess.run(
-                    BuiltExecutable.durable, ["slots", "drain", "node1", "--gateway", gateway],
-                    environment: TestKeys.environment(included: true))
-                stop.store(true, ordering: .relaxed)
-                let (acknowledged, refused, failed) = await load.value
+                let (acknowledged, refused, failed) = (load.acknowledged, load.refused, load.failed)
                 #expect(drain.status == 0 && drain.output.contains("node1 is empty"), "\(drain)")
                 print(
                     "drain under load: \(drain.output.split(separator: "\n").last ?? ""), "

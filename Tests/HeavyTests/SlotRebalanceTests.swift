@@ -27,9 +27,10 @@ extension WholeMachineTests {
                 let bad = try await durable(["rebalance", "--max-share", "1.5"])
                 #expect(bad.status != 0 && bad.errors.contains("--max-share must be above 0 and at most 1"), "\(bad)")
 
-                let (rebalance, acknowledged, failed) = try await Self.underLoad(counters, names) {
+                let (rebalance, load) = try await Self.underLoad(counters, names) {
                     try await durable(["rebalance", "--max-share", "0.2", "--parallel", "3"])
                 }
+                let (acknowledged, failed) = (load.acknowledged, load.failed)
                 #expect(rebalance.status == 0, "\(rebalance)")
                 print("rebalance under load: \(rebalance.output.split(separator: "\n").last ?? "")")
                 #expect(failed.isEmpty, "only retryable refusals: \(failed)")
@@ -71,29 +72,38 @@ extension WholeMachineTests {
             return (client, counters, names)
         }
 
-        /// Runs `body` while a client increments every counter in turn; returns what `body` returned, the
-        /// acknowledged increments per counter, and the calls that failed without a retryable refusal.
+        /// What a client incrementing counters saw.
+        struct LoadOutcome: Sendable {
+            /// Acknowledged increments per counter.
+            var acknowledged: [String: Int] = [:]
+            /// Calls refused with a retryable error (not retried: the client goes on to the next counter).
+            var refused = 0
+            /// Calls that failed otherwise.
+            var failed: [String] = []
+        }
+
+        /// Runs `body` while a client increments every counter in turn; returns what `body` returned and what the
+        /// client saw.
         static func underLoad<T: Sendable>(
             _ counters: DurableObjectNamespace, _ names: [String], _ body: () async throws -> T
-        ) async throws -> (T, [String: Int], [String]) {
+        ) async throws -> (T, LoadOutcome) {
             let stop = Atomic<Bool>(false)
             let load = Task {
-                var acknowledged: [String: Int] = [:]
-                var failed: [String] = []
+                var outcome = LoadOutcome()
                 var turn = 0
                 while !stop.load(ordering: .relaxed) {
                     let name = names[turn % names.count]
                     turn += 1
                     do {
                         _ = try await counters.getByName(name).fetch("http://c/increment")
-                        acknowledged[name, default: 0] += 1
+                        outcome.acknowledged[name, default: 0] += 1
                     } catch let error as DurableObjectError where error.retryable {
-                        continue
+                        outcome.refused += 1
                     } catch {
-                        failed.append("\(name): \(error)")
+                        outcome.failed.append("\(name): \(error)")
                     }
                 }
-                return (acknowledged, failed)
+                return outcome
             }
             let value: T
             do {
@@ -104,8 +114,7 @@ extension WholeMachineTests {
                 throw error
             }
             stop.store(true, ordering: .relaxed)
-            let (acknowledged, failed) = await load.value
-            return (value, acknowledged, failed)
+            return (value, await load.value)
         }
 
         /// Every counter holds its seed increment and every acknowledged one.
