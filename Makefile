@@ -8,10 +8,10 @@ SWIFT_BUILD_FLAGS ?=
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
-	@if ! pkg-config --exists rocksdb libprotobuf-c 2>/dev/null || ! command -v protoc-c >/dev/null || ! command -v cc >/dev/null || ! command -v etcd >/dev/null; then \
-		echo "installing librocksdb-dev, protobuf-c, a C compiler and etcd (the tests start real etcd members) from Debian"; \
+	@if ! pkg-config --exists rocksdb libprotobuf-c 2>/dev/null || ! command -v protoc-c >/dev/null || ! command -v cc >/dev/null || ! command -v etcd >/dev/null || ! command -v ip >/dev/null; then \
+		echo "installing librocksdb-dev, protobuf-c, a C compiler, etcd (the tests start real etcd members) and iproute2 (test hosts in network namespaces) from Debian"; \
 		$(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y \
-			librocksdb-dev pkg-config gcc protobuf-c-compiler libprotobuf-c-dev etcd-server; \
+			librocksdb-dev pkg-config gcc protobuf-c-compiler libprotobuf-c-dev etcd-server iproute2; \
 	fi
 
 ## The main job: `durable dev`, a local gateway and storage node serving the example app on

@@ -46,9 +46,10 @@ public final class ServerProcess: Sendable {
     /// - Parameters:
     ///   - keys: whether to give it the ``TestKeys`` in its environment (else no key variable at all).
     ///   - environment: its whole environment instead (the keys are then not added).
+    ///   - listeningOn: the address it prints it listens on (a ``NetworkLab`` host's, for one started there).
     public static func launch(
         _ commandLine: [String], dataDirectory: String, keys: Bool = true, environment: [String: String]? = nil,
-        executable: URL = BuiltExecutable.durable, directory: URL? = nil
+        executable: URL = BuiltExecutable.durable, directory: URL? = nil, listeningOn address: String = "127.0.0.1"
     ) async throws -> ServerProcess {
         let child = try await offPool {
             try ChildProcess(
@@ -65,10 +66,10 @@ public final class ServerProcess: Sendable {
                 guard let rpc else { return nil }
                 return (rpc, http)
             }
-            guard let range = line.range(of: "listening on 127.0.0.1:"),
+            guard let range = line.range(of: "listening on \(address):"),
                 let port = Int(line[range.upperBound...].prefix { $0.isNumber })
             else { return nil }
-            let http = line.range(of: "http://127.0.0.1:").flatMap {
+            let http = line.range(of: "http://\(address):").flatMap {
                 Int(line[$0.upperBound...].prefix { $0.isNumber })
             }
             return (port, http)
