@@ -83,6 +83,13 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "The cluster's name in etcd (clusters that share an etcd keep apart under it).")
     var cluster: String = "default"
 
+    @Option(
+        name: .customLong("standby-for"),
+        help:
+            "Run as the standby of this node: apply its write groups (Node/ApplyGroups) instead of joining the cluster as an owner of slots."
+    )
+    var standbyFor: String?
+
     @OptionGroup(title: "Authentication")
     var secrets: SecretOptions
 
@@ -121,6 +128,7 @@ struct NodeCommand: AsyncParsableCommand {
         let advertise = self.advertise
         let app = CurrentApplication.value
         let replaceLostNode = self.replaceLostNode
+        let standbyFor = self.standbyFor
         // Set when the gateway refuses the node: the node then stops and the command fails with the reason.
         let refusal = Mutex<String?>(nil)
         let etcdClient = try etcd.map { try EtcdClient(endpoints: [$0], logger: logger) }
@@ -148,10 +156,17 @@ struct NodeCommand: AsyncParsableCommand {
         let node = try StorageNode(
             configuration: NodeConfiguration(
                 host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
-                clusterSecret: secret),
+                clusterSecret: secret, standbyFor: standbyFor),
             classes: app.classes, bindings: ConfigurationSource.defaultBindings(app: app),
             logger: logger,
             onStarted: { [logger] boundPort in
+                if let standbyFor {
+                    // A standby owns no slot: it neither joins a gateway nor announces itself in etcd.
+                    logger.notice("serving as a standby", metadata: ["primary": "\(standbyFor)"])
+                    print("durable node \(nodeID) listening on \(host):\(boundPort) (standby for \(standbyFor))")
+                    fflush(nil)
+                    return
+                }
                 if let directory, let node = nodeBox.withLock({ $0 }) {
                     // Joining may take a few tries while the gateway starts; the line below waits for it.
                     switch await GatewayRegistration.register(

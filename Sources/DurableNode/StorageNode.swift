@@ -26,13 +26,17 @@ public struct NodeConfiguration: Sendable {
     /// The cluster secret every RPC connection must prove (the gateway's, and other cluster members');
     /// `nil` serves everyone.
     public var clusterSecret: RPCKey?
+    /// The primary this node is the standby of (`durable node --standby-for`): it applies that node's write groups
+    /// (`Node/ApplyGroups`); `nil` for a node that is no standby.
+    public var standbyFor: String?
 
     /// Creates a configuration.
     public init(
         host: String = "127.0.0.1", port: Int, dataDirectory: String, nodeID: String,
         runtime: RuntimeConfiguration = RuntimeConfiguration(), maximumFrameSize: Int = defaultMaximumFrameSize,
-        shutdownGracePeriod: Duration = .seconds(10), clusterSecret: RPCKey? = nil
+        shutdownGracePeriod: Duration = .seconds(10), clusterSecret: RPCKey? = nil, standbyFor: String? = nil
     ) {
+        self.standbyFor = standbyFor
         self.clusterSecret = clusterSecret
         self.host = host
         self.port = port
@@ -101,9 +105,13 @@ public final class StorageNode: Service, Sendable {
         for definition in served!.namespaces { try runtime.defineNamespace(definition) }
         try runtime.setEnvironment(bindings: served!.bindings)
         runtime.loadSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
+        let opened = database
+        let standby = try configuration.standbyFor.map { try StandbyReplica(database: opened, primary: $0) }
         service = ObjectService(
             nodeID: configuration.nodeID, runtime: runtime, bindings: served!.bindings, database: database,
-            meta: meta, clusterSecret: configuration.clusterSecret, logger: logger)
+            meta: meta, clusterSecret: configuration.clusterSecret,
+            standby: standby,
+            logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.port, handler: service,
             maximumFrameSize: configuration.maximumFrameSize,
@@ -311,6 +319,8 @@ final class ObjectService: RPCHandler {
     let objectTransport = Mutex<(any ObjectTransport)?>(nil)
     /// The key this node proves to other nodes (pulling a slot), the cluster secret.
     let clusterSecret: RPCKey?
+    /// This node's copy of its primary's writes, when it is a standby.
+    let standby: StandbyReplica?
 
     private let invocations = Atomic<UInt64>(0)
     private let failures = Atomic<UInt64>(0)
@@ -318,9 +328,10 @@ final class ObjectService: RPCHandler {
 
     init(
         nodeID: String, runtime: ObjectRuntime, bindings: [String: String], database: Database, meta: ColumnFamily,
-        clusterSecret: RPCKey?, logger: Logger
+        clusterSecret: RPCKey?, standby: StandbyReplica? = nil, logger: Logger
     ) {
         self.clusterSecret = clusterSecret
+        self.standby = standby
         self.nodeID = nodeID
         self.runtime = runtime
         self.bindings = Mutex(bindings)
@@ -359,6 +370,11 @@ final class ObjectService: RPCHandler {
             return try await exportSlot(call)
         case Methods.nodePullSlot:
             return try await pullSlot(Durable_V1_PullSlotRequest(serializedBytes: call.payload)).serializedBytes()
+        case Methods.nodeApplyGroups:
+            return try await standbyReplica().apply(Durable_V1_ApplyGroupsRequest(serializedBytes: call.payload))
+                .serializedBytes()
+        case Methods.nodeStandbyStatus:
+            return try standbyReplica().current.serializedBytes()
         case Methods.nodeDeleteSlot:
             try await deleteSlot(Durable_V1_DeleteSlotRequest(serializedBytes: call.payload))
             return try Durable_V1_DeleteSlotResponse().serializedBytes()

@@ -1,0 +1,132 @@
+import DurableObjects
+import DurableProtocol
+import DurableStorage
+import DurableWire
+import Foundation
+import Synchronization
+
+/// A standby's copy of its primary's writes: applies the primary's write groups in order (`Node/ApplyGroups`), each
+/// request's groups in one synced write together with the standby's new position, so that after a crash the
+/// standby holds exactly the groups up to its recorded position.
+///
+/// It refuses a group of another primary, of an older term than its own (a primary that was failed over must not
+/// write here any more), and a gap in the sequence; a group it applied already is skipped.
+final class StandbyReplica: Sendable {
+    /// The primary this standby follows.
+    let primary: String
+    private let database: Database
+    private let position: Mutex<Durable_V1_StandbyPosition>
+    /// One request applies at a time, so that groups land in order.
+    private let applying = Mutex(false)
+
+    /// Where the position is kept, in the node's metadata.
+    static let positionKey = Array("\(NodeKeyspace.node)standby/position".utf8)
+
+    /// Opens the standby's copy in `database`, which follows `primary`.
+    ///
+    /// - Throws: `FAILED_PRECONDITION` when the database follows another primary already.
+    init(database: Database, primary: String) throws {
+        self.database = database
+        self.primary = primary
+        var stored = Durable_V1_StandbyPosition.with { $0.primaryNodeID = primary }
+        if let bytes = try database.get(Self.positionKey, in: try database.defaultColumnFamily) {
+            stored = try Durable_V1_StandbyPosition(serializedBytes: bytes)
+            guard stored.primaryNodeID == primary else {
+                throw RPCError(
+                    .failedPrecondition,
+                    "This database follows primary '\(stored.primaryNodeID)', not '\(primary)': a standby's data "
+                        + "is its primary's copy; give it an empty folder to follow another.")
+            }
+        }
+        position = Mutex(stored)
+    }
+
+    /// The primary, the newest term accepted and the last group applied.
+    var current: Durable_V1_StandbyPosition { position.withLock { $0 } }
+
+    /// Applies `request`'s groups that are new; returns the position after them.
+    ///
+    /// - Throws: `FAILED_PRECONDITION` for another primary or an older term, `OUT_OF_RANGE` for a gap (nothing of
+    ///   the request is applied then), `ABORTED` (retryable) while another request is being applied, or the
+    ///   storage error of the write.
+    func apply(_ request: Durable_V1_ApplyGroupsRequest) async throws -> Durable_V1_StandbyPosition {
+        guard request.primaryNodeID == primary else {
+            throw RPCError(
+                .failedPrecondition,
+                "This node is the standby of '\(primary)', not of '\(request.primaryNodeID)'.")
+        }
+        guard applying.withLock({ busy in
+            defer { busy = true }
+            return !busy
+        })
+        else {
+            throw RPCError(.aborted, "Another request of groups is being applied; send again.", retryable: true)
+        }
+        defer { applying.withLock { $0 = false } }
+
+        var next = current
+        var batch = WriteBatch()
+        var families: [String: ColumnFamily] = [:]
+        for group in request.groups {
+            guard group.term >= next.term else {
+                throw RPCError(
+                    .failedPrecondition,
+                    "Group \(group.sequence) is of term \(group.term), older than this standby's term \(next.term): "
+                        + "its primary was replaced.")
+            }
+            if group.sequence <= next.sequence {
+                guard group.term == next.term else {
+                    throw RPCError(
+                        .failedPrecondition,
+                        "Group \(group.sequence) of term \(group.term) comes after group \(next.sequence) of term "
+                            + "\(next.term) was applied: a new term continues the sequence.")
+                }
+                continue  // applied already (a group sent again after a lost reply)
+            }
+            guard group.sequence == next.sequence + 1 else {
+                throw RPCError(
+                    .outOfRange,
+                    "Group \(group.sequence) does not follow group \(next.sequence), the last one applied: the "
+                        + "standby must catch up first.")
+            }
+            for write in group.writes {
+                let family: ColumnFamily
+                if let known = families[write.family] {
+                    family = known
+                } else {
+                    guard !write.family.isEmpty else {
+                        throw RPCError(.invalidArgument, "A replicated write names no column family.")
+                    }
+                    family = try database.ensureColumnFamily(named: write.family)
+                    families[write.family] = family
+                }
+                switch write.kind {
+                case .put: batch.put(Array(write.value), forKey: Array(write.key), in: family)
+                case .delete: batch.delete(Array(write.key), in: family)
+                case .deleteRange: batch.deleteRange(from: Array(write.key), to: Array(write.end), in: family)
+                case .UNRECOGNIZED(let kind):
+                    throw RPCError(.invalidArgument, "Unknown kind of replicated write: \(kind).")
+                }
+            }
+            next.term = group.term
+            next.sequence = group.sequence
+        }
+        guard next != current else { return next }
+        batch.put(try next.serializedBytes(), forKey: Self.positionKey, in: try database.defaultColumnFamily)
+        try await database.writeSynced(batch)
+        position.withLock { $0 = next }
+        return next
+    }
+}
+
+extension ObjectService {
+    /// The standby's copy, or `FAILED_PRECONDITION` for a node that is no standby.
+    func standbyReplica() throws -> StandbyReplica {
+        guard let standby else {
+            throw RPCError(
+                .failedPrecondition,
+                "Node \(nodeID) is not a standby: start it with --standby-for PRIMARY to have it apply a primary's writes.")
+        }
+        return standby
+    }
+}
