@@ -55,10 +55,11 @@ final class StandbyReplica: Sendable {
                 .failedPrecondition,
                 "This node is the standby of '\(primary)', not of '\(request.primaryNodeID)'.")
         }
-        guard applying.withLock({ busy in
-            defer { busy = true }
-            return !busy
-        })
+        guard
+            applying.withLock({ busy in
+                defer { busy = true }
+                return !busy
+            })
         else {
             throw RPCError(.aborted, "Another request of groups is being applied; send again.", retryable: true)
         }
@@ -125,7 +126,8 @@ extension ObjectService {
         guard let standby else {
             throw RPCError(
                 .failedPrecondition,
-                "Node \(nodeID) is not a standby: start it with --standby-for PRIMARY to have it apply a primary's writes.")
+                "Node \(nodeID) is not a standby: start it with --standby-for PRIMARY to have it apply a primary's writes."
+            )
         }
         return standby
     }
