@@ -30,6 +30,7 @@ final class LocalCluster: Sendable {
     private let app: DurableApplication
     private let runtimeConfiguration: RuntimeConfiguration
     private let objectCallTimeout: Duration
+    private let moveRepairInterval: Duration
     /// The running nodes.
     var nodes: [StorageNode] { nodeList.withLock { $0 } }
     /// The running gateway.
@@ -51,11 +52,13 @@ final class LocalCluster: Sendable {
     /// HTTP bridge when the app has a worker.
     static func start(
         app: DurableApplication, nodes nodeCount: Int, configuration: String? = nil,
-        runtime: RuntimeConfiguration = RuntimeConfiguration(), objectCallTimeout: Duration = .seconds(60)
+        runtime: RuntimeConfiguration = RuntimeConfiguration(), objectCallTimeout: Duration = .seconds(60),
+        moveRepairInterval: Duration = .seconds(5)
     ) async throws -> LocalCluster {
         let folder = TemporaryDirectory("cluster")
         let front = try await startFront(
-            app: app, folder: folder, objectCallTimeout: objectCallTimeout, configuration: configuration)
+            app: app, folder: folder, objectCallTimeout: objectCallTimeout, moveRepairInterval: moveRepairInterval,
+            configuration: configuration)
         var nodes: [StorageNode] = []
         for number in 1...nodeCount {
             let node = try StorageNode(
@@ -67,17 +70,20 @@ final class LocalCluster: Sendable {
         }
         return LocalCluster(
             folder: folder, front: front, nodes: nodes, app: app, runtime: runtime,
-            objectCallTimeout: objectCallTimeout)
+            objectCallTimeout: objectCallTimeout, moveRepairInterval: moveRepairInterval)
     }
 
     /// Starts a gateway on `folder/gateway` (publishing `configuration`, when given) and the HTTP bridge in front of
     /// it when the app has a worker.
     private static func startFront(
-        app: DurableApplication, folder: TemporaryDirectory, objectCallTimeout: Duration, configuration: String?
+        app: DurableApplication, folder: TemporaryDirectory, objectCallTimeout: Duration,
+        moveRepairInterval: Duration, configuration: String?
     ) async throws -> Front {
+        var gatewayConfiguration = GatewayConfiguration(
+            rpcPort: 0, dataDirectory: folder.child("gateway"), objectCallTimeout: objectCallTimeout)
+        gatewayConfiguration.moveRepairInterval = moveRepairInterval
         let gateway = try Gateway(
-            configuration: GatewayConfiguration(
-                rpcPort: 0, dataDirectory: folder.child("gateway"), objectCallTimeout: objectCallTimeout),
+            configuration: gatewayConfiguration,
             exportedClasses: app.classNames, logger: logger)
         if let configuration {
             try await gateway.publish(ConfigurationParser.parse(configuration), environment: nil)
@@ -109,8 +115,9 @@ final class LocalCluster: Sendable {
 
     private init(
         folder: TemporaryDirectory, front: Front, nodes: [StorageNode], app: DurableApplication,
-        runtime: RuntimeConfiguration, objectCallTimeout: Duration
+        runtime: RuntimeConfiguration, objectCallTimeout: Duration, moveRepairInterval: Duration
     ) {
+        self.moveRepairInterval = moveRepairInterval
         self.folder = folder
         self.front = Mutex(front)
         self.nodeList = Mutex(nodes)
@@ -169,7 +176,8 @@ final class LocalCluster: Sendable {
     func restartGateway() async throws {
         await stopFront(gatewayFirst: true)
         let front = try await Self.startFront(
-            app: app, folder: folder, objectCallTimeout: objectCallTimeout, configuration: nil)
+            app: app, folder: folder, objectCallTimeout: objectCallTimeout, moveRepairInterval: moveRepairInterval,
+            configuration: nil)
         for node in nodes {
             try node.routeObjectCalls(through: front.gateway.objectTransport)
             node.sendWebSocketFrames(through: front.gateway.webSockets)
@@ -200,10 +208,11 @@ final class LocalCluster: Sendable {
 func withLocalCluster<T>(
     app: DurableApplication, nodes: Int, configuration: String? = nil,
     runtime: RuntimeConfiguration = RuntimeConfiguration(), objectCallTimeout: Duration = .seconds(60),
-    _ body: (LocalCluster) async throws -> T
+    moveRepairInterval: Duration = .seconds(5), _ body: (LocalCluster) async throws -> T
 ) async throws -> T {
     let cluster = try await LocalCluster.start(
-        app: app, nodes: nodes, configuration: configuration, runtime: runtime, objectCallTimeout: objectCallTimeout)
+        app: app, nodes: nodes, configuration: configuration, runtime: runtime, objectCallTimeout: objectCallTimeout,
+        moveRepairInterval: moveRepairInterval)
     do {
         let value = try await body(cluster)
         await cluster.close()

@@ -4,6 +4,7 @@ import DurableGateway
 import DurableObjects
 import DurableWire
 import Foundation
+import TestSupport
 import Testing
 
 /// A slot whose move never ended (its gateway stopped midway) stays marked moving: calls to it are told to retry,
@@ -12,8 +13,12 @@ import Testing
 struct SlotMoveRepairTests {
     @Test("calls to a slot left moving are refused retryably; the next move puts it back, then moves it")
     func unfinishedMoveIsUndone() async throws {
-        try await withLocalCluster(app: ExampleApp.application, nodes: 2, configuration: ExampleApp.configuration) {
-            cluster in
+        // The gateway's own check for abandoned moves is kept away (an hour), so that the move is undone by the next
+        // move of the slot, as this test checks.
+        try await withLocalCluster(
+            app: ExampleApp.application, nodes: 2, configuration: ExampleApp.configuration,
+            moveRepairInterval: .seconds(3600)
+        ) { cluster in
             let counters = try await cluster.client.namespace("COUNTER")
             let stub = counters.getByName("stuck")
             for _ in 0..<3 { _ = try await stub.fetch("http://c/increment") }
@@ -40,6 +45,33 @@ struct SlotMoveRepairTests {
             #expect(placement.assignment(of: slot) == SlotAssignment(nodeID: other, epoch: owner.epoch + 2))
             #expect(try await stub.fetch("http://c/").text() == "3", "the data moved with the slot")
             #expect(try await stub.fetch("http://c/increment").text() == "4")
+        }
+    }
+
+    @Test("the gateway undoes a move whose gateway is gone by itself: the slot serves its data at its old owner")
+    func abandonedMoveIsUndoneByTheGateway() async throws {
+        try await withLocalCluster(
+            app: ExampleApp.application, nodes: 2, configuration: ExampleApp.configuration,
+            moveRepairInterval: .milliseconds(100)
+        ) { cluster in
+            let counters = try await cluster.client.namespace("COUNTER")
+            let stub = counters.getByName("abandoned")
+            for _ in 0..<2 { _ = try await stub.fetch("http://c/increment") }
+            let slot = PlacementEpochs.slot(of: stub.id)
+            let placement = cluster.gateway.placement
+            let owner = try #require(placement.assignment(of: slot))
+            let other = owner.nodeID == "node-1" ? "node-2" : "node-1"
+
+            // What a gateway that died midway leaves: the record names its session, which is not alive.
+            let moving = SlotAssignment(
+                nodeID: owner.nodeID, epoch: owner.epoch + 1, movingTo: other, mover: "a-gateway-that-died")
+            #expect(try await placement.replace(slot, expected: owner, with: moving))
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    placement.assignment(of: slot) == SlotAssignment(nodeID: owner.nodeID, epoch: owner.epoch + 1)
+                })
+            #expect(try await stub.fetch("http://c/").text() == "2", "the old owner serves the slot again")
+            #expect(try await stub.fetch("http://c/increment").text() == "3")
         }
     }
 }

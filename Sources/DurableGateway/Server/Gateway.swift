@@ -33,6 +33,9 @@ public struct GatewayConfiguration: Sendable {
     /// Whether the gateway rebalances the slots by itself when a node registers and the nodes' shares of the
     /// assigned slots differ by more than a tenth of a share (as `durable rebalance` does). Off by default.
     public var autoRebalance = false
+    /// How often the gateway looks for slot moves whose gateway is gone, to undo them, and asks the nodes how much
+    /// data they store (new slots go to those with the least, see ``NewSlotOwner``). 5 seconds by default.
+    public var moveRepairInterval: Duration = .seconds(5)
 
     /// Creates a configuration.
     public init(
@@ -80,12 +83,8 @@ public final class Gateway: Service, Sendable {
     /// The push of the registry to the known nodes when the gateway starts.
     private let startupPush = Mutex<Task<Void, Never>?>(nil)
     private let mover: SlotMover
-    /// Undoes abandoned slot moves every ``moveRepairInterval`` while the gateway serves.
+    /// Undoes abandoned slot moves every ``GatewayConfiguration/moveRepairInterval`` while the gateway serves.
     private let moveRepair = Mutex<Task<Void, Never>?>(nil)
-
-    /// How often the gateway looks for slot moves whose gateway is gone (see `durable slots move`), and asks the
-    /// nodes how much data they store (new slots go to those with the least, see ``NewSlotOwner``).
-    public static let moveRepairInterval: Duration = .seconds(5)
 
     /// Opens the gateway's database; nothing listens until ``start()``.
     ///
@@ -267,12 +266,13 @@ public final class Gateway: Service, Sendable {
         // Moves a gateway left unfinished (this one before a restart, or one that is gone) are undone; the nodes'
         // stored bytes are kept current for the placement of new slots.
         let (mover, placement, links) = (self.mover, self.placement, self.links)
+        let interval = configuration.moveRepairInterval
         moveRepair.withLock {
             $0 = Task {
                 while !Task.isCancelled {
                     await mover.undoAbandonedMoves()
                     await Self.pollStoredBytes(placement: placement, links: links)
-                    try? await Task.sleep(for: Self.moveRepairInterval)
+                    try? await Task.sleep(for: interval)
                 }
             }
         }
