@@ -19,17 +19,9 @@ struct SlotMoveRepairTests {
             app: ExampleApp.application, nodes: 2, configuration: ExampleApp.configuration,
             moveRepairInterval: .seconds(3600)
         ) { cluster in
-            let counters = try await cluster.client.namespace("COUNTER")
-            let stub = counters.getByName("stuck")
-            for _ in 0..<3 { _ = try await stub.fetch("http://c/increment") }
-            let slot = PlacementEpochs.slot(of: stub.id)
-            let placement = cluster.gateway.placement
-            let owner = try #require(placement.assignment(of: slot))
-            let other = owner.nodeID == "node-1" ? "node-2" : "node-1"
-
             // What a gateway that stopped between the first and the last step of a move leaves behind.
-            let moving = SlotAssignment(nodeID: owner.nodeID, epoch: owner.epoch + 1, movingTo: other)
-            #expect(try await placement.replace(slot, expected: owner, with: moving))
+            let (stub, slot, owner, other) = try await leaveMoving("stuck", increments: 3, mover: nil, in: cluster)
+            let placement = cluster.gateway.placement
             let refused = await #expect(throws: DurableObjectError.self) { try await stub.fetch("http://c/") }
             #expect(refused?.retryable == true && refused?.message.contains("is moving to node \(other)") == true)
 
@@ -54,18 +46,10 @@ struct SlotMoveRepairTests {
             app: ExampleApp.application, nodes: 2, configuration: ExampleApp.configuration,
             moveRepairInterval: .milliseconds(100)
         ) { cluster in
-            let counters = try await cluster.client.namespace("COUNTER")
-            let stub = counters.getByName("abandoned")
-            for _ in 0..<2 { _ = try await stub.fetch("http://c/increment") }
-            let slot = PlacementEpochs.slot(of: stub.id)
-            let placement = cluster.gateway.placement
-            let owner = try #require(placement.assignment(of: slot))
-            let other = owner.nodeID == "node-1" ? "node-2" : "node-1"
-
             // What a gateway that died midway leaves: the record names its session, which is not alive.
-            let moving = SlotAssignment(
-                nodeID: owner.nodeID, epoch: owner.epoch + 1, movingTo: other, mover: "a-gateway-that-died")
-            #expect(try await placement.replace(slot, expected: owner, with: moving))
+            let (stub, slot, owner, _) = try await leaveMoving(
+                "abandoned", increments: 2, mover: "a-gateway-that-died", in: cluster)
+            let placement = cluster.gateway.placement
             #expect(
                 await eventually(timeout: .seconds(30)) {
                     placement.assignment(of: slot) == SlotAssignment(nodeID: owner.nodeID, epoch: owner.epoch + 1)
@@ -73,5 +57,22 @@ struct SlotMoveRepairTests {
             #expect(try await stub.fetch("http://c/").text() == "2", "the old owner serves the slot again")
             #expect(try await stub.fetch("http://c/increment").text() == "3")
         }
+    }
+
+    /// Increments counter `name` `increments` times, then marks its slot moving to the other node at the next epoch,
+    /// as a move that never ended leaves it (`mover`: the session of the gateway that ran it). Returns the counter,
+    /// its slot, its record before, and the node it was moving to.
+    private func leaveMoving(_ name: String, increments: Int, mover: String?, in cluster: LocalCluster) async throws
+        -> (stub: DurableObjectStub, slot: UInt16, owner: SlotAssignment, other: String)
+    {
+        let stub = try await cluster.client.namespace("COUNTER").getByName(name)
+        for _ in 0..<increments { _ = try await stub.fetch("http://c/increment") }
+        let slot = PlacementEpochs.slot(of: stub.id)
+        let placement = cluster.gateway.placement
+        let owner = try #require(placement.assignment(of: slot))
+        let other = owner.nodeID == "node-1" ? "node-2" : "node-1"
+        let moving = SlotAssignment(nodeID: owner.nodeID, epoch: owner.epoch + 1, movingTo: other, mover: mover)
+        #expect(try await placement.replace(slot, expected: owner, with: moving))
+        return (stub, slot, owner, other)
     }
 }

@@ -153,12 +153,7 @@ struct RebalanceBenchmark {
     }
 
     static func owner(of slot: UInt16, gateway: String) async throws -> String {
-        let listing = try await ChildProcess.run(
-            BuiltExecutable.durable, ["slots", "list", "--format", "json", "--gateway", gateway],
-            environment: TestKeys.environment(included: true))
-        let json = try JSONSerialization.jsonObject(with: Data(listing.output.utf8)) as? [String: Any]
-        return (json?["slots"] as? [[String: Any]] ?? []).first { $0["slot"] as? Int == Int(slot) }?["node"]
-            as? String ?? ""
+        try await SlotListing.read(gateway: gateway)?.slots[slot]?.node ?? ""
     }
 
     /// Runs `body` on every element, `width` at a time.

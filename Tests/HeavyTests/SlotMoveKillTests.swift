@@ -128,20 +128,9 @@ extension WholeMachineTests {
             )
         }
 
-        /// The slot's record, as `durable slots list` shows it.
-        static func record(of slot: UInt16, gateway: String) async throws -> (
-            node: String, epoch: UInt64, movingTo: String
-        )? {
-            let listing = try await ChildProcess.run(
-                BuiltExecutable.durable, ["slots", "list", "--format", "json", "--gateway", gateway],
-                environment: TestKeys.environment(included: true))
-            guard listing.status == 0,
-                let json = try JSONSerialization.jsonObject(with: Data(listing.output.utf8)) as? [String: Any],
-                let entry = (json["slots"] as? [[String: Any]])?.first(where: { $0["slot"] as? Int == Int(slot) })
-            else { return nil }
-            return (
-                entry["node"] as? String ?? "", UInt64(entry["epoch"] as? Int ?? 0), entry["movingTo"] as? String ?? ""
-            )
+        /// The slot's record, as `durable slots list` shows it (`nil` when the command fails or the slot has none).
+        static func record(of slot: UInt16, gateway: String) async throws -> SlotListing.Record? {
+            try await SlotListing.read(gateway: gateway)?.slots[slot]
         }
 
         /// Only the recorded owner runs the slot's objects at its epoch: the other node refuses a call made

@@ -26,12 +26,9 @@ extension WholeMachineTests {
                         environment: TestKeys.environment(included: true))
                 }
                 func owners() async throws -> [Int: (node: String, epoch: Int)] {
-                    let listing = try await durable(["slots", "list", "--format", "json"])
-                    let json = try JSONSerialization.jsonObject(with: Data(listing.output.utf8)) as? [String: Any]
+                    let listing = try #require(try await SlotListing.read(gateway: gateway))
                     return Dictionary(
-                        uniqueKeysWithValues: (json?["slots"] as? [[String: Any]] ?? []).map {
-                            ($0["slot"] as? Int ?? -1, ($0["node"] as? String ?? "?", $0["epoch"] as? Int ?? -1))
-                        })
+                        uniqueKeysWithValues: listing.slots.map { (Int($0.key), ($0.value.node, Int($0.value.epoch))) })
                 }
                 // A slot of node1 and the objects in it.
                 let before = try await owners()

@@ -129,14 +129,10 @@ extension WholeMachineTests {
 
         /// Slots per node, from `durable slots list`.
         static func slotCounts(_ gateway: String) async throws -> [String: Int] {
-            let listing = try await ChildProcess.run(
-                BuiltExecutable.durable, ["slots", "list", "--format", "json", "--gateway", gateway],
-                environment: TestKeys.environment(included: true))
-            let json = try JSONSerialization.jsonObject(with: Data(listing.output.utf8)) as? [String: Any]
-            return Dictionary(
-                uniqueKeysWithValues: (json?["nodes"] as? [[String: Any]] ?? []).map {
-                    ($0["node"] as? String ?? "?", $0["slots"] as? Int ?? -1)
-                })
+            guard let listing = try await SlotListing.read(gateway: gateway) else {
+                throw ChildProcess.Failure(description: "durable slots list failed at \(gateway)")
+            }
+            return listing.slotsPerNode
         }
     }
 }
