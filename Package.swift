@@ -89,6 +89,8 @@ let package = Package(
             dependencies: [
                 "DurableObjects", "DurableWire", "DurableStorage", "DurableProtocol",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

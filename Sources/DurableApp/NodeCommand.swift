@@ -90,6 +90,22 @@ struct NodeCommand: AsyncParsableCommand {
     )
     var standbyFor: String?
 
+    @Option(
+        help:
+            "With a standby: sync acknowledges a write once both copies are durable (or the node is recorded as running without its standby); async once the local copy is (a failover may lose the writes the standby had not applied)."
+    )
+    var replication: ReplicationPolicy = .sync
+
+    @Option(
+        name: .customLong("primary"),
+        help: "With --standby-for and without --etcd: the primary's host:port, to attach to it.")
+    var primaryAddress: String?
+
+    @Option(
+        name: .customLong("standby-timeout"),
+        help: "Seconds writes wait for an absent standby before the node records that it runs without it.")
+    var standbyTimeout: Double = 1
+
     @OptionGroup(title: "Authentication")
     var secrets: SecretOptions
 
@@ -109,14 +125,20 @@ struct NodeCommand: AsyncParsableCommand {
             }
         }
         guard leaseTTL >= 2 else { throw ValidationError("--lease-ttl must be at least 2 seconds") }
+        if standbyFor != nil, etcd == nil, primaryAddress == nil {
+            throw ValidationError(
+                "--standby-for needs --etcd (to find the primary and take over) or --primary HOST:PORT")
+        }
+        guard standbyTimeout > 0 else { throw ValidationError("--standby-timeout must be positive") }
         if let advertise, advertise.split(separator: ":").count != 2 || Int(advertise.split(separator: ":")[1]) == nil {
             throw ValidationError("--advertise must be host:port, not '\(advertise)'")
         }
     }
 
     func run() async throws {
-        var logger = Logger(label: "durable.node")
-        logger.logLevel = logLevel
+        var configuredLogger = Logger(label: "durable.node")
+        configuredLogger.logLevel = logLevel
+        let logger = configuredLogger
         let secret = try secrets.nodeSecret(logger: logger)
         var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
         runtime.mailbox.maxQueuedRequests = maxQueuedRequests
@@ -128,20 +150,56 @@ struct NodeCommand: AsyncParsableCommand {
         let advertise = self.advertise
         let app = CurrentApplication.value
         let replaceLostNode = self.replaceLostNode
-        let standbyFor = self.standbyFor
-        // Set when the gateway refuses the node: the node then stops and the command fails with the reason.
-        let refusal = Mutex<String?>(nil)
+        // What the node's tasks share; `refusal` is set when the node must stop: the command fails with it.
+        let shared = NodeRunState()
         let etcdClient = try etcd.map { try EtcdClient(endpoints: [$0], logger: logger) }
         // With etcd, the node follows the cluster's keys to know the live gateways.
-        var view: EtcdPlacementStore?
+        var openedView: EtcdPlacementStore?
         if let etcdClient {
             do {
-                view = try await EtcdPlacementStore.open(client: etcdClient, cluster: cluster, logger: logger)
+                openedView = try await EtcdPlacementStore.open(client: etcdClient, cluster: cluster, logger: logger)
             } catch {
                 logger.warning(
                     "could not read the cluster from etcd; using --gateway only", metadata: ["error": "\(error)"])
             }
         }
+        // The node's role: with etcd, what etcd says (a standby that took over stays primary; a primary that was
+        // replaced comes back as its replacement's standby).
+        let view = openedView
+        let keys = ReplicationKeys(cluster: cluster)
+        var standbyFor = self.standbyFor
+        var term: UInt64 = 1
+        var rejoining = false
+        if let etcdClient {
+            let termKey = keys.term(nodeID)
+            let initial = standbyFor.map { NodeTerm.standby(of: $0, 0) } ?? .primary(1)
+            _ = try await etcdClient.transaction(
+                Transaction(
+                    comparisons: [.absent(termKey)], success: [.put(key: termKey, value: initial.bytes, lease: nil)]))
+            guard let stored = try await etcdClient.get(termKey), let role = NodeTerm(stored.value) else {
+                throw CommandError(
+                    "etcd holds no readable role for node \(nodeID) under \(String(decoding: termKey, as: UTF8.self))")
+            }
+            switch role {
+            case .primary(let stored):
+                if standbyFor != nil {
+                    logger.notice(
+                        "this standby took over earlier: it runs as the primary", metadata: ["term": "\(stored)"])
+                }
+                standbyFor = nil
+                term = stored
+            case .standby(let primary, let stored):
+                if standbyFor == nil || standbyFor != primary {
+                    logger.notice(
+                        "this node was replaced by its standby: it rejoins as that node's standby",
+                        metadata: ["primary": "\(primary)", "term": "\(stored)"])
+                    rejoining = true
+                }
+                standbyFor = primary
+                term = stored
+            }
+        }
+        let (resolvedStandbyFor, resolvedTerm, resolvedRejoining) = (standbyFor, term, rejoining)
         let configuredGateways = try gateway.map { try DurableClient.Endpoint.list($0) } ?? []
         let directory: GatewayDirectory? =
             configuredGateways.isEmpty && view == nil
@@ -149,25 +207,36 @@ struct NodeCommand: AsyncParsableCommand {
             : GatewayDirectory(
                 configured: configuredGateways, liveGateways: { [view] in view?.liveGateways ?? [:] },
                 credentials: secret, logger: logger)
-        let membership = Mutex<Task<Void, Never>?>(nil)
         let (cluster, leaseTTL) = (self.cluster, self.leaseTTL)
-        let group = Mutex<ServiceGroup?>(nil)
-        let nodeBox = Mutex<StorageNode?>(nil)
-        let node = try StorageNode(
-            configuration: NodeConfiguration(
-                host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
-                clusterSecret: secret, standbyFor: standbyFor),
-            classes: app.classes, bindings: ConfigurationSource.defaultBindings(app: app),
-            logger: logger,
-            onStarted: { [logger] boundPort in
-                if let standbyFor {
-                    // A standby owns no slot: it neither joins a gateway nor announces itself in etcd.
-                    logger.notice("serving as a standby", metadata: ["primary": "\(standbyFor)"])
-                    print("durable node \(nodeID) listening on \(host):\(boundPort) (standby for \(standbyFor))")
-                    fflush(nil)
-                    return
-                }
-                if let directory, let node = nodeBox.withLock({ $0 }) {
+        /// The node was replaced by its standby: it stops, and the command fails saying how to rejoin.
+        @Sendable func fenced(_ reason: String) async {
+            shared.nodeBox.withLock({ $0 })?.refuseEverything("Node \(nodeID) was replaced: \(reason)")
+            shared.refusal.withLock {
+                $0 =
+                    "durable node \(nodeID) was replaced by its standby (\(reason)); start it again to rejoin as its "
+                    + "standby"
+            }
+            await shared.group.withLock({ $0 })?.triggerGracefulShutdown()
+        }
+
+        let policy = self.replication
+        let standbyTimeout = Duration.milliseconds(Int64(self.standbyTimeout * 1000))
+        let primaryAddress = self.primaryAddress
+        /// Makes the node a primary that takes a standby.
+        @Sendable func enableReplication(_ node: StorageNode, _ term: UInt64) throws {
+            let control: any ReplicationControl =
+                etcdClient.map { EtcdReplicationControl(client: $0, keys: keys, nodeID: nodeID) }
+                ?? LocalReplicationControl(logger: logger)
+            try node.enableReplication(
+                term: term, policy: policy, control: control, standbyTimeout: standbyTimeout,
+                onFenced: { reason in Task { await fenced(reason) } })
+        }
+
+        /// Joins the gateways and holds the node's membership in etcd: what a primary does once it listens (or once a
+        /// standby took over).
+        @Sendable func makePrimaryServing(_ boundPort: Int) -> @Sendable (UInt64) async -> Void {
+            { term in
+                if let directory, let node = shared.nodeBox.withLock({ $0 }) {
                     // Joining may take a few tries while the gateway starts; the line below waits for it.
                     switch await GatewayRegistration.register(
                         through: directory.client, node: node, address: advertise ?? "\(host):\(boundPort)",
@@ -178,8 +247,8 @@ struct NodeCommand: AsyncParsableCommand {
                     case .refused(let reason):
                         logger.error("the gateway refused this node", metadata: ["error": "\(reason)"])
                         let gateways = directory.client.endpoints.map(\.description).joined(separator: ",")
-                        refusal.withLock { $0 = "durable node \(nodeID) could not join \(gateways): \(reason)" }
-                        await group.withLock({ $0 })?.triggerGracefulShutdown()
+                        shared.refusal.withLock { $0 = "durable node \(nodeID) could not join \(gateways): \(reason)" }
+                        await shared.group.withLock({ $0 })?.triggerGracefulShutdown()
                         return
                     case .unreachable:
                         logger.error(
@@ -187,22 +256,41 @@ struct NodeCommand: AsyncParsableCommand {
                             metadata: ["gateways": "\(directory.client.endpoints.map(\.description))"])
                     }
                 }
-                if let etcdClient, let node = nodeBox.withLock({ $0 }) {
+                if let etcdClient, let node = shared.nodeBox.withLock({ $0 }) {
                     // Alive for the gateways while this process renews its lease.
                     let record: @Sendable (Int) -> EtcdPlacementStore.MemberRecord = { active in
                         EtcdPlacementStore.MemberRecord(
                             address: advertise ?? "\(host):\(boundPort)", databaseIdentity: node.databaseIdentity,
                             activeObjects: active)
                     }
+                    // Only while etcd names this node primary at its term: a primary that was replaced while away
+                    // cannot come back as a member.
                     let member = LeasedKey(
                         client: etcdClient, key: EtcdPlacementStore.memberKey(cluster: cluster, nodeID: nodeID),
-                        value: record(node.runtime.activeCount).bytes, ttl: leaseTTL, logger: logger)
+                        value: record(node.runtime.activeCount).bytes, ttl: leaseTTL,
+                        conditions: [
+                            Transaction.Comparison(key: keys.term(nodeID), .value(NodeTerm.primary(term).bytes))
+                        ],
+                        logger: logger)
+                    // With a standby, the node serves only while its lease is confirmed: once it may have
+                    // expired, the standby may have taken over.
+                    node.setServingCheck { [weak node] in
+                        guard node?.replication?.standby != nil else { return nil }
+                        guard let until = member.confirmedUntil, ContinuousClock.now < until else {
+                            return "Node \(nodeID) has no confirmed lease in etcd: it serves nothing until it has one."
+                        }
+                        return nil
+                    }
                     do {
                         try await member.acquire()
+                    } catch LeasedKeyError.conditionFailed {
+                        await fenced("etcd no longer names it primary at term \(term)")
+                        return
                     } catch {
                         logger.warning("could not announce this node in etcd yet", metadata: ["error": "\(error)"])
                     }
-                    membership.withLock {
+                    logger.info("membership held in etcd", metadata: ["lease": "\(member.currentLease ?? 0)"])
+                    shared.membership.withLock {
                         $0 = Task {
                             // The record's load is written again every ten seconds when it changed.
                             let reporter = Task {
@@ -217,14 +305,69 @@ struct NodeCommand: AsyncParsableCommand {
                             }
                             await member.run()
                             reporter.cancel()
+                            if member.conditionFailed {
+                                await fenced("etcd no longer names it primary at term \(term)")
+                            }
                         }
                     }
                 }
+            }
+        }
+
+        let node = try StorageNode(
+            configuration: NodeConfiguration(
+                host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
+                clusterSecret: secret, standbyFor: resolvedStandbyFor, standbyRejoining: resolvedRejoining),
+            classes: app.classes, bindings: ConfigurationSource.defaultBindings(app: app),
+            logger: logger,
+            onStarted: { [logger] boundPort in
+                let servePrimary = makePrimaryServing(boundPort)
+                if let standbyFor = resolvedStandbyFor, let node = shared.nodeBox.withLock({ $0 }) {
+                    // A standby owns no slot: it neither joins a gateway nor announces itself until it takes over.
+                    logger.notice("serving as a standby", metadata: ["primary": "\(standbyFor)"])
+                    let failover = StandbyFailover(
+                        client: etcdClient, keys: keys, nodeID: nodeID, primary: standbyFor,
+                        primaryAddress: primaryAddress, advertise: advertise ?? "\(host):\(boundPort)",
+                        credentials: secret, node: node, logger: logger)
+                    let attaching = Task { await failover.keepAttached() }
+                    shared.standbyTasks.withLock { $0.append(attaching) }
+                    shared.standbyTasks.withLock {
+                        $0.append(
+                            Task {
+                                guard let newTerm = await failover.waitToTakeOver() else { return }
+                                attaching.cancel()
+                                do {
+                                    try await node.promote(toTerm: newTerm)
+                                    if let view {
+                                        let slots = await StandbyFailover.takeSlots(
+                                            of: standbyFor, to: nodeID, placement: view, logger: logger)
+                                        try await node.takeSlots(slots)
+                                    }
+                                    try enableReplication(node, newTerm)
+                                } catch {
+                                    logger.critical("could not take over", metadata: ["error": "\(error)"])
+                                    shared.refusal.withLock {
+                                        $0 = "durable node \(nodeID) could not take over: \(error)"
+                                    }
+                                    await shared.group.withLock({ $0 })?.triggerGracefulShutdown()
+                                    return
+                                }
+                                await servePrimary(newTerm)
+                                print("durable node \(nodeID) took over from \(standbyFor) at term \(newTerm)")
+                                fflush(nil)
+                            })
+                    }
+                    print("durable node \(nodeID) listening on \(host):\(boundPort) (standby for \(standbyFor))")
+                    fflush(nil)
+                    return
+                }
+                await servePrimary(resolvedTerm)
                 // A line tools and tests can wait for.
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")
                 fflush(nil)
             })
-        nodeBox.withLock { $0 = node }
+        shared.nodeBox.withLock { $0 = node }
+        if resolvedStandbyFor == nil { try enableReplication(node, resolvedTerm) }
         if let directory {
             // In a cluster, an object's calls to other objects go through a gateway to their owners, and socket
             // frames to the gateway that holds the socket.
@@ -245,15 +388,31 @@ struct NodeCommand: AsyncParsableCommand {
         }
         let serviceGroup = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
-        group.withLock { $0 = serviceGroup }
+        shared.group.withLock { $0 = serviceGroup }
         try await serviceGroup.run()
-        if let task = membership.withLock({ $0 }) {
+        for task in shared.standbyTasks.withLock({ $0 }) { task.cancel() }
+        node.replication?.stop()
+        if let task = shared.membership.withLock({ $0 }) {
             task.cancel()
             await task.value
         }
         view?.close()
         await etcdClient?.close()
         await directory?.close()
-        if let reason = refusal.withLock({ $0 }) { throw CommandError(reason) }
+        if let reason = shared.refusal.withLock({ $0 }) { throw CommandError(reason) }
     }
+}
+
+/// What the tasks of one `durable node` run share.
+final class NodeRunState: Sendable {
+    /// Why the node stops (the gateway refused it, or it was replaced): the command fails with it.
+    let refusal = Mutex<String?>(nil)
+    /// The task holding the node's membership in etcd.
+    let membership = Mutex<Task<Void, Never>?>(nil)
+    /// The service group the node runs in.
+    let group = Mutex<ServiceGroup?>(nil)
+    /// The node, once made.
+    let nodeBox = Mutex<StorageNode?>(nil)
+    /// A standby's tasks: attaching to its primary, waiting to take over.
+    let standbyTasks = Mutex<[Task<Void, Never>]>([])
 }

@@ -17,10 +17,20 @@ public final class LeasedKey: Sendable {
     private let logger: Logger
     private let lease = Mutex<Int64?>(nil)
     private let renewalCount = Atomic<Int>(0)
+    private let conditions: [Transaction.Comparison]
+    private let confirmed = Mutex<ContinuousClock.Instant?>(nil)
+    private let refused = Mutex<Bool>(false)
 
     /// A key to hold under a lease of `ttl` seconds (at least 2: etcd's shortest); nothing is written before
     /// ``acquire()`` or ``run()``.
-    public init(client: EtcdClient, key: [UInt8], value: [UInt8], ttl: Int, logger: Logger) {
+    ///
+    /// With `conditions`, the key is written (at first, and again after a lost lease) only while they hold, in one
+    /// transaction; once they fail, ``acquire()`` throws ``LeasedKeyError/conditionFailed`` and ``run()`` ends.
+    public init(
+        client: EtcdClient, key: [UInt8], value: [UInt8], ttl: Int, conditions: [Transaction.Comparison] = [],
+        logger: Logger
+    ) {
+        self.conditions = conditions
         self.client = client
         self.key = key
         self.value = Mutex(value)
@@ -38,10 +48,30 @@ public final class LeasedKey: Sendable {
     ///
     /// - Throws: ``EtcdError`` when etcd cannot be reached.
     public func acquire() async throws {
+        let sent = ContinuousClock.now
         let (id, _) = try await client.grantLease(ttl: ttl)
-        try await client.put(key, value.withLock { $0 }, lease: id)
+        if conditions.isEmpty {
+            try await client.put(key, value.withLock { $0 }, lease: id)
+        } else {
+            let result = try await client.transaction(
+                Transaction(comparisons: conditions, success: [.put(key: key, value: value.withLock { $0 }, lease: id)])
+            )
+            guard result.succeeded else {
+                try? await client.revoke(lease: id)
+                refused.withLock { $0 = true }
+                throw LeasedKeyError.conditionFailed(String(decoding: key, as: UTF8.self))
+            }
+        }
         lease.withLock { $0 = id }
+        confirmed.withLock { $0 = sent + .seconds(ttl) }
     }
+
+    /// Until when the key is known to exist: the time the last successful grant or renewal was sent, plus the TTL
+    /// (etcd counts the TTL from when it received it, later). `nil` before the first.
+    public var confirmedUntil: ContinuousClock.Instant? { confirmed.withLock { $0 } }
+
+    /// Whether the conditions failed: the key is not held and will not be.
+    public var conditionFailed: Bool { refused.withLock { $0 } }
 
     /// Writes a new value under the current lease (the load a member reports, say).
     public func update(_ newValue: [UInt8]) async throws {
@@ -58,6 +88,7 @@ public final class LeasedKey: Sendable {
         while !Task.isCancelled {
             do {
                 if let id = currentLease {
+                    let sent = ContinuousClock.now
                     if try await client.keepAlive(lease: id) <= 0 {
                         logger.warning(
                             "the lease of a live key expired; acquiring a new one",
@@ -66,9 +97,15 @@ public final class LeasedKey: Sendable {
                         continue
                     }
                     renewalCount.add(1, ordering: .relaxed)
+                    logger.trace("lease renewed", metadata: ["key": "\(String(decoding: key, as: UTF8.self))"])
+                    confirmed.withLock { $0 = sent + .seconds(ttl) }
                 } else {
                     try await acquire()
                 }
+            } catch LeasedKeyError.conditionFailed(let key) {
+                logger.warning(
+                    "a live key's condition no longer holds; it is not held any more", metadata: ["key": "\(key)"])
+                return
             } catch {
                 if Task.isCancelled { break }
                 logger.notice(
@@ -77,10 +114,26 @@ public final class LeasedKey: Sendable {
             }
             try? await Task.sleep(for: period)
         }
+        logger.info(
+            "live key released",
+            metadata: ["key": "\(String(decoding: key, as: UTF8.self))", "cancelled": "\(Task.isCancelled)"])
         if let id = lease.withLock({ $0 }) {
             // The caller's task is cancelled: the revoke runs in a task of its own.
             await Task { try? await client.revoke(lease: id) }.value
             lease.withLock { $0 = nil }
+        }
+    }
+}
+
+/// Why a ``LeasedKey`` is not held.
+public enum LeasedKeyError: Error, CustomStringConvertible {
+    /// The key's conditions did not hold when it was to be written.
+    case conditionFailed(String)
+
+    /// The reason in words.
+    public var description: String {
+        switch self {
+        case .conditionFailed(let key): "the conditions of live key \(key) no longer hold"
         }
     }
 }

@@ -22,14 +22,34 @@ final class StandbyReplica: Sendable {
     /// Where the position is kept, in the node's metadata.
     static let positionKey = Array("\(NodeKeyspace.node)standby/position".utf8)
 
+    /// The term this node took over at, once it did: it applies no group any more.
+    private let promotedTerm = Mutex<UInt64?>(nil)
+
     /// Opens the standby's copy in `database`, which follows `primary`.
     ///
+    /// - Parameters:
+    ///   - databaseIdentity: the identity of `database`, which the position reports.
+    ///   - rejoining: the node was a primary that was replaced: its data is a diverged copy, which the next
+    ///     checkpoint of the new primary replaces; the position is reset to none.
     /// - Throws: `FAILED_PRECONDITION` when the database follows another primary already.
-    init(database: Database, primary: String) throws {
+    init(database: Database, primary: String, databaseIdentity: String = "", rejoining: Bool = false) throws {
         self.database = database
         self.primary = primary
         var stored = Durable_V1_StandbyPosition.with { $0.primaryNodeID = primary }
-        if let bytes = try database.get(Self.positionKey, in: try database.defaultColumnFamily) {
+        let meta = try database.defaultColumnFamily
+        let existing = try database.get(Self.positionKey, in: meta).map {
+            try Durable_V1_StandbyPosition(serializedBytes: $0)
+        }
+        let wasPrimary = try database.get(PrimaryReplication.positionKey, in: meta) != nil
+        if rejoining && (wasPrimary || (existing.map { $0.primaryNodeID != primary } ?? true)) {
+            // A diverged copy: it takes a checkpoint before any group.
+            stored.catchingUp = true
+            var batch = WriteBatch()
+            batch.put(try stored.serializedBytes(), forKey: Self.positionKey, in: try database.defaultColumnFamily)
+            batch.delete(PrimaryReplication.positionKey, in: try database.defaultColumnFamily)
+            batch.delete(PrimaryReplication.standbyKey, in: try database.defaultColumnFamily)
+            try database.write(batch, sync: true)
+        } else if let bytes = try database.get(Self.positionKey, in: try database.defaultColumnFamily) {
             stored = try Durable_V1_StandbyPosition(serializedBytes: bytes)
             guard stored.primaryNodeID == primary else {
                 throw RPCError(
@@ -38,11 +58,78 @@ final class StandbyReplica: Sendable {
                         + "is its primary's copy; give it an empty folder to follow another.")
             }
         }
+        stored.databaseIdentity = databaseIdentity
         position = Mutex(stored)
     }
 
     /// The primary, the newest term accepted and the last group applied.
     var current: Durable_V1_StandbyPosition { position.withLock { $0 } }
+
+    /// Takes over from the primary at `term`: the term is kept with the position, and no group is applied any more
+    /// (the old primary's are refused), so that every write the old primary could still acknowledge is here.
+    func promote(toTerm term: UInt64) async throws {
+        while applying.withLock({ busy in
+            defer { busy = true }
+            return busy
+        }) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        defer { applying.withLock { $0 = false } }
+        var next = current
+        next.term = max(next.term, term)
+        var batch = WriteBatch()
+        batch.put(try next.serializedBytes(), forKey: Self.positionKey, in: try database.defaultColumnFamily)
+        try await database.writeSynced(batch)
+        position.withLock { $0 = next }
+        promotedTerm.withLock { $0 = term }
+    }
+
+    /// Applies a part of a checkpoint: the first part deletes every row this copy holds; the last sets the
+    /// position.
+    private func applyCheckpoint(_ part: Durable_V1_CheckpointPart) async throws -> Durable_V1_StandbyPosition {
+        var next = current
+        let meta = try database.defaultColumnFamily
+        if part.first {
+            next.catchingUp = true
+            next.sequence = 0
+            var marker = WriteBatch()
+            marker.put(try next.serializedBytes(), forKey: Self.positionKey, in: meta)
+            try await database.writeSynced(marker)
+            position.withLock { $0 = next }
+            try await PrimaryReplication.offPool { [database] in
+                for name in database.columnFamilyNames {
+                    let family = try database.columnFamily(named: name)
+                    var batch = WriteBatch()
+                    try database.forEach(in: family) { key, _ in
+                        if name != "default" || !PrimaryReplication.isNodeLocal(key) { batch.delete(key, in: family) }
+                        if batch.count >= 2_000 {
+                            try database.write(batch, sync: false)
+                            batch = WriteBatch()
+                        }
+                        return true
+                    }
+                    if !batch.isEmpty { try database.write(batch, sync: false) }
+                }
+            }
+        }
+        var batch = WriteBatch()
+        var families: [String: ColumnFamily] = [:]
+        for write in part.writes {
+            let family = try families[write.family] ?? database.ensureColumnFamily(named: write.family)
+            families[write.family] = family
+            if write.family == "default" && PrimaryReplication.isNodeLocal(Array(write.key)) { continue }
+            batch.put(Array(write.value), forKey: Array(write.key), in: family)
+        }
+        if part.last {
+            next.catchingUp = false
+            next.term = max(next.term, part.term)
+            next.sequence = part.sequence
+            batch.put(try next.serializedBytes(), forKey: Self.positionKey, in: meta)
+        }
+        try await database.writeSynced(batch)
+        position.withLock { $0 = next }
+        return next
+    }
 
     /// Applies `request`'s groups that are new; returns the position after them.
     ///
@@ -64,6 +151,16 @@ final class StandbyReplica: Sendable {
             throw RPCError(.aborted, "Another request of groups is being applied; send again.", retryable: true)
         }
         defer { applying.withLock { $0 = false } }
+        if let term = promotedTerm.withLock({ $0 }) {
+            throw RPCError(
+                .failedPrecondition,
+                "Node took over from '\(primary)' at term \(term): it applies no group of its former primary.")
+        }
+        if request.hasCheckpoint { return try await applyCheckpoint(request.checkpoint) }
+        guard !current.catchingUp else {
+            throw RPCError(
+                .outOfRange, "This standby holds no complete copy yet: it takes a checkpoint before any group.")
+        }
 
         var next = current
         var batch = WriteBatch()
@@ -90,7 +187,8 @@ final class StandbyReplica: Sendable {
                     "Group \(group.sequence) does not follow group \(next.sequence), the last one applied: the "
                         + "standby must catch up first.")
             }
-            for write in group.writes {
+            for write in group.writes
+            where !(write.family == "default" && PrimaryReplication.isNodeLocal(Array(write.key))) {
                 let family: ColumnFamily
                 if let known = families[write.family] {
                     family = known

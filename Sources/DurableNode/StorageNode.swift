@@ -29,14 +29,19 @@ public struct NodeConfiguration: Sendable {
     /// The primary this node is the standby of (`durable node --standby-for`): it applies that node's write groups
     /// (`Node/ApplyGroups`); `nil` for a node that is no standby.
     public var standbyFor: String?
+    /// With ``standbyFor``: this node was a primary that was replaced; its data is replaced by the new primary's
+    /// next checkpoint.
+    public var standbyRejoining = false
 
     /// Creates a configuration.
     public init(
         host: String = "127.0.0.1", port: Int, dataDirectory: String, nodeID: String,
         runtime: RuntimeConfiguration = RuntimeConfiguration(), maximumFrameSize: Int = defaultMaximumFrameSize,
-        shutdownGracePeriod: Duration = .seconds(10), clusterSecret: RPCKey? = nil, standbyFor: String? = nil
+        shutdownGracePeriod: Duration = .seconds(10), clusterSecret: RPCKey? = nil, standbyFor: String? = nil,
+        standbyRejoining: Bool = false
     ) {
         self.standbyFor = standbyFor
+        self.standbyRejoining = standbyRejoining
         self.clusterSecret = clusterSecret
         self.host = host
         self.port = port
@@ -104,9 +109,18 @@ public final class StorageNode: Service, Sendable {
         }
         for definition in served!.namespaces { try runtime.defineNamespace(definition) }
         try runtime.setEnvironment(bindings: served!.bindings)
-        runtime.loadSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
         let opened = database
-        let standby = try configuration.standbyFor.map { try StandbyReplica(database: opened, primary: $0) }
+        let standby = try configuration.standbyFor.map {
+            try StandbyReplica(
+                database: opened, primary: $0, databaseIdentity: identity.identity,
+                rejoining: configuration.standbyRejoining)
+        }
+        if standby == nil {
+            runtime.loadSlots(try NodeMetadata.slotEpochs(database: database, family: meta))
+        } else {
+            // A standby's slot records are its primary's: it serves no slot and fires no alarm until it takes over.
+            runtime.placement.setSuspended(true)
+        }
         service = ObjectService(
             nodeID: configuration.nodeID, runtime: runtime, bindings: served!.bindings, database: database,
             meta: meta, clusterSecret: configuration.clusterSecret,
@@ -181,6 +195,66 @@ public final class StorageNode: Service, Sendable {
                 "namespaces": "\(runtime.classNames.joined(separator: ","))",
             ])
         return port
+    }
+
+    // MARK: Replication
+
+    /// Makes this node a primary that replicates its writes to a standby once one attaches
+    /// (`Node/AttachStandby`), or at once to the standby attached before.
+    ///
+    /// - Parameters:
+    ///   - term: the node's term in the control plane.
+    ///   - onFenced: called once if the node learns that its standby took over (it then refuses every call).
+    public func enableReplication(
+        term: UInt64, policy: ReplicationPolicy, control: any ReplicationControl,
+        standbyTimeout: Duration = .seconds(1),
+        onFenced: @escaping @Sendable (String) -> Void = { _ in }
+    ) throws {
+        let primary = try PrimaryReplication(
+            nodeID: configuration.nodeID, database: database, term: term, policy: policy, control: control,
+            credentials: configuration.clusterSecret, standbyTimeout: standbyTimeout, logger: logger,
+            onFenced: { [weak self] reason in
+                self?.refuseEverything("Node \(self?.configuration.nodeID ?? "") was replaced: \(reason)")
+                onFenced(reason)
+            })
+        service.primary.withLock { $0 = primary }
+    }
+
+    /// The primary's replication, once enabled.
+    public var replication: PrimaryReplication? { service.primary.withLock { $0 } }
+
+    /// Where this standby is: the primary it follows, its term and last group (`nil` for a node that is no
+    /// standby).
+    public var standbyPosition: Durable_V1_StandbyPosition? { service.standby?.current }
+
+    /// The standby takes over at `term`: it refuses its former primary's groups from now on and serves the slots it
+    /// is given (``takeSlots(_:)``).
+    public func promote(toTerm term: UInt64) async throws {
+        guard let standby = service.standby else {
+            throw RPCError(.failedPrecondition, "Node \(configuration.nodeID) is not a standby.")
+        }
+        try await standby.promote(toTerm: term)
+        service.servingRefusal.withLock { $0 = nil }
+        runtime.placement.setSuspended(false)
+        logger.notice("took over from the primary", metadata: ["primary": "\(standby.primary)", "term": "\(term)"])
+    }
+
+    /// Serves `slots` at their epochs (a standby that took over assigns itself its former primary's slots).
+    public func takeSlots(_ slots: [(slot: UInt16, epoch: UInt64)]) async throws {
+        try await service.assign(slots.map { ($0.slot, $0.epoch, false) })
+    }
+
+    /// Refuses every object call, and fires no alarm, from now on, with `reason`.
+    public func refuseEverything(_ reason: String) {
+        service.servingRefusal.withLock { $0 = reason }
+        runtime.placement.setSuspended(true)
+        replication?.fence(reason)
+    }
+
+    /// A check run before and after every object call: a reason to refuse it (the node's lease is not confirmed),
+    /// or `nil`.
+    public func setServingCheck(_ check: (@Sendable () -> String?)?) {
+        service.servingCheck.withLock { $0 = check }
     }
 
     /// Waits until the node has shut down.
@@ -321,6 +395,12 @@ final class ObjectService: RPCHandler {
     let clusterSecret: RPCKey?
     /// This node's copy of its primary's writes, when it is a standby.
     let standby: StandbyReplica?
+    /// The primary's replication to its standby, once enabled.
+    let primary = Mutex<PrimaryReplication?>(nil)
+    /// Why every object call is refused (a standby, or a replaced primary); `nil` while serving.
+    let servingRefusal = Mutex<String?>(nil)
+    /// Run before and after each object call: a reason to refuse it.
+    let servingCheck = Mutex<(@Sendable () -> String?)?>(nil)
 
     private let invocations = Atomic<UInt64>(0)
     private let failures = Atomic<UInt64>(0)
@@ -332,6 +412,11 @@ final class ObjectService: RPCHandler {
     ) {
         self.clusterSecret = clusterSecret
         self.standby = standby
+        if let standby {
+            servingRefusal.withLock {
+                $0 = "Node \(nodeID) is the standby of '\(standby.primary)': it serves no object until it takes over."
+            }
+        }
         self.nodeID = nodeID
         self.runtime = runtime
         self.bindings = Mutex(bindings)
@@ -375,6 +460,21 @@ final class ObjectService: RPCHandler {
                 .serializedBytes()
         case Methods.nodeStandbyStatus:
             return try standbyReplica().current.serializedBytes()
+        case Methods.nodeAttachStandby:
+            let request = try Durable_V1_AttachStandbyRequest(serializedBytes: call.payload)
+            guard let primary = primary.withLock({ $0 }) else {
+                throw RPCError(
+                    .failedPrecondition,
+                    "Node \(nodeID) does not replicate: it takes a standby when started with etcd or --replication.")
+            }
+            guard request.standbyNodeID != nodeID else {
+                throw RPCError(.invalidArgument, "Node \(nodeID) cannot be its own standby.")
+            }
+            guard !request.standbyNodeID.isEmpty, request.address.contains(":") else {
+                throw RPCError(.invalidArgument, "A standby attaches with its node id and a host:port address.")
+            }
+            try primary.attach(.init(nodeID: request.standbyNodeID, address: request.address))
+            return try Durable_V1_AttachStandbyResponse.with { $0.term = primary.status.term }.serializedBytes()
         case Methods.nodeDeleteSlot:
             try await deleteSlot(Durable_V1_DeleteSlotRequest(serializedBytes: call.payload))
             return try Durable_V1_DeleteSlotResponse().serializedBytes()
@@ -392,6 +492,7 @@ final class ObjectService: RPCHandler {
     {
         invocations.add(1, ordering: .relaxed)
         do {
+            try checkServing()
             guard let definition = runtime.namespaceDefinition(message.namespaceID) else {
                 throw RPCError(
                     .notFound, "No Durable Object namespace '\(message.namespaceID)' is served by node \(nodeID).")
@@ -407,6 +508,8 @@ final class ObjectService: RPCHandler {
                 namespaceID: message.namespaceID, id: id, request: request,
                 epoch: message.placementEpoch,
                 deadline: deadline)
+            // A node that lost its lease while the call ran may have been replaced: what it read may be old.
+            try checkServing()
             return try Durable_V1_InvokeResponse.with { $0.response = response.wire }.serializedBytes()
         } catch {
             let status = RPCError(serving: error)
@@ -415,11 +518,19 @@ final class ObjectService: RPCHandler {
         }
     }
 
+    /// Throws `UNAVAILABLE` (retryable) while this node must serve no object.
+    private func checkServing() throws {
+        if let reason = servingRefusal.withLock({ $0 }) ?? servingCheck.withLock({ $0 })?() {
+            throw RPCError(.unavailable, reason, retryable: true)
+        }
+    }
+
     /// Hands a socket event from the gateway to the object that accepted the socket.
     private func webSocketEvent(_ message: Durable_V1_WebSocketEventRequest) async throws
         -> Durable_V1_WebSocketEventResponse
     {
         do {
+            try checkServing()
             guard let definition = runtime.namespaceDefinition(message.namespaceID) else {
                 throw RPCError(
                     .notFound, "No Durable Object namespace '\(message.namespaceID)' is served by node \(nodeID).")

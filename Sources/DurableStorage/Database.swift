@@ -41,6 +41,11 @@ public final class Database: @unchecked Sendable {
     private let syncedWrite: OpaquePointer
     private let unsyncedWrite: OpaquePointer
 
+    /// Held while a write is applied with replication, so that writes reach the replication in the order they
+    /// were applied.
+    private let writeOrder = Mutex<Void>(())
+    private let replicationHook = Mutex<(any WriteReplication)?>(nil)
+
     private let snapshots = Mutex<(next: UInt64, open: [UInt64: SnapshotPointer])>((1, [:]))
 
     /// A C snapshot pointer; only used under the database's lock.
@@ -375,16 +380,63 @@ public final class Database: @unchecked Sendable {
     /// instead of blocking a thread of Swift's small cooperative pool (or an event loop) for the sync.
     ///
     /// - Throws: like ``write(_:sync:)``.
+    /// With a ``WriteReplication`` installed, it returns once the copy has the write too.
     public func writeSynced(_ batch: WriteBatch) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        let sequence = try await withCheckedThrowingContinuation {
+            (continuation: CheckedContinuation<UInt64?, any Error>) in
             DispatchQueue.global().async {
-                continuation.resume(with: Result { try self.write([batch], sync: true) })
+                continuation.resume(with: Result { try self.writeReplicated([batch], sync: true) })
             }
+        }
+        guard let sequence, let replication else { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            replication.whenReplicated(sequence) { continuation.resume(with: $0) }
         }
     }
 
-    /// Applies several batches as one atomic write (one synced log write when `sync`).
+    /// Applies several batches as one atomic write (one synced log write when `sync`). With a
+    /// ``WriteReplication`` installed, the write is also handed to it, in the same order as it is applied here;
+    /// the caller does not wait for the copy (``writeSynced(_:)`` and ``GroupCommitter`` do).
     func write(_ batches: [WriteBatch], sync: Bool) throws {
+        _ = try writeReplicated(batches, sync: sync)
+    }
+
+    /// Applies `batches` as one atomic write and, when a ``WriteReplication`` is installed, hands them to it under
+    /// the same lock, so that the copy receives writes in the order they were applied here.
+    ///
+    /// - Returns: the replication's sequence number of the write, or `nil` without replication.
+    func writeReplicated(_ batches: [WriteBatch], sync: Bool) throws -> UInt64? {
+        guard let replication = replicationHook.withLock({ $0 }) else {
+            try writeLocally(batches, sync: sync)
+            return nil
+        }
+        return try writeOrder.withLock { _ in
+            let ticket = try replication.prepare(batches)
+            do {
+                try writeLocally(batches + [ticket.localWrites], sync: sync)
+            } catch {
+                replication.localWriteFailed(sequence: ticket.sequence, error: error)
+                throw error
+            }
+            return ticket.sequence
+        }
+    }
+
+    /// Sends every later write through `replication` as well (see ``WriteReplication``); `nil` stops it.
+    public func replicate(through replication: (any WriteReplication)?) {
+        writeOrder.withLock { _ in replicationHook.withLock { $0 = replication } }
+    }
+
+    /// The replication writes go through, if any.
+    public var replication: (any WriteReplication)? { replicationHook.withLock { $0 } }
+
+    /// Runs `body` while no write is being applied: what it reads (a snapshot, a replication's sequence) is
+    /// between two writes.
+    public func betweenWrites<T>(_ body: () throws -> T) rethrows -> T {
+        try writeOrder.withLock { _ in try body() }
+    }
+
+    private func writeLocally(_ batches: [WriteBatch], sync: Bool) throws {
         try lock.withReadLock { () throws in
             guard let db = handle else { throw closedError }
             for batch in batches {

@@ -8,6 +8,9 @@ import Synchronization
 /// and resumes their writers; batches that arrive meanwhile form the next group. A group is one atomic write, so
 /// each batch in it is atomic too: after a crash either all of a batch is on disk or none of it.
 ///
+/// With a ``WriteReplication`` installed on the database (a primary with a standby), a batch counts as durable once
+/// the standby has its group too; the commit thread writes the next group meanwhile.
+///
 /// With one writer this costs one `fsync` per batch, like a plain synced write; with many writers the cost of an
 /// `fsync` is shared by all the batches that waited for it.
 public final class GroupCommitter: Sendable {
@@ -179,9 +182,10 @@ public final class GroupCommitter: Sendable {
         }
         let started = DispatchTime.now().uptimeNanoseconds
         var failure: (any Error)?
+        var sequence: UInt64?
         if !accepted.isEmpty {
             do {
-                try database.write(accepted.map(\.batch), sync: true)
+                sequence = try database.writeReplicated(accepted.map(\.batch), sync: true)
             } catch {
                 failure = error
             }
@@ -199,6 +203,15 @@ public final class GroupCommitter: Sendable {
             metrics.recordSync(
                 batches: accepted.count, bytes: accepted.reduce(0) { $0 + $1.batch.byteCount }, nanoseconds: elapsed,
                 failed: failure != nil)
+        }
+        if failure == nil, let sequence, let replication = database.replication {
+            // Durable here; acknowledged once the standby has it too. The commit thread goes on with the next group
+            // meanwhile.
+            let completions = accepted.map(\.completion)
+            replication.whenReplicated(sequence) { result in
+                for completion in completions { completion(result) }
+            }
+            return
         }
         for pending in accepted {
             if let failure {

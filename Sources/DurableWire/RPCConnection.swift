@@ -60,7 +60,11 @@ public final class RPCConnection: Sendable {
         do {
             channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .connectTimeout(.milliseconds(Int64(connectTimeout.components.seconds * 1000)))
+                .connectTimeout(
+                    .milliseconds(
+                        Int64(connectTimeout.components.seconds * 1000)
+                            + Int64(connectTimeout.components.attoseconds / 1_000_000_000_000_000))
+                )
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers([

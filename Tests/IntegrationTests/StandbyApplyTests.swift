@@ -46,7 +46,8 @@ extension ProcessTests {
             let folder = TemporaryDirectory("standby")
             let data = folder.child("standby")
             var standby = try await ServerProcess.node(
-                dataDirectory: data, arguments: ["--node-id", "standby1", "--standby-for", "primary1"])
+                dataDirectory: data,
+                arguments: ["--node-id", "standby1", "--standby-for", "primary1", "--primary", "127.0.0.1:9"])
             var client = DurableClient(host: "127.0.0.1", port: standby.port, credentials: TestKeys.cluster)
             let family = "ns:app.Counter.1"
 
@@ -98,7 +99,8 @@ extension ProcessTests {
             await client.close()
             #expect(await standby.stop() == 0)
             standby = try await ServerProcess.node(
-                dataDirectory: data, arguments: ["--node-id", "standby1", "--standby-for", "primary1"])
+                dataDirectory: data,
+                arguments: ["--node-id", "standby1", "--standby-for", "primary1", "--primary", "127.0.0.1:9"])
             client = DurableClient(host: "127.0.0.1", port: standby.port, credentials: TestKeys.cluster)
             let status: Durable_V1_StandbyPosition = try await client.call(
                 Methods.nodeStandbyStatus, Durable_V1_StandbyStatusRequest())
@@ -117,7 +119,10 @@ extension ProcessTests {
             // The same folder cannot follow another primary, and a node that is no standby refuses groups.
             let wrongPrimary = try await ChildProcess.run(
                 BuiltExecutable.durable,
-                ["node", "--port", "0", "--data", data, "--node-id", "standby1", "--standby-for", "primary2"],
+                [
+                    "node", "--port", "0", "--data", data, "--node-id", "standby1", "--standby-for", "primary2",
+                    "--primary", "127.0.0.1:9",
+                ],
                 environment: TestKeys.environment(included: true))
             #expect(wrongPrimary.status != 0)
             #expect(wrongPrimary.errors.contains("This database follows primary 'primary1', not 'primary2'"))

@@ -16,6 +16,13 @@ public final class PlacementEpochs: Sendable {
     }
 
     private let table = Mutex(Table())
+    private let suspended = Atomic<Bool>(false)
+
+    /// Makes every slot count as retired (a standby, or a primary that was replaced), or serve again as assigned.
+    public func setSuspended(_ value: Bool) { suspended.store(value, ordering: .sequentiallyConsistent) }
+
+    /// Whether every slot counts as retired.
+    public var isSuspended: Bool { suspended.load(ordering: .sequentiallyConsistent) }
 
     /// Creates an empty table: every slot at epoch 0 (unassigned).
     public init() {}
@@ -31,14 +38,15 @@ public final class PlacementEpochs: Sendable {
     /// The epoch objects of `slot` run and write under here, or `nil` while the slot is retired (being handed to
     /// another node, or handed already).
     public func servingEpoch(ofSlot slot: UInt16) -> UInt64? {
-        table.withLock { $0.retired.contains(slot) ? nil : $0.epochs[slot] ?? 0 }
+        if isSuspended { return nil }
+        return table.withLock { $0.retired.contains(slot) ? nil : $0.epochs[slot] ?? 0 }
     }
 
     /// The serving epoch of the slot of `id` (`nil` while it is retired).
     public func servingEpoch(of id: DurableObjectId) -> UInt64? { servingEpoch(ofSlot: Self.slot(of: id)) }
 
     /// Whether `slot` is retired here.
-    public func isRetired(_ slot: UInt16) -> Bool { table.withLock { $0.retired.contains(slot) } }
+    public func isRetired(_ slot: UInt16) -> Bool { isSuspended || table.withLock { $0.retired.contains(slot) } }
 
     /// The current epoch of the slot of `id`.
     public func epoch(of id: DurableObjectId) -> UInt64 { epoch(ofSlot: Self.slot(of: id)) }

@@ -15,6 +15,10 @@
 ///   durable.v1.Node/ApplyGroups    ApplyGroupsRequest    -> StandbyPosition
 ///   durable.v1.Node/StandbyStatus  StandbyStatusRequest  -> StandbyPosition
 ///
+/// At a primary (any node that owns slots; cluster secret):
+///
+///   durable.v1.Node/AttachStandby  AttachStandbyRequest  -> AttachStandbyResponse
+///
 /// A group is what the primary's group committer wrote with one synced write. Groups carry the primary's term (it
 /// rises on every failover) and a sequence number (one more per group). The standby applies groups in order, each
 /// request's groups in one synced write together with its new position, and refuses a group of an older term than
@@ -118,6 +122,32 @@ public nonisolated struct Durable_V1_ReplicatedGroup: Sendable {
   public init() {}
 }
 
+/// A part of a checkpoint: every row of the primary's database as of one group, sent when the standby cannot catch
+/// up from the groups the primary still holds (a new standby, or one that fell too far behind). The first part
+/// deletes every row the standby holds; until the last part arrives the standby's copy is incomplete
+/// (`StandbyPosition.catching_up`) and it takes no group.
+public nonisolated struct Durable_V1_CheckpointPart: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var first: Bool = false
+
+  public var last: Bool = false
+
+  /// The last part: the term and the sequence of the last group the checkpoint holds.
+  public var term: UInt64 = 0
+
+  public var sequence: UInt64 = 0
+
+  /// Puts only.
+  public var writes: [Durable_V1_ReplicatedWrite] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Durable_V1_ApplyGroupsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -128,6 +158,47 @@ public nonisolated struct Durable_V1_ApplyGroupsRequest: Sendable {
 
   /// In sequence order.
   public var groups: [Durable_V1_ReplicatedGroup] = []
+
+  /// Instead of groups: a part of a checkpoint.
+  public var checkpoint: Durable_V1_CheckpointPart {
+    get {_checkpoint ?? Durable_V1_CheckpointPart()}
+    set {_checkpoint = newValue}
+  }
+  /// Returns true if `checkpoint` has been explicitly set.
+  public var hasCheckpoint: Bool {self._checkpoint != nil}
+  /// Clears the value of `checkpoint`. Subsequent reads from it will return its default value.
+  public mutating func clearCheckpoint() {self._checkpoint = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _checkpoint: Durable_V1_CheckpointPart? = nil
+}
+
+/// A standby asks its primary to replicate to it.
+public nonisolated struct Durable_V1_AttachStandbyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var standbyNodeID: String = String()
+
+  /// host:port where the standby serves Node/ApplyGroups.
+  public var address: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Durable_V1_AttachStandbyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The primary's term.
+  public var term: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -155,6 +226,12 @@ public nonisolated struct Durable_V1_StandbyPosition: Sendable {
   public var term: UInt64 = 0
 
   public var sequence: UInt64 = 0
+
+  /// A checkpoint is being applied: the copy is incomplete, and the standby may not take over.
+  public var catchingUp: Bool = false
+
+  /// The identity of the standby's database (a standby restarted on an empty folder has a new one).
+  public var databaseIdentity: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -259,9 +336,59 @@ nonisolated extension Durable_V1_ReplicatedGroup: SwiftProtobuf.Message, SwiftPr
   }
 }
 
+nonisolated extension Durable_V1_CheckpointPart: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CheckpointPart"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}first\0\u{1}last\0\u{1}term\0\u{1}sequence\0\u{1}writes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.first) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.last) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.writes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.first != false {
+      try visitor.visitSingularBoolField(value: self.first, fieldNumber: 1)
+    }
+    if self.last != false {
+      try visitor.visitSingularBoolField(value: self.last, fieldNumber: 2)
+    }
+    if self.term != 0 {
+      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 3)
+    }
+    if self.sequence != 0 {
+      try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 4)
+    }
+    if !self.writes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.writes, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_CheckpointPart, rhs: Durable_V1_CheckpointPart) -> Bool {
+    if lhs.first != rhs.first {return false}
+    if lhs.last != rhs.last {return false}
+    if lhs.term != rhs.term {return false}
+    if lhs.sequence != rhs.sequence {return false}
+    if lhs.writes != rhs.writes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Durable_V1_ApplyGroupsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ApplyGroupsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}primary_node_id\0\u{1}groups\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}primary_node_id\0\u{1}groups\0\u{1}checkpoint\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -271,24 +398,98 @@ nonisolated extension Durable_V1_ApplyGroupsRequest: SwiftProtobuf.Message, Swif
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.primaryNodeID) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.groups) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._checkpoint) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.primaryNodeID.isEmpty {
       try visitor.visitSingularStringField(value: self.primaryNodeID, fieldNumber: 1)
     }
     if !self.groups.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.groups, fieldNumber: 2)
     }
+    try { if let v = self._checkpoint {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Durable_V1_ApplyGroupsRequest, rhs: Durable_V1_ApplyGroupsRequest) -> Bool {
     if lhs.primaryNodeID != rhs.primaryNodeID {return false}
     if lhs.groups != rhs.groups {return false}
+    if lhs._checkpoint != rhs._checkpoint {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_AttachStandbyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AttachStandbyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}standby_node_id\0\u{1}address\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.standbyNodeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.standbyNodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.standbyNodeID, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_AttachStandbyRequest, rhs: Durable_V1_AttachStandbyRequest) -> Bool {
+    if lhs.standbyNodeID != rhs.standbyNodeID {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_AttachStandbyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AttachStandbyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}term\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.term != 0 {
+      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_AttachStandbyResponse, rhs: Durable_V1_AttachStandbyResponse) -> Bool {
+    if lhs.term != rhs.term {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -315,7 +516,7 @@ nonisolated extension Durable_V1_StandbyStatusRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Durable_V1_StandbyPosition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StandbyPosition"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}primary_node_id\0\u{1}term\0\u{1}sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}primary_node_id\0\u{1}term\0\u{1}sequence\0\u{3}catching_up\0\u{3}database_identity\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -326,6 +527,8 @@ nonisolated extension Durable_V1_StandbyPosition: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeSingularStringField(value: &self.primaryNodeID) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.catchingUp) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.databaseIdentity) }()
       default: break
       }
     }
@@ -341,6 +544,12 @@ nonisolated extension Durable_V1_StandbyPosition: SwiftProtobuf.Message, SwiftPr
     if self.sequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 3)
     }
+    if self.catchingUp != false {
+      try visitor.visitSingularBoolField(value: self.catchingUp, fieldNumber: 4)
+    }
+    if !self.databaseIdentity.isEmpty {
+      try visitor.visitSingularStringField(value: self.databaseIdentity, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -348,6 +557,8 @@ nonisolated extension Durable_V1_StandbyPosition: SwiftProtobuf.Message, SwiftPr
     if lhs.primaryNodeID != rhs.primaryNodeID {return false}
     if lhs.term != rhs.term {return false}
     if lhs.sequence != rhs.sequence {return false}
+    if lhs.catchingUp != rhs.catchingUp {return false}
+    if lhs.databaseIdentity != rhs.databaseIdentity {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
