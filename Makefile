@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps browser-deps run test test-heavy build lint format docs bench-storage bench-objects bench-compare bench-load bench-rebalance clean
+.PHONY: deps browser-deps run test test-heavy build lint format docs bench-storage bench-objects bench-compare bench-load bench-rebalance bench-replication chaos-failover clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -98,6 +98,17 @@ bench-load: deps
 ## the refusal time per moved slot by slot size (p50/p99/max) and checks the shares (about 3 minutes).
 bench-rebalance: deps
 	DURABLE_REBALANCE_BENCHMARK=1 swift test $(SWIFT_BUILD_FLAGS) --filter HeavyTests.RebalanceBenchmark
+
+## Replication's cost: increments through a gateway to one node, then to a node with a standby (sync), in one run;
+## prints both and their ratio.
+bench-replication: deps
+	DURABLE_REPLICATION_BENCHMARK=1 swift test $(SWIFT_BUILD_FLAGS) --filter HeavyTests.ReplicationBenchmark
+
+## A long fault run: FAULTS faults (default 100) on a primary and its standby under load (etcd, a gateway, two nodes):
+## the primary killed with its data deleted, paused past its lease, the standby killed, in turn.
+FAULTS ?= 100
+chaos-failover: deps
+	DURABLE_HEAVY_TESTS=1 DURABLE_FAILOVER_FAULTS=$(FAULTS) swift test $(SWIFT_BUILD_FLAGS) --filter FailoverTests
 
 ## durable (a gateway and a node) beside Redis (appendfsync always) and PostgreSQL (synchronous_commit on), all
 ## on loopback, one at a time: increments over 1,000 keys, one hot key and a no-op call at 1, 16 and 64 callers,

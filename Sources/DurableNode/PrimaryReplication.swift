@@ -242,7 +242,9 @@ public final class PrimaryReplication: WriteReplication, Sendable {
     /// Gives the write its sequence, queues it for the standby and returns the position to write with it;
     /// refuses it once fenced.
     public func prepare(_ batches: [WriteBatch]) throws -> ReplicationTicket {
-        try state.withLock { state in
+        // The group goes to the standby while it syncs here.
+        defer { wakeSender() }
+        return try state.withLock { state in
             if let reason = state.fenced {
                 throw RPCError(.unavailable, "Node \(nodeID) was replaced by its standby: \(reason)", retryable: true)
             }

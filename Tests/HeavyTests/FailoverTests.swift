@@ -29,6 +29,7 @@ extension WholeMachineTests {
             #expect(report.failoverTimes.count == report.primaryFaults)
             #expect(report.aloneTransitionsLogged > 0 || report.standbyFaults == 0, "\(report.summary)")
             #expect(report.fencedExits == report.pauseFaults, "\(report.summary)")
+            #expect(report.staleAcknowledged == 0 && report.staleRefused == report.pauseFaults, "\(report.summary)")
         }
     }
 }
@@ -55,6 +56,8 @@ enum FailoverRun {
         var overCounted = 0
         var aloneTransitionsLogged = 0
         var fencedExits = 0
+        var staleAcknowledged = 0
+        var staleRefused = 0
         var seconds: Double = 0
 
         var summary: String {
@@ -75,8 +78,9 @@ enum FailoverRun {
                 acknowledged+unknown \(overCounted)
                   failover (fault to first successful call begun after it), \(failoverTimes.count) failovers: p50 \
                 \(percentile(0.5)), p99 \(percentile(0.99)), max \(percentile(1.0))
-                  paused primaries that stopped as replaced: \(fencedExits); "running without standby" logged \
-                \(aloneTransitionsLogged) times
+                  paused primaries that stopped as replaced: \(fencedExits); increments sent to a woken replaced \
+                primary at its old epoch: \(staleRefused) refused, \(staleAcknowledged) acknowledged
+                  "running without standby" logged \(aloneTransitionsLogged) times
                 """
         }
     }
@@ -164,6 +168,15 @@ enum FailoverRun {
                     decoding: try await etcdClient.get(Array("/durable/default/terms/\(node)".utf8))?.value ?? [],
                     as: UTF8.self)
             }
+            func slotEpoch(_ slot: UInt16) async throws -> UInt64 {
+                let hex = String(slot, radix: 16)
+                let key = "/durable/default/slots/" + String(repeating: "0", count: 4 - hex.count) + hex
+                guard let value = try await etcdClient.get(Array(key.utf8))?.value,
+                    let record = try JSONSerialization.jsonObject(with: Data(value)) as? [String: Any],
+                    let epoch = record["epoch"] as? Int
+                else { return 0 }
+                return UInt64(epoch)
+            }
             func primary() async throws -> String {
                 try await role(of: "a").hasPrefix("primary") ? "a" : "b"
             }
@@ -192,6 +205,8 @@ enum FailoverRun {
                 case .killPrimaryAndDeleteData, .pausePrimaryPastLease:
                     report.primaryFaults += 1
                     let victim = processes[primaryNode]!
+                    let oracleID = namespace.getByName(load.names[0]).id
+                    let epochBefore = try await slotEpoch(PlacementEpochs.slot(of: oracleID))
                     if fault == .killPrimaryAndDeleteData {
                         await victim.crash()
                         try FileManager.default.removeItem(atPath: folder.child(primaryNode))
@@ -227,7 +242,25 @@ enum FailoverRun {
                         print("--- load: \(load.tally.withLock { ($0.acknowledged, $0.unknown, $0.lastErrors) })")
                     }
                     if fault == .pausePrimaryPastLease {
+                        // The fencing oracle: the paused primary, woken, is sent an increment directly, at the epoch
+                        // it served the slot at; it must not acknowledge it (its term is over).
+                        let direct = DurableClient(
+                            host: "127.0.0.1", port: victim.port, defaultTimeout: .seconds(5),
+                            credentials: TestKeys.cluster)
+                        let probe = Task {
+                            try await direct.invoke(
+                                namespaceID: namespace.namespaceID, id: oracleID,
+                                request: Request(url: "http://c/increment"), timeout: .seconds(5),
+                                epoch: epochBefore)
+                        }
                         victim.child.send(SIGCONT)
+                        if case .success = await probe.result {
+                            report.staleAcknowledged += 1
+                            load.tally.withLock { $0.unknown[0] += 1 }
+                        } else {
+                            report.staleRefused += 1
+                        }
+                        await direct.close()
                         // The old primary finds its term over and stops, saying so.
                         let outcome = try await victim.child.outcome(within: .seconds(60))
                         if outcome.status != 0 && outcome.errors.contains("was replaced by its standby") {

@@ -244,6 +244,13 @@ extension ObjectRuntime {
         }
     }
 
+    /// Closes with code 1012 the WebSockets recorded for `slots` and deletes their rows: a standby that took its
+    /// primary's slots over holds the rows of sockets that were held for the old primary, whose objects are gone from
+    /// memory; the clients reconnect and reach this node.
+    public func closeSockets(ofSlotsTakenOver slots: [UInt16]) async {
+        for slot in slots { await closeSockets(ofRetiredSlot: slot) }
+    }
+
     /// The reason of the close (code 1012) a client sees when its object moved to another node.
     public static let movedCloseReason = "The Durable Object moved to another node; reconnect."
 
