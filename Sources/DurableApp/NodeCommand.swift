@@ -234,7 +234,8 @@ struct NodeCommand: AsyncParsableCommand {
 
         /// Joins the gateways and holds the node's membership in etcd: what a primary does once it listens (or once a
         /// standby took over).
-        @Sendable func makePrimaryServing(_ boundPort: Int) -> @Sendable (UInt64) async -> Void {
+        /// The closure returns whether the node serves (`false`: it was refused, or replaced, and stops).
+        @Sendable func makePrimaryServing(_ boundPort: Int) -> @Sendable (UInt64) async -> Bool {
             { term in
                 if let directory, let node = shared.nodeBox.withLock({ $0 }) {
                     // Joining may take a few tries while the gateway starts; the line below waits for it.
@@ -249,7 +250,7 @@ struct NodeCommand: AsyncParsableCommand {
                         let gateways = directory.client.endpoints.map(\.description).joined(separator: ",")
                         shared.refusal.withLock { $0 = "durable node \(nodeID) could not join \(gateways): \(reason)" }
                         await shared.group.withLock({ $0 })?.triggerGracefulShutdown()
-                        return
+                        return false
                     case .unreachable:
                         logger.error(
                             "could not join a gateway; serving without it",
@@ -285,7 +286,7 @@ struct NodeCommand: AsyncParsableCommand {
                         try await member.acquire()
                     } catch LeasedKeyError.conditionFailed {
                         await fenced("etcd no longer names it primary at term \(term)")
-                        return
+                        return false
                     } catch {
                         logger.warning("could not announce this node in etcd yet", metadata: ["error": "\(error)"])
                     }
@@ -311,6 +312,7 @@ struct NodeCommand: AsyncParsableCommand {
                         }
                     }
                 }
+                return true
             }
         }
 
@@ -352,7 +354,7 @@ struct NodeCommand: AsyncParsableCommand {
                                     await shared.group.withLock({ $0 })?.triggerGracefulShutdown()
                                     return
                                 }
-                                await servePrimary(newTerm)
+                                guard await servePrimary(newTerm) else { return }
                                 print("durable node \(nodeID) took over from \(standbyFor) at term \(newTerm)")
                                 fflush(nil)
                             })
@@ -361,7 +363,7 @@ struct NodeCommand: AsyncParsableCommand {
                     fflush(nil)
                     return
                 }
-                await servePrimary(resolvedTerm)
+                guard await servePrimary(resolvedTerm) else { return }
                 // A line tools and tests can wait for.
                 print("durable node \(nodeID) listening on \(host):\(boundPort)")
                 fflush(nil)
