@@ -209,7 +209,6 @@ public final class PrimaryReplication: WriteReplication, Sendable {
         }
         logger.notice(
             "standby attached", metadata: ["standby": "\(standby.nodeID)", "address": "\(standby.address)"])
-        if database.replication == nil { database.replicate(through: self) }
         if first { start() } else { wakeSender() }
     }
 

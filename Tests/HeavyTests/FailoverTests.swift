@@ -227,10 +227,6 @@ enum FailoverRun {
                             print("--- \(name):\n\(process.child.errorText.suffix(12000))")
                         }
                         print("--- gateway:\n\(gateway!.child.errorText.suffix(3000))")
-                        let listing = try? await SlotListing.read(gateway: "127.0.0.1:\(gateway!.port)")
-                        print(
-                            "--- gateway's slots: \(listing?.slotsPerNode ?? [:]) \(listing?.slots.values.map { "\($0.node)@\($0.epoch)" }.prefix(4) ?? [])"
-                        )
                         if let keys = try? await etcdClient.get(prefix: Array("/durable/default/".utf8)) {
                             for value in keys.values
                             where !String(decoding: value.key, as: UTF8.self).contains("registry") {
