@@ -445,6 +445,19 @@ final class RegisterLoad: Sendable {
         }
     }
 
+    /// Client `client` reading and writing the registers in turn, back to back (a failed operation is not retried),
+    /// until the task is cancelled.
+    func run(client: Int) async {
+        var sequence = 0
+        while !Task.isCancelled {
+            sequence += 1
+            let key = names.randomElement()!
+            let acknowledged = await operation(
+                client: client, key: key, value: client * 1_000_000 + sequence, write: sequence % 2 == 0)
+            if !acknowledged { try? await Task.sleep(for: .milliseconds(50)) }
+        }
+    }
+
     /// Reads every register once (recorded); whether all answered.
     func readAll() async -> Bool {
         var all = true

@@ -4,7 +4,9 @@ import Testing
 
 /// What replication to a standby costs: durable increments through a gateway to one node, then to a node with a
 /// standby (`--replication sync`, both on this machine), in one run, twice each in turn. Prints the throughput and
-/// latency of each and their ratios. Runs only with `DURABLE_REPLICATION_BENCHMARK=1` (`make bench-replication`);
+/// latency of each and their ratios. A third setup puts the standby's database in memory (`/dev/shm`), where a sync
+/// costs nothing: it stands for a standby on a disk of its own, and shows what the protocol costs apart from two
+/// syncs queueing on this machine's one disk. Runs only with `DURABLE_REPLICATION_BENCHMARK=1` (`make bench-replication`);
 /// it asserts nothing about speed.
 @Suite(
     "Replication benchmark", .enabled(if: ProcessInfo.processInfo.environment["DURABLE_REPLICATION_BENCHMARK"] == "1"))
@@ -21,9 +23,18 @@ struct ReplicationBenchmark {
     static let callers = ProcessInfo.processInfo.environment["DURABLE_REPLICATION_CALLERS"] ?? "32"
     static let rate = Int(ProcessInfo.processInfo.environment["DURABLE_REPLICATION_RATE"] ?? "") ?? 1000
 
-    /// Starts a gateway and node1 (and node2 as its standby when `standby`), runs the load, stops them.
-    static func measure(standby: Bool, round: Int, rate: Int? = nil) async throws -> LoadReport {
+    /// Where the standby runs, if there is one.
+    enum Setup: String {
+        case oneNode = "one node"
+        case standby = "with a standby"
+        case standbyInMemory = "with a standby in /dev/shm"
+    }
+
+    /// Starts a gateway and node1 (and node2 as its standby, per `setup`), runs the load, stops them.
+    static func measure(_ setup: Setup, round: Int, rate: Int?) async throws -> LoadReport {
+        let standby = setup != .oneNode
         let folder = TemporaryDirectory("replication-bench")
+        let inMemory = setup == .standbyInMemory ? TemporaryDirectory("replication-bench", in: "/dev/shm") : nil
         let gateway = try await ServerProcess.gateway(dataDirectory: folder.child("gateway"))
         var processes = [gateway]
         defer { for process in processes { Task { _ = await process.stop() } } }
@@ -34,7 +45,7 @@ struct ReplicationBenchmark {
         if standby {
             processes.append(
                 try await ServerProcess.node(
-                    dataDirectory: folder.child("node2"),
+                    dataDirectory: (inMemory ?? folder).child("node2"),
                     arguments: [
                         "--node-id", "node2", "--standby-for", "node1", "--primary", "127.0.0.1:\(primary.port)",
                     ]))
@@ -57,7 +68,7 @@ struct ReplicationBenchmark {
         print(
             String(
                 format: "round %d, %@, %@: %.0f increments/s, p50 %.2f ms, p99 %.2f ms, %d errors", round,
-                rate.map { "open loop at \($0)/s" } ?? "closed loop", standby ? "with a standby" : "one node",
+                rate.map { "open loop at \($0)/s" } ?? "closed loop", setup.rawValue,
                 report.throughput, report.latency_ms["p50"] ?? 0,
                 report.latency_ms["p99"] ?? 0, report.errors.values.reduce(0, +)))
         for process in processes { _ = await process.stop() }
@@ -67,49 +78,50 @@ struct ReplicationBenchmark {
 
     @Test("durable increments with and without a standby, in one run")
     func compare() async throws {
-        var alone: [LoadReport] = []
-        var replicated: [LoadReport] = []
-        for round in 1...2 {
-            alone.append(try await Self.measure(standby: false, round: round))
-            replicated.append(try await Self.measure(standby: true, round: round))
-        }
+        let setups: [Setup] = [.oneNode, .standby, .standbyInMemory]
         func mean(_ reports: [LoadReport], _ value: (LoadReport) -> Double) -> Double {
             reports.map(value).reduce(0, +) / Double(reports.count)
         }
-        let throughput = (mean(alone) { $0.throughput }, mean(replicated) { $0.throughput })
-        let p50 = (mean(alone) { $0.latency_ms["p50"] ?? 0 }, mean(replicated) { $0.latency_ms["p50"] ?? 0 })
-        let p99 = (mean(alone) { $0.latency_ms["p99"] ?? 0 }, mean(replicated) { $0.latency_ms["p99"] ?? 0 })
-        print(
-            String(
-                format: """
-                    replication benchmark (%@ callers, %@ s per run, 1,000 counters, debug build):
-                      one node:       %.0f increments/s, p50 %.2f ms, p99 %.2f ms
-                      with a standby: %.0f increments/s, p50 %.2f ms, p99 %.2f ms
-                      ratio: throughput %.2f×, p50 %+.2f ms, p99 %+.2f ms
-                    """, Self.callers, Self.seconds, throughput.0, p50.0, p99.0, throughput.1, p50.1, p99.1,
-                throughput.1 / throughput.0, p50.1 - p50.0, p99.1 - p99.0))
-        #expect(alone.allSatisfy { $0.completed > 0 } && replicated.allSatisfy { $0.completed > 0 })
-
+        /// Runs every setup twice, in turn; the mean figures of each.
+        func measureAll(rate: Int?) async throws -> [(throughput: Double, p50: Double, p99: Double)] {
+            var reports = Array(repeating: [LoadReport](), count: setups.count)
+            for round in 1...2 {
+                for (index, setup) in setups.enumerated() {
+                    reports[index].append(try await Self.measure(setup, round: round, rate: rate))
+                }
+            }
+            #expect(reports.allSatisfy { $0.allSatisfy { $0.completed > 0 } })
+            return reports.map { runs in
+                (
+                    mean(runs) { $0.throughput }, mean(runs) { $0.latency_ms["p50"] ?? 0 },
+                    mean(runs) { $0.latency_ms["p99"] ?? 0 }
+                )
+            }
+        }
+        func lines(_ figures: [(throughput: Double, p50: Double, p99: Double)]) -> String {
+            zip(setups, figures).map { setup, figure in
+                String(
+                    format: "  %@: %.0f increments/s, p50 %.2f ms, p99 %.2f ms", setup.rawValue, figure.throughput,
+                    figure.p50, figure.p99)
+                    + (setup == .oneNode
+                        ? ""
+                        : String(
+                            format: " (%.2f× throughput, p50 %+.2f ms, p99 %+.2f ms)",
+                            figure.throughput / figures[0].throughput, figure.p50 - figures[0].p50,
+                            figure.p99 - figures[0].p99))
+            }.joined(separator: "\n")
+        }
+        let closed = try await measureAll(rate: nil)
         // Latency below saturation: the same calls at a fixed rate, so that the standby's share of this machine's
         // two cores does not show as queueing.
-        var openAlone: [LoadReport] = []
-        var openReplicated: [LoadReport] = []
-        for round in 1...2 {
-            openAlone.append(try await Self.measure(standby: false, round: round, rate: Self.rate))
-            openReplicated.append(try await Self.measure(standby: true, round: round, rate: Self.rate))
-        }
-        let openP50 = (
-            mean(openAlone) { $0.latency_ms["p50"] ?? 0 }, mean(openReplicated) { $0.latency_ms["p50"] ?? 0 }
-        )
-        let openP99 = (
-            mean(openAlone) { $0.latency_ms["p99"] ?? 0 }, mean(openReplicated) { $0.latency_ms["p99"] ?? 0 }
-        )
+        let open = try await measureAll(rate: Self.rate)
         print(
-            String(
-                format: """
-                      open loop at %d increments/s: one node p50 %.2f ms, p99 %.2f ms; with a standby p50 %.2f ms, \
-                    p99 %.2f ms; p50 %+.2f ms, p99 %+.2f ms
-                    """, Self.rate, openP50.0, openP99.0, openP50.1, openP99.1, openP50.1 - openP50.0,
-                openP99.1 - openP99.0))
+            """
+            replication benchmark (1,000 counters, \(Self.seconds) s per run, two runs each, debug build):
+            closed loop, \(Self.callers) callers:
+            \(lines(closed))
+            open loop at \(Self.rate) increments/s:
+            \(lines(open))
+            """)
     }
 }

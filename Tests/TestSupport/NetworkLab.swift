@@ -99,6 +99,20 @@ public final class NetworkLab: Sendable {
         try await Self.run(["netns", "exec", host.namespace, "ip", "link", "set", host.interface, "up"])
     }
 
+    /// Partitions two hosts from each other alone: each drops what it sends to the other (a blackhole route in
+    /// each namespace), so no packet and no connection passes between them, while both still reach every other
+    /// host. ``heal(_:_:)`` undoes it.
+    public func partition(_ one: Host, _ other: Host) async throws {
+        try await Self.run(["netns", "exec", one.namespace, "ip", "route", "add", "blackhole", "\(other.address)/32"])
+        try await Self.run(["netns", "exec", other.namespace, "ip", "route", "add", "blackhole", "\(one.address)/32"])
+    }
+
+    /// Ends a ``partition(_:_:)`` of the two hosts.
+    public func heal(_ one: Host, _ other: Host) async throws {
+        try await Self.run(["netns", "exec", one.namespace, "ip", "route", "del", "blackhole", "\(other.address)/32"])
+        try await Self.run(["netns", "exec", other.namespace, "ip", "route", "del", "blackhole", "\(one.address)/32"])
+    }
+
     /// Deletes the hosts' namespaces (their interfaces go with them) and the bridge. Processes still running in a
     /// namespace lose their network; stop them first.
     public func remove() async {

@@ -5,10 +5,10 @@ public final class TemporaryDirectory: Sendable {
     /// The folder's path.
     public let path: String
 
-    /// Creates the folder; `label` shows in its name.
-    public init(_ label: String) {
+    /// Creates the folder in `parent` (the system's temporary directory by default); `label` shows in its name.
+    public init(_ label: String, in parent: String? = nil) {
         path =
-            FileManager.default.temporaryDirectory
+            (parent.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory)
             .appendingPathComponent("durable-tests-\(label)-\(UUID().uuidString)").path
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
