@@ -44,11 +44,13 @@ struct ClusterStatusCommand: AsyncParsableCommand {
         }
         let unwell = status.nodes.filter { $0.state != "live" }.map(\.nodeID)
         let silentMembers = status.etcdMembers.filter { !$0.error.isEmpty }.map(\.endpoint)
-        if !unwell.isEmpty || !silentMembers.isEmpty {
+        let alone = status.replication.filter { $0.state == "running alone" }.map(\.nodeID)
+        if !unwell.isEmpty || !silentMembers.isEmpty || !alone.isEmpty {
             let parts =
                 (unwell.isEmpty ? [] : ["node(s) not live: \(unwell.joined(separator: ", "))"])
                 + (silentMembers.isEmpty
                     ? [] : ["etcd member(s) not answering: \(silentMembers.joined(separator: ", "))"])
+                + (alone.isEmpty ? [] : ["node(s) running without their standby: \(alone.joined(separator: ", "))"])
             throw CommandError("the cluster is degraded: " + parts.joined(separator: "; "))
         }
     }
@@ -81,6 +83,19 @@ struct ClusterStatusCommand: AsyncParsableCommand {
                 ]
             })
         print("\(4096 - Int(status.unassignedSlots)) of 4096 slots assigned")
+        if !status.replication.isEmpty {
+            print("")
+            printTable(
+                ["REPLICATED NODE", "ROLE", "TERM", "OF", "STANDBY"],
+                status.replication.map { node in
+                    node.role == "primary"
+                        ? [
+                            node.nodeID, "primary", "\(node.term)", "-",
+                            node.partner.isEmpty ? "-" : "\(node.partner) (\(node.state))",
+                        ]
+                        : [node.nodeID, "standby", "\(node.term)", node.partner, "-"]
+                })
+        }
     }
 
     static func json(_ status: Durable_V1_ClusterStatusResponse) -> [String: Any] {
@@ -107,6 +122,12 @@ struct ClusterStatusCommand: AsyncParsableCommand {
                     entry["leaseTTLSeconds"] = node.leaseTtlSeconds
                 }
                 if !node.error.isEmpty { entry["error"] = node.error }
+                return entry
+            },
+            "replication": status.replication.map { node -> [String: Any] in
+                var entry: [String: Any] = ["id": node.nodeID, "role": node.role, "term": node.term]
+                if !node.partner.isEmpty { entry[node.role == "primary" ? "standby" : "primary"] = node.partner }
+                if !node.state.isEmpty { entry["state"] = node.state }
                 return entry
             },
         ]

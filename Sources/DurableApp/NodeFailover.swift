@@ -9,55 +9,6 @@ import DurableWire
 import Foundation
 import Logging
 
-/// A node's role in etcd (`terms/<node>`): a primary at a term, or the standby of another node since a term. Only a
-/// failover changes it, in one transaction with the other node's.
-enum NodeTerm: Equatable, CustomStringConvertible {
-    case primary(UInt64)
-    case standby(of: String, UInt64)
-
-    init?(_ bytes: [UInt8]) {
-        let parts = String(decoding: bytes, as: UTF8.self).split(separator: ":", omittingEmptySubsequences: false)
-        switch parts.first {
-        case "primary" where parts.count == 2:
-            guard let term = UInt64(parts[1]) else { return nil }
-            self = .primary(term)
-        case "standby" where parts.count == 3:
-            guard let term = UInt64(parts[2]) else { return nil }
-            self = .standby(of: String(parts[1]), term)
-        default:
-            return nil
-        }
-    }
-
-    var bytes: [UInt8] {
-        switch self {
-        case .primary(let term): Array("primary:\(term)".utf8)
-        case .standby(let primary, let term): Array("standby:\(primary):\(term)".utf8)
-        }
-    }
-
-    var description: String { String(decoding: bytes, as: UTF8.self) }
-}
-
-/// What a primary records of its standby in etcd (`replication/<node>`): a failover may only hand the node's slots
-/// to a standby recorded in step, with the database it had then.
-struct ReplicationRecord: Codable, Equatable {
-    var term: UInt64
-    var standby: String
-    var standbyDatabase: String
-    var inStep: Bool
-}
-
-/// The keys of a node's replication in etcd.
-struct ReplicationKeys {
-    let cluster: String
-
-    func term(_ node: String) -> [UInt8] { Array("/durable/\(cluster)/terms/\(node)".utf8) }
-    func record(_ node: String) -> [UInt8] { Array("/durable/\(cluster)/replication/\(node)".utf8) }
-    func member(_ node: String) -> [UInt8] { EtcdPlacementStore.memberKey(cluster: cluster, nodeID: node) }
-    func identity(_ node: String) -> [UInt8] { Array("/durable/\(cluster)/identities/\(node)".utf8) }
-}
-
 /// The control plane of a replicated node in etcd: each record is written in a transaction that requires the
 /// node's term to be unchanged, so a primary that was replaced learns it there.
 struct EtcdReplicationControl: ReplicationControl {

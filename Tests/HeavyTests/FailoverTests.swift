@@ -268,6 +268,26 @@ enum FailoverRun {
                 print("--- load: \(load.tally.withLock { ($0.acknowledged, $0.unknown, $0.lastErrors) })")
             }
             #expect(await eventually(timeout: .seconds(60)) { await inStep(primary: "a", standby: "b") })
+            /// What `durable cluster status` says of replication: each node's role, partner and state, and whether it
+            /// called the cluster degraded (with its message).
+            func clusterStatus() async throws -> (nodes: [String: String], degraded: String?) {
+                let outcome = try await ChildProcess.run(
+                    BuiltExecutable.durable,
+                    ["cluster", "status", "--format", "json", "--gateway", "\(gatewayAddress):\(gateway!.port)"],
+                    environment: TestKeys.environment(included: true))
+                let report = try JSONSerialization.jsonObject(with: Data(outcome.output.utf8)) as? [String: Any]
+                var nodes: [String: String] = [:]
+                for entry in report?["replication"] as? [[String: Any]] ?? [] {
+                    let partner = (entry["standby"] ?? entry["primary"]) as? String ?? "-"
+                    nodes[entry["id"] as? String ?? "?"] =
+                        "\(entry["role"] ?? "?") \(partner) \(entry["state"] as? String ?? "-")"
+                }
+                return (nodes, outcome.status == 0 ? nil : outcome.errors)
+            }
+            let statusInStep = try await clusterStatus()
+            #expect(
+                statusInStep.nodes == ["a": "primary b in step", "b": "standby a -"] && statusInStep.degraded == nil,
+                "durable cluster status: \(statusInStep)")
 
             let prober = DurableClient(
                 host: gatewayAddress, port: gateway!.port, defaultTimeout: .milliseconds(500),
@@ -362,6 +382,14 @@ enum FailoverRun {
                         await eventually(timeout: .seconds(30)) {
                             load.firstSuccess(startedAfter: faultAt + .milliseconds(1500)) != nil
                         }, "fault \(number + 1): writes did not go on without the standby")
+                    if report.standbyFaults == 1 {
+                        // The cluster status shows it, and calls the cluster degraded.
+                        let alone = try await clusterStatus()
+                        #expect(
+                            alone.nodes[primaryNode] == "primary \(standbyNode) running alone"
+                                && alone.degraded?.contains("running without their standby: \(primaryNode)") == true,
+                            "durable cluster status: \(alone)")
+                    }
                     processes[standbyNode] = try await startNode(standbyNode, standbyFor: primaryNode)
                 case .killEtcdLeader:
                     report.etcdLeaderFaults += 1

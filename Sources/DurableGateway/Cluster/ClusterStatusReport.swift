@@ -65,6 +65,25 @@ struct ClusterStatusReport: Sendable {
             response.nodes.append(node)
         }
         response.unassignedSlots = UInt32(max(0, PlacementEpochs.slotCount - assigned))
+        response.replication = description.replication.sorted { $0.nodeID < $1.nodeID }.map { node in
+            .with {
+                $0.nodeID = node.nodeID
+                switch node.role {
+                case .primary(let term):
+                    $0.role = "primary"
+                    $0.term = term
+                    // A record of an earlier term is this node's from before it was last replaced: nothing yet.
+                    if let record = node.record, record.term == term {
+                        $0.partner = record.standby
+                        $0.state = record.inStep ? "in step" : "running alone"
+                    }
+                case .standby(let primary, let term):
+                    $0.role = "standby"
+                    $0.term = term
+                    $0.partner = primary
+                }
+            }
+        }
         return response
     }
 }

@@ -1,4 +1,5 @@
 import DurableEtcd
+import Foundation
 import DurableObjects
 import DurableStorage
 import Logging
@@ -42,6 +43,8 @@ public struct ClusterStoreDescription: Sendable {
     public var liveNodes: Set<String>?
     /// Each live node's lease: seconds left and the TTL it was granted with.
     public var leases: [String: (remaining: Int64, granted: Int64)] = [:]
+    /// Each replicated node's role and, for a primary, the record of its standby (etcd only), by node id.
+    public var replication: [(nodeID: String, role: NodeTerm, record: ReplicationRecord?)] = []
 
     /// A description of a store of `kind`.
     public init(kind: String) { self.kind = kind }
@@ -176,6 +179,18 @@ public final class EtcdClusterStore: ClusterStore, Sendable {
             for member in members where member.lease != 0 {
                 let nodeID = String(String(decoding: member.key, as: UTF8.self).split(separator: "/").last ?? "")
                 if let lease = try? await client.timeToLive(lease: member.lease) { description.leases[nodeID] = lease }
+            }
+        }
+        let keys = ReplicationKeys(cluster: cluster)
+        if let terms = try? await client.get(prefix: keys.terms).values {
+            let records = (try? await client.get(prefix: keys.records).values) ?? []
+            for term in terms {
+                let nodeID = String(decoding: term.key.dropFirst(keys.terms.count), as: UTF8.self)
+                guard let role = NodeTerm(term.value) else { continue }
+                let record = records.first { $0.key == keys.record(nodeID) }.flatMap {
+                    try? JSONDecoder().decode(ReplicationRecord.self, from: Data($0.value))
+                }
+                description.replication.append((nodeID, role, record))
             }
         }
         return description

@@ -474,6 +474,35 @@ public nonisolated struct Durable_V1_ClusterStatusResponse: Sendable {
   /// The registry's revision (publishes so far).
   public var registryRevision: UInt64 = 0
 
+  /// Each replicated node's role as etcd records it (etcd only; empty without standbys), in node order.
+  public var replication: [Durable_V1_ReplicationStatus] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One replicated node: a primary and the state of its standby, or a standby and its primary.
+public nonisolated struct Durable_V1_ReplicationStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: String = String()
+
+  /// "primary" or "standby".
+  public var role: String = String()
+
+  /// The term it is primary at, or the term since which it is the standby.
+  public var term: UInt64 = 0
+
+  /// A primary's standby ("" when it has none recorded yet), or a standby's primary.
+  public var partner: String = String()
+
+  /// A primary's standby state: "in step" (writes wait for both copies), "running alone" (the primary acknowledges
+  /// writes alone since its standby went away), or "" (nothing recorded yet); "" for a standby.
+  public var state: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1676,7 +1705,7 @@ nonisolated extension Durable_V1_ClusterStatusRequest: SwiftProtobuf.Message, Sw
 
 nonisolated extension Durable_V1_ClusterStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterStatusResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}store\0\u{3}etcd_members\0\u{1}gateways\0\u{1}nodes\0\u{3}unassigned_slots\0\u{3}registry_revision\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}store\0\u{3}etcd_members\0\u{1}gateways\0\u{1}nodes\0\u{3}unassigned_slots\0\u{3}registry_revision\0\u{1}replication\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1690,6 +1719,7 @@ nonisolated extension Durable_V1_ClusterStatusResponse: SwiftProtobuf.Message, S
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.unassignedSlots) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.registryRevision) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.replication) }()
       default: break
       }
     }
@@ -1714,6 +1744,9 @@ nonisolated extension Durable_V1_ClusterStatusResponse: SwiftProtobuf.Message, S
     if self.registryRevision != 0 {
       try visitor.visitSingularUInt64Field(value: self.registryRevision, fieldNumber: 6)
     }
+    if !self.replication.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.replication, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1724,6 +1757,57 @@ nonisolated extension Durable_V1_ClusterStatusResponse: SwiftProtobuf.Message, S
     if lhs.nodes != rhs.nodes {return false}
     if lhs.unassignedSlots != rhs.unassignedSlots {return false}
     if lhs.registryRevision != rhs.registryRevision {return false}
+    if lhs.replication != rhs.replication {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Durable_V1_ReplicationStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReplicationStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}role\0\u{1}term\0\u{1}partner\0\u{1}state\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.partner) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 2)
+    }
+    if self.term != 0 {
+      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 3)
+    }
+    if !self.partner.isEmpty {
+      try visitor.visitSingularStringField(value: self.partner, fieldNumber: 4)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Durable_V1_ReplicationStatus, rhs: Durable_V1_ReplicationStatus) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.term != rhs.term {return false}
+    if lhs.partner != rhs.partner {return false}
+    if lhs.state != rhs.state {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
