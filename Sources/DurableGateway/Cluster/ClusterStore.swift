@@ -1,7 +1,7 @@
 import DurableEtcd
-import Foundation
 import DurableObjects
 import DurableStorage
+import Foundation
 import Logging
 import Synchronization
 
