@@ -22,6 +22,13 @@ struct ReplicationBenchmark {
     static let seconds = ProcessInfo.processInfo.environment["DURABLE_REPLICATION_SECONDS"] ?? "8"
     static let callers = ProcessInfo.processInfo.environment["DURABLE_REPLICATION_CALLERS"] ?? "32"
     static let rate = Int(ProcessInfo.processInfo.environment["DURABLE_REPLICATION_RATE"] ?? "") ?? 1000
+    /// The folder of the `durable` and `durable-load` executables measured: `DURABLE_REPLICATION_BIN` (the
+    /// release build, from `make bench-replication`), else this test's own (debug) build.
+    static let executables = ProcessInfo.processInfo.environment["DURABLE_REPLICATION_BIN"].map {
+        URL(fileURLWithPath: $0)
+    }
+    static var durable: URL { executables?.appendingPathComponent("durable") ?? BuiltExecutable.durable }
+    static var build: String { executables == nil ? "debug build" : "build in \(executables!.path)" }
 
     /// Where the standby runs, if there is one.
     enum Setup: String {
@@ -35,17 +42,22 @@ struct ReplicationBenchmark {
         let standby = setup != .oneNode
         let folder = TemporaryDirectory("replication-bench")
         let inMemory = setup == .standbyInMemory ? TemporaryDirectory("replication-bench", in: "/dev/shm") : nil
-        let gateway = try await ServerProcess.gateway(dataDirectory: folder.child("gateway"))
+        let gateway = try await ServerProcess.launch(
+            [
+                "gateway", "--port", "0", "--rpc-port", "0", "--data", folder.child("gateway"), "--log-level",
+                "warning",
+            ], dataDirectory: folder.child("gateway"), executable: durable)
         var processes = [gateway]
         defer { for process in processes { Task { _ = await process.stop() } } }
         let primary = try await ServerProcess.node(
             dataDirectory: folder.child("node1"),
+            executable: durable,
             arguments: ["--node-id", "node1", "--gateway", "127.0.0.1:\(gateway.port)", "--log-level", "notice"])
         processes.append(primary)
         if standby {
             processes.append(
                 try await ServerProcess.node(
-                    dataDirectory: (inMemory ?? folder).child("node2"),
+                    dataDirectory: (inMemory ?? folder).child("node2"), executable: durable,
                     arguments: [
                         "--node-id", "node2", "--standby-for", "node1", "--primary", "127.0.0.1:\(primary.port)",
                     ]))
@@ -53,7 +65,7 @@ struct ReplicationBenchmark {
         }
         let json = folder.child("load.json")
         let outcome = try await ChildProcess.run(
-            BuiltExecutable.named("durable-load"),
+            executables?.appendingPathComponent("durable-load") ?? BuiltExecutable.named("durable-load"),
             [
                 "--rpc", "127.0.0.1:\(gateway.port)", "--workload", "increment", "--objects", "1000",
                 "--seconds", seconds, "--warmup", "2", "--json", json,
@@ -117,7 +129,7 @@ struct ReplicationBenchmark {
         let open = try await measureAll(rate: Self.rate)
         print(
             """
-            replication benchmark (1,000 counters, \(Self.seconds) s per run, two runs each, debug build):
+            replication benchmark (1,000 counters, \(Self.seconds) s per run, two runs each, \(Self.build)):
             closed loop, \(Self.callers) callers:
             \(lines(closed))
             open loop at \(Self.rate) increments/s:
