@@ -414,38 +414,72 @@ public final class PrimaryReplication: WriteReplication, Sendable {
             try await sendCheckpoint(over: connection)
         }
         state.withLock { $0.standbyDatabase = position.databaseIdentity }
-        while !Task.isCancelled, fencedReason == nil {
-            guard self.standby == standby else { return }
-            let batch = state.withLock { state -> [Durable_V1_ReplicatedGroup] in
-                var groups: [Durable_V1_ReplicatedGroup] = []
-                var bytes = 0
-                for group in state.pending where group.sequence > state.acknowledged {
-                    groups.append(group)
-                    bytes += group.writes.reduce(0) { $0 + $1.key.count + $1.value.count }
-                    if groups.count >= 1_000 || bytes >= 4 << 20 { break }
-                }
-                return groups
-            }
-            if batch.isEmpty {
-                await considerJoining()
-                await sleepUntilWoken(atMost: .seconds(1))
-                continue
-            }
-            let request = Durable_V1_ApplyGroupsRequest.with {
-                $0.primaryNodeID = nodeID
-                $0.groups = batch
-            }
-            let reply: Durable_V1_StandbyPosition
+        while !Task.isCancelled, fencedReason == nil, self.standby == standby {
             do {
-                reply = try await call(connection, Methods.nodeApplyGroups, request, timeout: standbyTimeout * 2)
+                try await pipeline(to: standby, over: connection)
             } catch let error as RPCError where error.code == .outOfRange {
                 logger.notice("standby lost its place", metadata: ["error": "\(error.message)"])
                 try await sendCheckpoint(over: connection)
-                continue
             }
-            state.withLock { $0.standbyDatabase = reply.databaseIdentity }
-            confirm(reply.sequence)
-            await considerJoining()
+        }
+    }
+
+    /// Requests of groups a primary keeps in flight to its standby at once. One: the groups queued while a
+    /// request is out go together in the next, so the standby makes one synced write per round trip. (Four in
+    /// flight cut the batches, and each request costs the standby a synced write: durable increments with 32
+    /// callers fell from 0.70× to 0.55× of a node alone in `ReplicationBenchmark`, while an open loop's p99 gained
+    /// nothing measurable.)
+    static let maximumRequestsInFlight = 1
+
+    /// The requests of groups in flight.
+    private final class RequestCount: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
+    /// Sends the queued groups in order, in up to ``maximumRequestsInFlight`` requests at once (the standby applies
+    /// them in order), and confirms each reply; returns when the standby changes or the task is cancelled, and
+    /// throws the first request's error (the requests after it are cancelled).
+    private func pipeline(to standby: Standby, over connection: RPCConnection) async throws {
+        let inFlight = RequestCount()
+        var shipped = state.withLock { $0.acknowledged }
+        try await withThrowingDiscardingTaskGroup { group in
+            while !Task.isCancelled, !group.isCancelled, fencedReason == nil, self.standby == standby {
+                let batch =
+                    inFlight.value.load(ordering: .relaxed) >= Self.maximumRequestsInFlight
+                    ? []
+                    : state.withLock { state -> [Durable_V1_ReplicatedGroup] in
+                        var groups: [Durable_V1_ReplicatedGroup] = []
+                        var bytes = 0
+                        for group in state.pending where group.sequence > max(shipped, state.acknowledged) {
+                            groups.append(group)
+                            bytes += group.writes.reduce(0) { $0 + $1.key.count + $1.value.count }
+                            if groups.count >= 1_000 || bytes >= 4 << 20 { break }
+                        }
+                        return groups
+                    }
+                guard let last = batch.last else {
+                    await considerJoining()
+                    await sleepUntilWoken(atMost: .seconds(1))
+                    continue
+                }
+                shipped = last.sequence
+                let request = Durable_V1_ApplyGroupsRequest.with {
+                    $0.primaryNodeID = nodeID
+                    $0.groups = batch
+                }
+                inFlight.value.add(1, ordering: .relaxed)
+                group.addTask {
+                    defer {
+                        inFlight.value.subtract(1, ordering: .relaxed)
+                        self.wakeSender()
+                    }
+                    let reply: Durable_V1_StandbyPosition = try await self.call(
+                        connection, Methods.nodeApplyGroups, request, timeout: self.standbyTimeout * 2)
+                    self.state.withLock { $0.standbyDatabase = reply.databaseIdentity }
+                    self.confirm(reply.sequence)
+                    await self.considerJoining()
+                }
+            }
         }
     }
 

@@ -16,8 +16,16 @@ final class StandbyReplica: Sendable {
     let primary: String
     private let database: Database
     private let position: Mutex<Durable_V1_StandbyPosition>
-    /// One request applies at a time, so that groups land in order.
-    private let applying = Mutex(false)
+    /// One request applies at a time, and in the order of its groups (see ``takeTurn(firstSequence:)``).
+    private let turn = Mutex(Turn())
+
+    private struct Turn {
+        var busy = false
+        var waiters: [CheckedContinuation<Bool, Never>] = []
+    }
+
+    /// How long a request whose first group does not follow the last one applied waits for the requests before it.
+    static let orderWait: Duration = .seconds(2)
 
     /// Where the position is kept, in the node's metadata.
     static let positionKey = Array("\(NodeKeyspace.node)standby/position".utf8)
@@ -65,16 +73,58 @@ final class StandbyReplica: Sendable {
     /// The primary, the newest term accepted and the last group applied.
     var current: Durable_V1_StandbyPosition { position.withLock { $0 } }
 
+    /// Waits until no other request applies and, for a request of groups starting at `firstSequence`, until the
+    /// group before it is applied: a primary keeps several requests in flight on one connection, and they may be
+    /// handled here in another order than it sent them. After ``orderWait`` the request goes on anyway (and is
+    /// refused if its groups still do not follow).
+    private func takeTurn(firstSequence: UInt64?) async {
+        let deadline = ContinuousClock.now + Self.orderWait
+        var timer: Task<Void, Never>?
+        defer { timer?.cancel() }
+        while true {
+            let admitted = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let now = turn.withLock { turn -> Bool in
+                    let follows = firstSequence.map { $0 <= position.withLock { $0.sequence } + 1 } ?? true
+                    guard !turn.busy, follows || ContinuousClock.now >= deadline else {
+                        turn.waiters.append(continuation)
+                        return false
+                    }
+                    turn.busy = true
+                    return true
+                }
+                if now {
+                    continuation.resume(returning: true)
+                } else if timer == nil, firstSequence != nil {
+                    // Waiting for an earlier request: look again at the deadline even if nothing ends before it.
+                    timer = Task { [weak self] in
+                        try? await Task.sleep(until: deadline)
+                        self?.wakeWaiters()
+                    }
+                }
+            }
+            if admitted { return }
+        }
+    }
+
+    /// Ends a request's turn: the waiting requests look again.
+    private func endTurn() {
+        turn.withLock { $0.busy = false }
+        wakeWaiters()
+    }
+
+    private func wakeWaiters() {
+        let waiters = turn.withLock { turn in
+            defer { turn.waiters = [] }
+            return turn.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: false) }
+    }
+
     /// Takes over from the primary at `term`: the term is kept with the position, and no group is applied any more
     /// (the old primary's are refused), so that every write the old primary could still acknowledge is here.
     func promote(toTerm term: UInt64) async throws {
-        while applying.withLock({ busy in
-            defer { busy = true }
-            return busy
-        }) {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        defer { applying.withLock { $0 = false } }
+        await takeTurn(firstSequence: nil)
+        defer { endTurn() }
         var next = current
         next.term = max(next.term, term)
         var batch = WriteBatch()
@@ -142,15 +192,8 @@ final class StandbyReplica: Sendable {
                 .failedPrecondition,
                 "This node is the standby of '\(primary)', not of '\(request.primaryNodeID)'.")
         }
-        guard
-            applying.withLock({ busy in
-                defer { busy = true }
-                return !busy
-            })
-        else {
-            throw RPCError(.aborted, "Another request of groups is being applied; send again.", retryable: true)
-        }
-        defer { applying.withLock { $0 = false } }
+        await takeTurn(firstSequence: request.hasCheckpoint ? nil : request.groups.first?.sequence)
+        defer { endTurn() }
         if let term = promotedTerm.withLock({ $0 }) {
             throw RPCError(
                 .failedPrecondition,

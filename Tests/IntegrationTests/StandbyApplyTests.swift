@@ -95,6 +95,23 @@ extension ProcessTests {
             #expect(older?.code == .failedPrecondition)
             #expect(older?.message.contains("older than this standby's term 2") == true)
 
+            // A primary keeps several requests in flight: one handled before the request it follows waits for it
+            // (rather than being refused as a gap), and both apply in order.
+            let later = Task {
+                try await Self.apply(client, [Self.group(term: 2, sequence: 6, [Self.put(family, "g", "6")])])
+            }
+            #expect(
+                await eventually(timeout: .seconds(10)) {
+                    // Answered once the later request was read (the calls share the connection); it still waits.
+                    let status: Durable_V1_StandbyPosition? = try? await client.call(
+                        Methods.nodeStandbyStatus, Durable_V1_StandbyStatusRequest())
+                    return status?.sequence == 4
+                })
+            let earlier = try await Self.apply(
+                client, [Self.group(term: 2, sequence: 5, [Self.put(family, "f", "5")])])
+            #expect(earlier.sequence >= 5)
+            #expect(try await later.value.sequence == 6)
+
             // The position and the data survive a restart (each request was one synced write).
             await client.close()
             #expect(await standby.stop() == 0)
@@ -104,17 +121,17 @@ extension ProcessTests {
             client = DurableClient(host: "127.0.0.1", port: standby.port, credentials: TestKeys.cluster)
             let status: Durable_V1_StandbyPosition = try await client.call(
                 Methods.nodeStandbyStatus, Durable_V1_StandbyStatusRequest())
-            #expect(status.term == 2 && status.sequence == 4)
+            #expect(status.term == 2 && status.sequence == 6)
             await client.close()
             #expect(await standby.stop() == 0)
 
             let database = try Database(path: data)
             let applied = try database.columnFamily(named: family)
-            let values = try ["a", "b", "c", "d", "e"].map { key in
+            let values = try ["a", "b", "c", "d", "e", "f", "g"].map { key in
                 try database.get(Array(key.utf8), in: applied).map { String(decoding: $0, as: UTF8.self) }
             }
             database.close()
-            #expect(values == ["2", nil, "3", "4", nil], "exactly the applied groups, in order")
+            #expect(values == ["2", nil, "3", "4", nil, "5", "6"], "exactly the applied groups, in order")
 
             // The same folder cannot follow another primary, and a node that is no standby refuses groups.
             let wrongPrimary = try await ChildProcess.run(
