@@ -338,12 +338,14 @@ struct NodeCommand: AsyncParsableCommand {
                             Task {
                                 guard let newTerm = await failover.waitToTakeOver() else { return }
                                 attaching.cancel()
+                                var taken: [UInt16] = []
                                 do {
                                     try await node.promote(toTerm: newTerm)
                                     if let view {
                                         let slots = await StandbyFailover.takeSlots(
                                             of: standbyFor, to: nodeID, placement: view, logger: logger)
                                         try await node.takeSlots(slots)
+                                        taken = slots.map(\.slot)
                                     }
                                     try enableReplication(node, newTerm)
                                 } catch {
@@ -355,6 +357,9 @@ struct NodeCommand: AsyncParsableCommand {
                                     return
                                 }
                                 guard await servePrimary(newTerm) else { return }
+                                // The clients of the former primary's WebSockets reconnect (through the gateways
+                                // this node has joined now) and reach this node.
+                                await node.closeSockets(ofSlotsTakenOver: taken)
                                 print("durable node \(nodeID) took over from \(standbyFor) at term \(newTerm)")
                                 fflush(nil)
                             })

@@ -239,11 +239,15 @@ public final class StorageNode: Service, Sendable {
         logger.notice("took over from the primary", metadata: ["primary": "\(standby.primary)", "term": "\(term)"])
     }
 
-    /// Serves `slots` at their epochs (a standby that took over assigns itself its former primary's slots), and
-    /// closes with 1012 the WebSockets its former primary had for them.
+    /// Serves `slots` at their epochs (a standby that took over assigns itself its former primary's slots).
     public func takeSlots(_ slots: [(slot: UInt16, epoch: UInt64)]) async throws {
         try await service.assign(slots.map { ($0.slot, $0.epoch, false) })
-        await runtime.closeSockets(ofSlotsTakenOver: slots.map(\.slot))
+    }
+
+    /// Closes with 1012 the WebSockets the former primary had for `slots` (their rows came with the copy): once
+    /// the node has joined the gateways, which hold the clients' side.
+    public func closeSockets(ofSlotsTakenOver slots: [UInt16]) async {
+        await runtime.closeSockets(ofSlotsTakenOver: slots)
     }
 
     /// Refuses every object call, and fires no alarm, from now on, with `reason`.

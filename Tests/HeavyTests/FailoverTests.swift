@@ -37,6 +37,8 @@ extension WholeMachineTests {
             #expect(report.leaderLossRecoveries.count == report.etcdLeaderFaults, "\(report.summary)")
             #expect(report.notLinearizable.isEmpty, "\(report.notLinearizable)")
             #expect(report.undecidedKeys == 0, "\(report.summary)")
+            #expect(
+                report.socketCloses.values.joined().allSatisfy { $0 == "1012" }, "\(report.socketSummary)")
         }
     }
 }
@@ -86,6 +88,9 @@ enum FailoverRun {
         var registerUnknown = 0
         var notLinearizable: [String] = []
         var undecidedKeys = 0
+        /// Per primary fault: how a chat WebSocket open on the primary before it ended ("1012", another code, or
+        /// "no close frame").
+        var socketCloses: [Fault: [String]] = [:]
         var seconds: Double = 0
 
         static func percentile(_ durations: [Duration], _ p: Double) -> String {
@@ -95,6 +100,14 @@ enum FailoverRun {
             return String(
                 format: "%.2f s",
                 Double(sorted[index].components.attoseconds) / 1e18 + Double(sorted[index].components.seconds))
+        }
+
+        /// Per fault, the close codes seen and how often.
+        var socketSummary: String {
+            socketCloses.sorted { $0.key.rawValue < $1.key.rawValue }.map { fault, codes in
+                let counts = Dictionary(grouping: codes) { $0 }.mapValues(\.count).sorted { $0.key < $1.key }
+                return "\(fault): " + counts.map { "\($0.key) ×\($0.value)" }.joined(separator: ", ")
+            }.joined(separator: "; ")
         }
 
         var summary: String {
@@ -117,6 +130,7 @@ enum FailoverRun {
                 them at their old epoch after the takeover: \(staleRefused) refused, \(staleAcknowledged) acknowledged; \
                 refusals: \(staleRefusals.sorted().joined(separator: " | "))
                   "running without standby" logged \(aloneTransitionsLogged) times
+                  a chat WebSocket open on the replaced primary closed with: \(socketSummary)
                 """
         }
     }
@@ -307,6 +321,15 @@ enum FailoverRun {
                 case .killPrimaryAndDeleteData, .pausePrimaryPastLease, .partitionPrimaryFromEtcd:
                     report.primaryFaults += 1
                     let victim = processes[primaryNode]!
+                    // A chat WebSocket on one of the primary's objects: the failover closes it with 1012 (the
+                    // client reconnects and reaches the room on the new primary).
+                    let (chat, _) = await joinChat(
+                        host: gatewayAddress, httpPort: gateway!.httpPort!, room: "failover-\(number)", as: "watcher")
+                    let chatClose = CloseCode()
+                    let chatWatcher = Task {
+                        let code = await chat.closeCode()
+                        chatClose.code.withLock { $0 = .some(code) }
+                    }
                     let oracleID = namespace.getByName(load.names[0]).id
                     let epochBefore = try await slotEpoch(PlacementEpochs.slot(of: oracleID))
                     switch fault {
@@ -331,6 +354,12 @@ enum FailoverRun {
                     } else {
                         await dump("fault \(number + 1): no call succeeded after the failover")
                     }
+                    let socketClosed = await eventually(timeout: .seconds(30)) {
+                        chatClose.code.withLock { $0 } != nil
+                    }
+                    chatWatcher.cancel()
+                    let code = chatClose.code.withLock { $0 }.map { $0.map(String.init) ?? "no close frame" }
+                    report.socketCloses[fault, default: []].append(socketClosed ? code ?? "-" : "still open")
                     if fault != .killPrimaryAndDeleteData {
                         // The fencing oracle: the replaced primary (woken, or still cut off from etcd) is sent an
                         // increment directly, at the epoch it served the slot at; it must not acknowledge it (its
@@ -475,6 +504,11 @@ enum FailoverRun {
         await lab?.remove()
         report.seconds = Double((ContinuousClock.now - began).components.seconds)
         return report
+    }
+
+    /// The close code a WebSocket ended with, once it ended.
+    final class CloseCode: Sendable {
+        let code = Mutex<Int??>(nil)
     }
 
     static func aloneLines(_ process: ServerProcess) -> Int {

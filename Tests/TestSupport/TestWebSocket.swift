@@ -75,6 +75,12 @@ public final class TestWebSocket: Sendable {
         try await connection.value
     }
 
+    /// Waits for the connection to end; returns the code of the server's close frame (`nil` without one).
+    public func closeCode() async -> Int? {
+        guard let frame = try? await connection.value else { return nil }
+        return Int(UInt16(webSocketErrorCode: frame.closeCode))
+    }
+
     deinit { commands.finish() }
 }
 
@@ -101,10 +107,12 @@ private actor Inbox {
     }
 }
 
-/// Joins the example app's chat `room` (served on `httpPort`) as `name` and reads until the room says it is ready;
-/// returns the socket and the history it sent.
-public func joinChat(httpPort: Int, room: String, as name: String) async -> (TestWebSocket, [[String: Any]]) {
-    let socket = TestWebSocket("ws://127.0.0.1:\(httpPort)/chat/api/room/\(room)/websocket")
+/// Joins the example app's chat `room` (served on `host`:`httpPort`) as `name` and reads until the room says it is
+/// ready; returns the socket and the history it sent.
+public func joinChat(
+    host: String = "127.0.0.1", httpPort: Int, room: String, as name: String
+) async -> (TestWebSocket, [[String: Any]]) {
+    let socket = TestWebSocket("ws://\(host):\(httpPort)/chat/api/room/\(room)/websocket")
     socket.send(#"{"name": "\#(name)"}"#)
     var history: [[String: Any]] = []
     while let message = await socket.nextObject() {
