@@ -18,10 +18,10 @@ extension WholeMachineTests {
     @Suite("Failover (real processes, real etcd)")
     struct FailoverTests {
         @Test(
-            "kill the primary and delete its data, pause it past its lease, cut it off from etcd, kill the standby, kill the etcd leader: no acknowledged write is lost"
+            "kill the primary and delete its data, pause it past its lease, cut it off from etcd or its standby, cut the gateway off from it, kill the standby, kill the etcd leader: no acknowledged write is lost"
         )
         func faultsUnderLoad() async throws {
-            let faults = Int(ProcessInfo.processInfo.environment["DURABLE_FAILOVER_FAULTS"] ?? "") ?? 5
+            let faults = Int(ProcessInfo.processInfo.environment["DURABLE_FAILOVER_FAULTS"] ?? "") ?? 7
             let report = try await FailoverRun.run(faults: faults, onHostsOfTheirOwn: NetworkLab.isAvailable)
             print(report.summary)
             #expect(report.lost == 0, "\(report.summary)")
@@ -35,6 +35,7 @@ extension WholeMachineTests {
                 report.staleAcknowledged == 0
                     && report.staleRefused == report.pauseFaults + report.partitionFaults, "\(report.summary)")
             #expect(report.leaderLossRecoveries.count == report.etcdLeaderFaults, "\(report.summary)")
+            #expect(report.gatewayPartitionRecoveries.count == report.gatewayPartitionFaults, "\(report.summary)")
             #expect(report.notLinearizable.isEmpty, "\(report.notLinearizable)")
             #expect(report.undecidedKeys == 0, "\(report.summary)")
             #expect(
@@ -55,11 +56,18 @@ enum FailoverRun {
         case killPrimaryAndDeleteData
         case pausePrimaryPastLease
         case partitionPrimaryFromEtcd
+        case partitionPrimaryFromStandby
+        case partitionGatewayFromPrimary
         case killStandby
         case killEtcdLeader
 
         var isPrimaryFault: Bool {
             [.killPrimaryAndDeleteData, .pausePrimaryPastLease, .partitionPrimaryFromEtcd].contains(self)
+        }
+
+        /// Whether it needs hosts of their own (a ``NetworkLab``).
+        var isPartition: Bool {
+            [.partitionPrimaryFromEtcd, .partitionPrimaryFromStandby, .partitionGatewayFromPrimary].contains(self)
         }
     }
 
@@ -70,7 +78,11 @@ enum FailoverRun {
         var pauseFaults = 0
         var partitionFaults = 0
         var standbyFaults = 0
+        var standbyPartitionFaults = 0
+        var gatewayPartitionFaults = 0
         var etcdLeaderFaults = 0
+        /// From the end of a partition of the gateway from the primary to the first successful call begun after it.
+        var gatewayPartitionRecoveries: [Duration] = []
         var failoverTimes: [Duration] = []
         var leaderLossRecoveries: [Duration] = []
         var acknowledged = 0
@@ -114,8 +126,9 @@ enum FailoverRun {
             let killed = primaryFaults - pauseFaults - partitionFaults
             return """
                 failover run: \(faults) faults (\(killed) primary killed with its data deleted, \(pauseFaults) primary \
-                paused past its lease, \(partitionFaults) primary cut off from etcd, \(standbyFaults) standby killed, \
-                \(etcdLeaderFaults) etcd leader killed) in \(String(format: "%.0f", seconds)) s, \
+                paused past its lease, \(partitionFaults) primary cut off from etcd, \(standbyPartitionFaults) primary \
+                cut off from its standby, \(gatewayPartitionFaults) gateway cut off from the primary, \(standbyFaults) \
+                standby killed, \(etcdLeaderFaults) etcd leader killed) in \(String(format: "%.0f", seconds)) s, \
                 \(onHostsOfTheirOwn ? "each process on a network namespace of its own" : "on loopback")
                   increments acknowledged \(acknowledged), outcome unknown \(unknown); lost \(lost), counted beyond \
                 acknowledged+unknown \(overCounted)
@@ -124,6 +137,8 @@ enum FailoverRun {
                   failover (fault to first successful call begun after it), \(failoverTimes.count) failovers: p50 \
                 \(Self.percentile(failoverTimes, 0.5)), p99 \(Self.percentile(failoverTimes, 0.99)), max \
                 \(Self.percentile(failoverTimes, 1.0))
+                  gateway cut off from the primary: first successful call begun after the partition ended, p50 \
+                \(Self.percentile(gatewayPartitionRecoveries, 0.5)), max \(Self.percentile(gatewayPartitionRecoveries, 1.0))
                   etcd leader killed: first successful call begun after it, p50 \
                 \(Self.percentile(leaderLossRecoveries, 0.5)), max \(Self.percentile(leaderLossRecoveries, 1.0))
                   replaced primaries (paused or cut off) that stopped as replaced: \(fencedExits); increments sent to \
@@ -142,6 +157,7 @@ enum FailoverRun {
             var unknown: [Int]
             var successStarts: [ContinuousClock.Instant] = []
             var lastErrors: [String] = []
+            var lastFailure: ContinuousClock.Instant?
         }
         let names: [String]
         let tally: Mutex<Tally>
@@ -171,6 +187,7 @@ enum FailoverRun {
                     tally.withLock {
                         $0.unknown[index] += 1
                         $0.lastErrors.append("\(ContinuousClock.now): \(error)")
+                        $0.lastFailure = ContinuousClock.now
                         if $0.lastErrors.count > 20 { $0.lastErrors.removeFirst() }
                     }
                     try? await Task.sleep(for: .milliseconds(50))
@@ -267,6 +284,14 @@ enum FailoverRun {
                 let isPrimary = (try? await role(of: primary))?.hasPrefix("primary") == true
                 return object["inStep"] as? Bool == true && object["standby"] as? String == standby && isPrimary
             }
+            /// Whether etcd records that `node` runs without its standby.
+            func runsAlone(_ node: String) async -> Bool {
+                guard
+                    let value = try? await etcdClient.get(Array("/durable/default/replication/\(node)".utf8))?.value,
+                    let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any]
+                else { return false }
+                return object["inStep"] as? Bool == false
+            }
             /// Prints what every process said, the cluster's keys in etcd and the load's last errors.
             func dump(_ why: String) async {
                 print("--- \(why)")
@@ -309,11 +334,23 @@ enum FailoverRun {
             loaders = (0..<2).map { offset in Task { await load.run(client: client, offset: offset * 8) } }
             loaders.append(Task { await load.run(client: prober, offset: 4, pause: .milliseconds(100)) })
             loaders += (0..<2).map { number in Task { await registers.run(client: number) } }
-            let cycle = Fault.allCases.filter { lab != nil || $0 != .partitionPrimaryFromEtcd }
+            let cycle = Fault.allCases.filter { lab != nil || !$0.isPartition }
             for number in 0..<faults {
                 let fault = cycle[number % cycle.count]
                 let primaryNode = try await primary()
                 let standbyNode = primaryNode == "a" ? "b" : "a"
+                // Before a primary fault, a chat WebSocket on one of the primary's objects: the failover closes it
+                // with 1012 (the client reconnects and reaches the room on the new primary).
+                let chatClose = CloseCode()
+                var chatWatcher: Task<Void, Never>?
+                if fault.isPrimaryFault {
+                    let (chat, _) = await joinChat(
+                        host: gatewayAddress, httpPort: gateway!.httpPort!, room: "failover-\(number)", as: "watcher")
+                    chatWatcher = Task {
+                        let code = await chat.closeCode()
+                        chatClose.code.withLock { $0 = .some(code) }
+                    }
+                }
                 // Some load first, so that the fault lands on writes in flight.
                 try await Task.sleep(for: .milliseconds(300))
                 let faultAt = ContinuousClock.now
@@ -321,15 +358,6 @@ enum FailoverRun {
                 case .killPrimaryAndDeleteData, .pausePrimaryPastLease, .partitionPrimaryFromEtcd:
                     report.primaryFaults += 1
                     let victim = processes[primaryNode]!
-                    // A chat WebSocket on one of the primary's objects: the failover closes it with 1012 (the
-                    // client reconnects and reaches the room on the new primary).
-                    let (chat, _) = await joinChat(
-                        host: gatewayAddress, httpPort: gateway!.httpPort!, room: "failover-\(number)", as: "watcher")
-                    let chatClose = CloseCode()
-                    let chatWatcher = Task {
-                        let code = await chat.closeCode()
-                        chatClose.code.withLock { $0 = .some(code) }
-                    }
                     let oracleID = namespace.getByName(load.names[0]).id
                     let epochBefore = try await slotEpoch(PlacementEpochs.slot(of: oracleID))
                     switch fault {
@@ -357,7 +385,7 @@ enum FailoverRun {
                     let socketClosed = await eventually(timeout: .seconds(30)) {
                         chatClose.code.withLock { $0 } != nil
                     }
-                    chatWatcher.cancel()
+                    chatWatcher?.cancel()
                     let code = chatClose.code.withLock { $0 }.map { $0.map(String.init) ?? "no close frame" }
                     report.socketCloses[fault, default: []].append(socketClosed ? code ?? "-" : "still open")
                     if fault != .killPrimaryAndDeleteData {
@@ -402,6 +430,37 @@ enum FailoverRun {
                     // It comes back as the new primary's standby.
                     report.aloneTransitionsLogged += aloneLines(victim)
                     processes[primaryNode] = try await startNode(primaryNode, standbyFor: nil)
+                case .partitionPrimaryFromStandby:
+                    // The primary no longer reaches its standby (both still reach etcd and the gateway): it records
+                    // that it runs alone and writes go on; healed, the standby catches up and is in step again.
+                    report.standbyPartitionFaults += 1
+                    try await lab!.partition(nodeHosts[primaryNode]!!, nodeHosts[standbyNode]!!)
+                    #expect(
+                        await eventually(timeout: .seconds(30)) {
+                            load.firstSuccess(startedAfter: faultAt + .milliseconds(1500)) != nil
+                        }, "fault \(number + 1): writes did not go on without the standby")
+                    #expect(
+                        await eventually(timeout: .seconds(30)) { await runsAlone(primaryNode) },
+                        "fault \(number + 1): the primary did not record that it runs alone")
+                    try await lab!.heal(nodeHosts[primaryNode]!!, nodeHosts[standbyNode]!!)
+                case .partitionGatewayFromPrimary:
+                    // The gateway no longer reaches the primary (which keeps its lease): calls fail until the
+                    // partition ends, then go on, and no failover happens.
+                    report.gatewayPartitionFaults += 1
+                    try await lab!.partition(gatewayHost!, nodeHosts[primaryNode]!!)
+                    #expect(
+                        await eventually(timeout: .seconds(30)) {
+                            load.tally.withLock { $0.lastFailure }.map { $0 > faultAt } ?? false
+                        }, "fault \(number + 1): calls went on while the gateway could not reach the primary")
+                    try await lab!.heal(gatewayHost!, nodeHosts[primaryNode]!!)
+                    let healedAt = ContinuousClock.now
+                    #expect(
+                        await eventually(timeout: .seconds(30)) { load.firstSuccess(startedAfter: healedAt) != nil },
+                        "fault \(number + 1): no call succeeded after the partition ended")
+                    if let first = load.firstSuccess(startedAfter: healedAt) {
+                        report.gatewayPartitionRecoveries.append(first - healedAt)
+                    }
+                    #expect(try await primary() == primaryNode, "fault \(number + 1): a failover while the lease held")
                 case .killStandby:
                     report.standbyFaults += 1
                     await processes[standbyNode]!.crash()
