@@ -109,8 +109,10 @@ bench-replication: deps
 
 ## A long fault run: FAULTS faults (default 100) on a primary and its standby under load (a 3-member etcd, a gateway,
 ## two nodes; as root, each on a network namespace of its own): the primary killed with its data deleted, paused past
-## its lease, cut off from etcd, the standby killed, the etcd leader killed, in turn. Checks that no acknowledged
-## increment is lost, that a replaced primary acknowledges nothing, and that the registers' histories are linearizable.
+## its lease, cut off from etcd, cut off from its standby, the gateway cut off from it, the standby killed, the etcd
+## leader killed, in turn (the three partitions need the namespaces). Checks that no acknowledged increment is lost,
+## that a replaced primary acknowledges nothing, that its WebSockets close with 1012, and that the registers'
+## histories are linearizable.
 FAULTS ?= 100
 chaos-failover: deps
 	DURABLE_HEAVY_TESTS=1 DURABLE_FAILOVER_FAULTS=$(FAULTS) swift test $(SWIFT_BUILD_FLAGS) --filter FailoverTests
