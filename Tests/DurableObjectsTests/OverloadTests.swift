@@ -145,6 +145,27 @@ struct LifecycleTests {
         }
     }
 
+    @Test("an object called again before its timeout is looked at again, and evicted once idle for the timeout")
+    func idleTimeoutCountsFromTheLastCall() async throws {
+        let clock = ManualRuntimeClock()
+        try await withRuntime(RuntimeConfiguration(idleTimeout: .seconds(60), clock: clock)) { runtime in
+            let namespace = try runtime.namespace("PROBE")
+            let busy = namespace.getByName(uniqueName("busy"))
+            let idle = namespace.getByName(uniqueName("idle"))
+            #expect(try await busy.text("/increment") == "1")
+            #expect(try await idle.text("/increment") == "1")
+            clock.advance(by: .seconds(50))
+            #expect(try await busy.text("/increment") == "2")
+            clock.advance(by: .seconds(11))
+            // Both were due for a look now; the sweep that evicted the idle one kept the other (called 11 s ago).
+            #expect(await eventually { (try? runtime.isActive(idle)) == false })
+            #expect(try runtime.isActive(busy), "called 11 s ago")
+            clock.advance(by: .seconds(50))
+            #expect(await eventually { (try? runtime.isActive(busy)) == false }, "idle for 61 s")
+            #expect(try await busy.text("/count") == "2")
+        }
+    }
+
     @Test("a busy object is not evicted")
     func busyNotEvicted() async throws {
         try await withRuntime { runtime in

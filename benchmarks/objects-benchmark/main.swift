@@ -2,7 +2,11 @@
 // the raw synced-write rate of the storage engine (group committer, and one fsync per write), in one run.
 // Run it with `make bench-objects` (a release build).
 //
-//   objects-benchmark [--seconds S] [--callers C] [--objects N]
+// With `--resident N` it measures instead what resident objects cost: it makes N Counters resident (one read
+// each), then prints the process's resident memory per object and the CPU the idle runtime uses over `--seconds`
+// (the idle sweep looks at nothing that is not due).
+//
+//   objects-benchmark [--seconds S] [--callers C] [--objects N] [--resident N]
 
 import DurableExamples
 import DurableObjects
@@ -15,6 +19,7 @@ struct Arguments {
     var seconds = 3.0
     var callers = 64
     var objects = 1_000
+    var resident: Int?
 
     init() {
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -23,6 +28,7 @@ struct Arguments {
             case "--seconds": seconds = Double(arguments.next() ?? "") ?? seconds
             case "--callers": callers = Int(arguments.next() ?? "") ?? callers
             case "--objects": objects = Int(arguments.next() ?? "") ?? objects
+            case "--resident": resident = Int(arguments.next() ?? "")
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
                 exit(2)
@@ -58,6 +64,69 @@ func measure(callers: Int, _ body: @escaping @Sendable (Int, Int) async throws -
 
 var quiet = Logger(label: "bench")
 quiet.logLevel = .warning
+
+/// The process's resident memory, in bytes (`VmRSS` of /proc/self/status).
+func residentBytes() -> Int {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+}
+
+/// CPU time the process has used (user and system), in seconds.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+if let resident = arguments.resident {
+    // Objects stay resident for 10 minutes without a call: the measurement ends long before.
+    let runtime = try DurableTestRuntime(
+        classes: ExampleApp.classes, bindings: ExampleApp.bindings,
+        configuration: RuntimeConfiguration(idleTimeout: .seconds(600)), logger: quiet)
+    let counters = try runtime.namespace("COUNTER")
+    _ = try await counters.getByName("warm-up").fetch("http://counter/")
+    let before = residentBytes()
+    let started = ContinuousClock.now
+    log("objects-benchmark: making \(resident) objects resident (one read each, \(arguments.callers) callers)…")
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for caller in 0..<arguments.callers {
+            group.addTask {
+                var index = caller
+                while index < resident {
+                    _ = try await counters.getByName("resident-\(index)").fetch("http://counter/")
+                    if index % 100_000 < arguments.callers { log("  \(index) resident") }
+                    index += arguments.callers
+                }
+            }
+        }
+        try await group.waitForAll()
+    }
+    let activation = ContinuousClock.now - started
+    let after = residentBytes()
+    log("  idle for \(arguments.seconds) s…")
+    let cpuBefore = cpuSeconds()
+    let idleStarted = ContinuousClock.now
+    try await Task.sleep(for: .seconds(arguments.seconds))
+    let idleElapsed = ContinuousClock.now - idleStarted
+    let idleSeconds = Double(idleElapsed.components.seconds) + Double(idleElapsed.components.attoseconds) / 1e18
+    let cpu = (cpuSeconds() - cpuBefore) / idleSeconds
+    print("")
+    print(
+        String(
+            format: """
+                resident objects: %d made resident in %.1f s
+                  resident memory: %.0f MiB before, %.0f MiB after: %.0f bytes per resident object \
+                (%.2f GiB per 1,000,000)
+                  idle CPU with them resident: %.2f %% of one core over %.0f s
+                """, resident,
+            Double(activation.components.seconds) + Double(activation.components.attoseconds) / 1e18,
+            Double(before) / 1_048_576, Double(after) / 1_048_576, Double(after - before) / Double(resident),
+            Double(after - before) / Double(resident) * 1_000_000 / 1_073_741_824, cpu * 100, idleSeconds))
+    await runtime.close()
+    exit(0)
+}
 let runtime = try DurableTestRuntime(
     classes: ExampleApp.classes, bindings: ExampleApp.bindings, logger: quiet)
 let counters = try runtime.namespace("COUNTER")

@@ -377,6 +377,9 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
     /// Queued events (for tests and metrics).
     var queuedCount: Int { inner.withLock { $0.mailbox.queue.count } }
+
+    /// When an event last arrived or was answered (`nil` before the first).
+    var lastActivity: ContinuousClock.Instant? { inner.withLock { $0.mailbox.lastActivity } }
 }
 
 private final class WeakActivation: @unchecked Sendable {

@@ -1,4 +1,5 @@
 import DurableStorage
+import HeapModule
 import Logging
 import Synchronization
 
@@ -30,6 +31,21 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         var id: [UInt8]
     }
 
+    /// When the idle sweep looks at an activation next: at the earliest instant it could have been idle for the
+    /// idle timeout. The sweep takes the due ones from a heap, so an idle node's sweep costs nothing per resident
+    /// object.
+    private struct IdleCheck: Comparable {
+        var due: ContinuousClock.Instant
+        var key: ActivationKey
+        /// Which activation of `key` it is for (one that was replaced since is skipped).
+        var activation: ObjectIdentifier
+
+        static func < (lhs: IdleCheck, rhs: IdleCheck) -> Bool { lhs.due < rhs.due }
+        static func == (lhs: IdleCheck, rhs: IdleCheck) -> Bool {
+            lhs.due == rhs.due && lhs.key == rhs.key && lhs.activation == rhs.activation
+        }
+    }
+
     private struct Namespace {
         var definition: NamespaceDefinition
         var family: ColumnFamily
@@ -41,6 +57,8 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         var classes: [String: DurableObjectClass] = [:]
         var namespaces: [String: Namespace] = [:]
         var activations: [ActivationKey: Activation] = [:]
+        /// One check per activation, soonest first.
+        var idleChecks = Heap<IdleCheck>()
         /// The storage of retired instances whose last flush was still in flight; the sweep drops settled ones.
         var retiring: [ActivationKey: StorageEngine] = [:]
         var environment = Environment()
@@ -402,6 +420,10 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
                 handlesAlarms: namespace.objectClass.handlesAlarms, environment: state.environment,
                 storageMetrics: namespace.metrics.storage, logger: logger, predecessor: predecessor)
             state.activations[key] = activation
+            state.idleChecks.insert(
+                IdleCheck(
+                    due: configuration.clock.now + configuration.idleTimeout, key: key,
+                    activation: ObjectIdentifier(activation)))
             if state.sweeper == nil { state.sweeper = startSweeper() }
             return (activation, true, namespace.metrics)
         }
@@ -470,14 +492,37 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: interval)
                 guard let self else { return }
-                let cutoff = self.configuration.clock.now - timeout
-                let activations = self.state.withLock { state in
+                let now = self.configuration.clock.now
+                let cutoff = now - timeout
+                let due = self.state.withLock { state -> [(IdleCheck, Activation)] in
                     state.retiring = state.retiring.filter { $0.value.isFlushing }
-                    return Array(state.activations.values)
+                    var due: [(IdleCheck, Activation)] = []
+                    while let first = state.idleChecks.min, first.due <= now {
+                        state.idleChecks.removeMin()
+                        if let activation = state.activations[first.key],
+                            ObjectIdentifier(activation) == first.activation
+                        {
+                            due.append((first, activation))
+                        }
+                    }
+                    return due
                 }
-                for activation in activations where activation.retireIfIdle(idleSince: cutoff) {
-                    self.metrics.evictions.increment()
-                    self.logger.debug("evicted idle object", metadata: ["id": "\(activation.id)"])
+                var again: [IdleCheck] = []
+                for (check, activation) in due {
+                    if activation.retireIfIdle(idleSince: cutoff) {
+                        self.metrics.evictions.increment()
+                        self.logger.debug("evicted idle object", metadata: ["id": "\(activation.id)"])
+                    } else {
+                        // Busy since: look again once it could have been idle for the timeout.
+                        var next = check
+                        next.due = max((activation.lastActivity ?? now) + timeout, now)
+                        again.append(next)
+                    }
+                }
+                if !again.isEmpty {
+                    self.state.withLock { state in
+                        for check in again { state.idleChecks.insert(check) }
+                    }
                 }
             }
         }
@@ -526,6 +571,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
     public func shutdown() async {
         let (activations, sweeper) = state.withLock { state in
             state.stopped = true
+            state.idleChecks = Heap()
             defer { state.sweeper = nil }
             return (Array(state.activations.values), state.sweeper)
         }
