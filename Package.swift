@@ -319,7 +319,7 @@ let package = Package(
             name: "HeavyTests",
             dependencies: [
                 "DurableChaos", "DurableClient", "DurableExamples", "DurableObjects", "DurableWire", "DurableEtcd",
-                "TestSupport", "durable", "durable-load", "durable-chaos",
+                "DurableGateway", "TestSupport", "durable", "durable-load", "durable-chaos",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

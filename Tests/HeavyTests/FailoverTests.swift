@@ -1,6 +1,7 @@
 import DurableChaos
 import DurableClient
 import DurableEtcd
+import DurableGateway
 import DurableObjects
 import Foundation
 import Logging
@@ -259,10 +260,15 @@ enum FailoverRun {
             let registers = RegisterLoad(namespace: try await client.namespace("REGISTERS"), clients: 2, keys: 12)
             #expect(await registers.readAll(), "every register answers before the faults")
 
-            func role(of node: String) async throws -> String {
-                String(
-                    decoding: try await etcdClient.get(Array("/durable/default/terms/\(node)".utf8))?.value ?? [],
-                    as: UTF8.self)
+            let keys = ReplicationKeys(cluster: "default")
+            /// The node's role as etcd records it.
+            func role(of node: String) async throws -> NodeTerm? {
+                try await etcdClient.get(keys.term(node)).flatMap { NodeTerm($0.value) }
+            }
+            /// What the primary `node` records of its standby.
+            func record(of node: String) async -> ReplicationRecord? {
+                guard let value = try? await etcdClient.get(keys.record(node))?.value else { return nil }
+                return try? JSONDecoder().decode(ReplicationRecord.self, from: Data(value))
             }
             func slotEpoch(_ slot: UInt16) async throws -> UInt64 {
                 let hex = String(slot, radix: 16)
@@ -274,23 +280,18 @@ enum FailoverRun {
                 return UInt64(epoch)
             }
             func primary() async throws -> String {
-                try await role(of: "a").hasPrefix("primary") ? "a" : "b"
+                if case .primary = try await role(of: "a") { return "a" }
+                return "b"
             }
             func inStep(primary: String, standby: String) async -> Bool {
-                guard
-                    let value = try? await etcdClient.get(Array("/durable/default/replication/\(primary)".utf8))?.value,
-                    let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any]
-                else { return false }
-                let isPrimary = (try? await role(of: primary))?.hasPrefix("primary") == true
-                return object["inStep"] as? Bool == true && object["standby"] as? String == standby && isPrimary
+                guard case .primary = try? await role(of: primary), let record = await record(of: primary) else {
+                    return false
+                }
+                return record.inStep && record.standby == standby
             }
             /// Whether etcd records that `node` runs without its standby.
             func runsAlone(_ node: String) async -> Bool {
-                guard
-                    let value = try? await etcdClient.get(Array("/durable/default/replication/\(node)".utf8))?.value,
-                    let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any]
-                else { return false }
-                return object["inStep"] as? Bool == false
+                await record(of: node)?.inStep == false
             }
             /// Prints what every process said, the cluster's keys in etcd and the load's last errors.
             func dump(_ why: String) async {

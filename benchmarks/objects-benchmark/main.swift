@@ -41,6 +41,11 @@ let arguments = Arguments()
 
 func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
+/// A duration in seconds.
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
 /// Runs `callers` loops of `body(caller, iteration)` for the configured time; returns operations per second.
 func measure(callers: Int, _ body: @escaping @Sendable (Int, Int) async throws -> Void) async throws -> Double {
     let deadline = ContinuousClock.now + .seconds(arguments.seconds)
@@ -59,7 +64,7 @@ func measure(callers: Int, _ body: @escaping @Sendable (Int, Int) async throws -
         return try await group.reduce(0, +)
     }
     let elapsed = ContinuousClock.now - started
-    return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    return Double(total) / seconds(elapsed)
 }
 
 var quiet = Logger(label: "bench")
@@ -110,7 +115,7 @@ if let resident = arguments.resident {
     let idleStarted = ContinuousClock.now
     try await Task.sleep(for: .seconds(arguments.seconds))
     let idleElapsed = ContinuousClock.now - idleStarted
-    let idleSeconds = Double(idleElapsed.components.seconds) + Double(idleElapsed.components.attoseconds) / 1e18
+    let idleSeconds = seconds(idleElapsed)
     let cpu = (cpuSeconds() - cpuBefore) / idleSeconds
     print("")
     print(
@@ -121,7 +126,7 @@ if let resident = arguments.resident {
                 (%.2f GiB per 1,000,000)
                   idle CPU with them resident: %.2f %% of one core over %.0f s
                 """, resident,
-            Double(activation.components.seconds) + Double(activation.components.attoseconds) / 1e18,
+            seconds(activation),
             Double(before) / 1_048_576, Double(after) / 1_048_576, Double(after - before) / Double(resident),
             Double(after - before) / Double(resident) * 1_000_000 / 1_073_741_824, cpu * 100, idleSeconds))
     await runtime.close()

@@ -183,12 +183,14 @@ public final class EtcdClusterStore: ClusterStore, Sendable {
         }
         let keys = ReplicationKeys(cluster: cluster)
         if let terms = try? await client.get(prefix: keys.terms).values {
-            let records = (try? await client.get(prefix: keys.records).values) ?? []
+            let records = Dictionary(
+                ((try? await client.get(prefix: keys.records).values) ?? []).map { ($0.key, $0.value) }
+            ) { first, _ in first }
             for term in terms {
                 let nodeID = String(decoding: term.key.dropFirst(keys.terms.count), as: UTF8.self)
                 guard let role = NodeTerm(term.value) else { continue }
-                let record = records.first { $0.key == keys.record(nodeID) }.flatMap {
-                    try? JSONDecoder().decode(ReplicationRecord.self, from: Data($0.value))
+                let record = records[keys.record(nodeID)].flatMap {
+                    try? JSONDecoder().decode(ReplicationRecord.self, from: Data($0))
                 }
                 description.replication.append((nodeID, role, record))
             }
