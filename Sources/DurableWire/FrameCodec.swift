@@ -62,7 +62,7 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
         buffer.moveReaderIndex(forwardBy: 4)
         let body = buffer.readSlice(length: Int(length))!
         do {
-            return try Durable_V1_Frame(serializedBytes: Array(body.readableBytesView))
+            return try Durable_V1_Frame(serializedBytes: FrameBody(buffer: body))
         } catch {
             throw FrameError("frame of \(length) bytes does not decode as a durable.v1.Frame: \(error)")
         }
@@ -80,6 +80,31 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     /// Decodes what remains when the connection closes; a partial frame is dropped.
     public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> Durable_V1_Frame? {
         try decode(buffer: &buffer)
+    }
+}
+
+/// A frame's bytes as SwiftProtobuf reads them: straight from the connection's buffer, with no copy into an array.
+private struct FrameBody: SwiftProtobufContiguousBytes {
+    var buffer: ByteBuffer
+
+    init(buffer: ByteBuffer) { self.buffer = buffer }
+
+    init(repeating byte: UInt8, count: Int) {
+        buffer = ByteBuffer(repeating: byte, count: count)
+    }
+
+    init<S: Sequence>(_ sequence: S) where S.Element == UInt8 {
+        buffer = ByteBuffer(bytes: sequence)
+    }
+
+    var count: Int { buffer.readableBytes }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try buffer.withUnsafeReadableBytes(body)
+    }
+
+    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try buffer.withUnsafeMutableReadableBytes(body)
     }
 }
 

@@ -117,4 +117,25 @@ struct IdentityTests {
         let unique = key.newUniqueID()
         #expect(try key.id(bytes: unique.bytes, name: "alice").name == nil)
     }
+
+    @Test("a key's recent ids answer as its MACs would: a cached id of one key is still refused by another")
+    func recentIDs() throws {
+        let key = NamespaceKey(secret: Array(repeating: 7, count: 32))
+        let other = NamespaceKey(secret: Array(repeating: 8, count: 32))
+        // More names than the cache holds, twice: evicted and cached entries give the same answers.
+        for round in 0..<2 {
+            for index in stride(from: 0, to: 20_000, by: 7) {
+                let name = "object-\(index)"
+                let id = key.id(forName: name)
+                #expect(id == NamespaceKey(secret: key.secret).id(forName: name), "round \(round)")
+                #expect(try key.id(bytes: id.bytes, name: name).name == name)
+                #expect(try key.id(bytes: id.bytes, name: "not-\(name)").name == nil)
+                #expect(throws: DurableObjectError.self) { try other.verify(id.bytes) }
+                var forged = id.bytes
+                forged[31] ^= 1
+                #expect(throws: DurableObjectError.self) { try key.verify(forged) }
+                #expect(throws: DurableObjectError.self) { try key.id(bytes: forged, name: name) }
+            }
+        }
+    }
 }

@@ -49,11 +49,11 @@ final class ObjectRouter: Sendable {
     func forward(
         _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?
     ) async throws -> [UInt8] {
-        let (message, id) = try target(of: payload, decoded: decoded)
+        let (routing, id) = try target(of: payload, decoded: decoded)
         let remaining = deadline.map { $0 - .now }
         return try await withOwner(of: id, forwarding: true) { node, epoch in
             try await node.callSerialized(
-                Methods.invoke, payload: try Self.routed(payload, message, id, epoch), timeout: remaining)
+                Methods.invoke, payload: routing.routed(payload, id: id, epoch: epoch), timeout: remaining)
         }
     }
 
@@ -65,13 +65,13 @@ final class ObjectRouter: Sendable {
     {
         guard call.method == Methods.invoke else { return nil }
         do {
-            let (message, id) = try target(of: call.payload, decoded: nil)
+            let (routing, id) = try target(of: call.payload, decoded: nil)
             let slot = PlacementEpochs.slot(of: id)
             guard let assignment = placement.assignment(of: slot), assignment.movingTo == nil,
                 pendingAssignments.withLock({ $0[slot] == nil }), announced.withLock({ $0.contains(slot) })
             else { return nil }
             let link = try links.link(to: assignment.nodeID)
-            let payload = try Self.routed(call.payload, message, id, assignment.epoch)
+            let payload = routing.routed(call.payload, id: id, epoch: assignment.epoch)
             let started = ContinuousClock.now
             return link.node.start(Methods.invoke, payload: payload, timeout: call.deadline.map { $0 - .now }) {
                 result in
@@ -88,45 +88,39 @@ final class ObjectRouter: Sendable {
         }
     }
 
-    /// The object an invocation is for: its message decoded, its namespace registered, its id valid.
+    /// The object an invocation is for: its routing fields read, its namespace registered, its id valid.
     private func target(of payload: [UInt8], decoded: Durable_V1_InvokeRequest?) throws -> (
-        Durable_V1_InvokeRequest, DurableObjectId
+        InvokeTarget, DurableObjectId
     ) {
-        let message: Durable_V1_InvokeRequest
-        do {
-            message = try decoded ?? Durable_V1_InvokeRequest(serializedBytes: payload)
-        } catch {
-            throw RPCError(.invalidArgument, "The invocation does not decode as a durable.v1.InvokeRequest: \(error)")
+        let target: InvokeTarget
+        if let decoded {
+            target = InvokeTarget(decoded)
+        } else {
+            do {
+                target = try InvokeTarget(scanning: payload)
+            } catch {
+                throw RPCError(
+                    .invalidArgument, "The invocation does not decode as a durable.v1.InvokeRequest: \(error)")
+            }
         }
-        guard let namespace = registry.state.namespaces[message.namespaceID] else {
-            throw RPCError(.notFound, "No Durable Object namespace '\(message.namespaceID)' is registered.")
+        guard let namespace = registry.state.namespaces[target.namespaceID] else {
+            throw RPCError(.notFound, "No Durable Object namespace '\(target.namespaceID)' is registered.")
         }
         let key = namespaceKeys.withLock { keys in
-            if let cached = keys[message.namespaceID], cached.secret == namespace.secret { return cached }
+            if let cached = keys[target.namespaceID], cached.secret == namespace.secret { return cached }
             let key = NamespaceKey(secret: namespace.secret)
-            keys[message.namespaceID] = key
+            keys[target.namespaceID] = key
             return key
         }
-        let name = message.objectName.isEmpty ? nil : message.objectName
+        let name = target.objectName.isEmpty ? nil : target.objectName
         do {
             let id =
-                message.objectID.isEmpty && name != nil
-                ? key.id(forName: name!) : try key.id(bytes: Array(message.objectID), name: name)
-            return (message, id)
+                target.objectID.isEmpty && name != nil
+                ? key.id(forName: name!) : try key.id(bytes: target.objectID, name: name)
+            return (target, id)
         } catch {
             throw RPCError(serving: error)
         }
-    }
-
-    /// The request as the node gets it: the caller's bytes with the object's id (when the caller sent only a name)
-    /// and the slot's epoch appended.
-    private static func routed(
-        _ payload: [UInt8], _ message: Durable_V1_InvokeRequest, _ id: DurableObjectId, _ epoch: UInt64
-    ) throws -> [UInt8] {
-        var routing = Durable_V1_InvokeRequest()
-        if message.objectID.isEmpty { routing.objectID = Data(id.bytes) }
-        routing.placementEpoch = epoch
-        return payload + (try routing.serializedBytes())
     }
 
     /// Runs `body` with the link to the node that owns `id` and the slot's epoch.

@@ -1,4 +1,5 @@
 import Crypto
+import Synchronization
 
 /// The 32-byte identity of one durable object, printed as 64 lowercase hex digits.
 ///
@@ -51,6 +52,8 @@ public struct NamespaceKey: Sendable, Hashable {
     /// HMAC-SHA256 with the key already absorbed; each MAC starts from a copy (the hash state is copy-on-write), so
     /// the key's padding blocks are hashed once, not per id.
     private let keyed: KeyedMAC
+    /// Ids this key derived or verified lately, so that the calls of a busy object pay for no MAC at all.
+    private let recent = RecentIDs()
 
     /// Wraps existing secret bytes.
     public init(secret: [UInt8]) {
@@ -79,8 +82,11 @@ public struct NamespaceKey: Sendable, Hashable {
 
     /// The id of `name`: `HMAC(key, name)[0..<16] ‖ HMAC(key, first16)[0..<16]`.
     public func id(forName name: String) -> DurableObjectId {
+        if let bytes = recent.bytes(ofName: name) { return DurableObjectId(bytes: bytes, name: name) }
         let first = mac(Array(name.utf8))
-        return DurableObjectId(bytes: first + mac(first), name: name)
+        let bytes = first + mac(first)
+        recent.remember(bytes, name: name)
+        return DurableObjectId(bytes: bytes, name: name)
     }
 
     /// A new random id: 16 random bytes and their MAC.
@@ -108,16 +114,20 @@ public struct NamespaceKey: Sendable, Hashable {
     ///
     /// - Throws: `Durable Object ID is not valid for this namespace.` when the bytes are not an id of it.
     public func id(bytes: [UInt8], name: String?) throws(DurableObjectError) -> DurableObjectId {
+        // Bytes derived from the name are an id of this namespace: their second half is the MAC of the first.
+        if let name, id(forName: name).bytes == bytes { return DurableObjectId(bytes: bytes, name: name) }
         try verify(bytes)
-        let derived = name.flatMap { id(forName: $0).bytes == bytes ? $0 : nil }
-        return DurableObjectId(bytes: bytes, name: derived)
+        return DurableObjectId(bytes: bytes, name: nil)
     }
 
     /// Checks that `bytes` is an id of this namespace.
     public func verify(_ bytes: [UInt8]) throws(DurableObjectError) {
-        guard bytes.count == 32, mac(Array(bytes[0..<16])) == Array(bytes[16..<32]) else {
+        guard bytes.count == 32 else { throw .invalid("Durable Object ID is not valid for this namespace.") }
+        if recent.contains(bytes) { return }
+        guard mac(Array(bytes[0..<16])) == Array(bytes[16..<32]) else {
             throw .invalid("Durable Object ID is not valid for this namespace.")
         }
+        recent.remember(bytes, name: nil)
     }
 
     static func parseHex(_ text: String) -> [UInt8]? {
@@ -148,4 +158,63 @@ public struct NamespaceKey: Sendable, Hashable {
 /// threads and copying it per use is safe.
 private struct KeyedMAC: @unchecked Sendable {
     let hmac: HMAC<SHA256>
+}
+
+/// A small cache of the ids a ``NamespaceKey`` derived or verified, so that a busy object's calls cost no MAC.
+///
+/// Two direct-mapped tables of 8,192 slots each: ids by their bytes (any id verified or derived), and ids by the
+/// name they were derived from. A new entry replaces whatever had its slot. Only ids that were derived or verified
+/// with the key get in, so a hit is as good as the MAC; the tables are made at the first entry, so a key that never
+/// makes or checks an id costs nothing.
+private final class RecentIDs: Sendable {
+    private struct Entry {
+        var bytes: [UInt8]
+        var name: String?
+    }
+
+    private struct Tables {
+        var byBytes: [Entry?] = []
+        var byName: [Entry?] = []
+    }
+
+    private static let slots = 8192
+    private let tables = Mutex(Tables())
+
+    private static func slot(ofBytes bytes: [UInt8]) -> Int {
+        // The first bytes are a MAC output: already uniformly spread.
+        (Int(bytes[0]) | Int(bytes[1]) << 8) & (slots - 1)
+    }
+
+    private static func slot(ofName name: String) -> Int {
+        name.hashValue & (slots - 1)
+    }
+
+    /// Whether `bytes` (32 of them) were verified or derived lately.
+    func contains(_ bytes: [UInt8]) -> Bool {
+        tables.withLock { tables in
+            guard !tables.byBytes.isEmpty else { return false }
+            return tables.byBytes[Self.slot(ofBytes: bytes)]?.bytes == bytes
+        }
+    }
+
+    /// The id derived from `name` lately, if any.
+    func bytes(ofName name: String) -> [UInt8]? {
+        tables.withLock { tables in
+            guard !tables.byName.isEmpty, let entry = tables.byName[Self.slot(ofName: name)], entry.name == name
+            else { return nil }
+            return entry.bytes
+        }
+    }
+
+    /// Records an id verified (no name) or derived from `name`.
+    func remember(_ bytes: [UInt8], name: String?) {
+        tables.withLock { tables in
+            if tables.byBytes.isEmpty {
+                tables.byBytes = Array(repeating: nil, count: Self.slots)
+                tables.byName = Array(repeating: nil, count: Self.slots)
+            }
+            tables.byBytes[Self.slot(ofBytes: bytes)] = Entry(bytes: bytes, name: name)
+            if let name { tables.byName[Self.slot(ofName: name)] = Entry(bytes: bytes, name: name) }
+        }
+    }
 }

@@ -41,6 +41,11 @@ public final class ObjectExecutor: SerialExecutor, TaskExecutor, @unchecked Send
     private let observerBox = Mutex<WeakObserver>(WeakObserver())
     private static let pool = DispatchQueue.global(qos: .userInitiated)
 
+    /// Where executors run their drains. By default, Dispatch's global pool; a process whose Swift tasks run on
+    /// its own threads (durable's event loops) sets this once, before any object starts, so that an object's turn
+    /// runs on the thread that delivered its call instead of waking another one.
+    public nonisolated(unsafe) static var drainScheduler: (@Sendable (@escaping @Sendable () -> Void) -> Void)?
+
     /// Creates an executor with no observer.
     init() {}
 
@@ -60,7 +65,12 @@ public final class ObjectExecutor: SerialExecutor, TaskExecutor, @unchecked Send
             state.running = true
             return true
         }
-        if start { Self.pool.async { self.drain() } }
+        guard start else { return }
+        if let schedule = Self.drainScheduler {
+            schedule { self.drain() }
+        } else {
+            Self.pool.async { self.drain() }
+        }
     }
 
     private func drain() {
