@@ -4,7 +4,7 @@
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SWIFT_BUILD_FLAGS ?=
 
-.PHONY: deps browser-deps run test test-heavy build lint format docs bench-storage bench-objects bench-resident bench-compare bench-load bench-rebalance bench-replication chaos-failover clean
+.PHONY: deps browser-deps run test test-heavy build lint format docs bench-storage bench-objects bench-resident bench-compare bench-cost bench-load bench-rebalance bench-replication chaos-failover clean
 
 ## Install the system libraries the build links against (and what the C interop test builds with), when missing.
 deps:
@@ -131,3 +131,10 @@ bench-compare: deps
 	swift build -c release --product durable
 	swift build -c release --product durable-load
 	python3 benchmarks/compare.py $(ARGS)
+
+## CPU microseconds and heap allocations per call in each process a call crosses (durable-load, the gateway, the
+## node), from a release build: benchmarks/cost-per-call/cost.py. Options: make bench-cost ARGS="--workloads increment".
+bench-cost: deps
+	swift build -c release --product durable
+	swift build -c release --product durable-load
+	python3 benchmarks/cost-per-call/cost.py $(ARGS)

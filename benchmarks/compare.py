@@ -290,6 +290,12 @@ class Durable:
         # generator proves.
         for variable in ("DURABLE_CLUSTER_SECRET", "DURABLE_ADMIN_TOKEN", "DURABLE_API_TOKEN"):
             os.environ[variable] = secrets.token_hex(32)
+        # Event loops (threads) per process: the gateway, the node and durable-load share the machine's cores, and
+        # with one loop each a call crosses no thread inside a process (--event-loops; 0 keeps one per core).
+        if self.options.event_loops > 0:
+            os.environ["DURABLE_EVENT_LOOPS"] = str(self.options.event_loops)
+        else:
+            os.environ.pop("DURABLE_EVENT_LOOPS", None)
         # The folder is the working directory too, so no stray ./durable.toml is picked up: the example app's
         # built-in configuration is served.
         gateway = Server(
@@ -682,6 +688,7 @@ def machine_facts(options, versions: dict, load_at_start: float) -> dict:
         "callers": options.callers,
         "workloads": options.workloads,
         "systems": options.systems,
+        "event_loops": options.event_loops,
     }
 
 
@@ -756,8 +763,10 @@ def render_table(facts: dict, results, options) -> str:
         f"1-minute load average {facts['load_average_at_start']:.2f} before the first run",
     ]
     if "durable" in versions:
+        loops = facts.get("event_loops", 0)
         lines.append(f"- durable: commit {versions['durable']}, release build, a gateway and one node, "
-                     f"load from durable-load over RPC to the gateway")
+                     f"load from durable-load over RPC to the gateway; event loops per process: "
+                     + (f"{loops} (DURABLE_EVENT_LOOPS)" if loops > 0 else "one per core"))
     if "redis" in versions:
         lines.append(f"- redis-server {versions['redis']}: appendonly yes, appendfsync always, no RDB snapshots; "
                      f"load from redis-benchmark")
@@ -825,6 +834,10 @@ def parse_options(argv):
                         help="where durable and durable-load are (default: .build/release)")
     parser.add_argument("--tmp-dir", default=tempfile.gettempdir(),
                         help="where the servers' temporary data folders go (default: %(default)s)")
+    parser.add_argument("--event-loops", type=int, default=1,
+                        help="event loops (threads) in each durable process: the gateway, the node and durable-load "
+                             "(DURABLE_EVENT_LOOPS; 0 for one per core, durable's default; default: 1, as the three "
+                             "share the machine's cores)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the data folders and logs")
     parser.add_argument("--no-install", dest="install", action="store_false",
                         help="fail instead of installing missing Debian packages")

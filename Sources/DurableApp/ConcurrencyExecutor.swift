@@ -11,7 +11,14 @@ enum ConcurrencyExecutor {
     /// benchmarks/README.md). Objects' turns run there too: an object's executor drains on the event loop that
     /// delivered its call (or, from another thread, on the next loop), so a call's turn starts on the thread that
     /// read it. Must run before the process starts its work; later calls change nothing.
+    ///
+    /// `DURABLE_EVENT_LOOPS=N` sets how many event loops (threads) the process runs: by default one per core. Where
+    /// several processes share few cores (a gateway, a node and a load generator on two), fewer loops per process
+    /// mean fewer hand-offs between threads: the figures are in benchmarks/README.md.
     static func installEventLoops() {
+        if let text = ProcessInfo.processInfo.environment["DURABLE_EVENT_LOOPS"], let count = Int(text), count > 0 {
+            NIOSingletons.groupLoopCountSuggestion = count
+        }
         guard ProcessInfo.processInfo.environment["DURABLE_EXECUTOR"] != "dispatch" else { return }
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let loops = NIOSingletons.posixEventLoopGroup

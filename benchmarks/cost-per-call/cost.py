@@ -10,7 +10,8 @@ runs `durable-load --rpc` against the gateway in a closed loop:
 3. the same again with every process started under alloc-counter.so (LD_PRELOAD; see alloc-counter.c), which
    counts malloc, calloc, realloc and the aligned allocators: allocations per call in each process.
 
-The CPU pass runs without the counter, so its figures are not slowed by it. Throughput is printed too, but this
+The processes run as compare.py runs them (one event loop each unless --event-loops says otherwise). The CPU pass
+runs without the counter, so its figures are not slowed by it. Throughput is printed too, but this
 is not a throughput benchmark (compare.py is): the figures that matter here are per call.
 
     make bench-cost                                           # builds release, then runs (about 1 minute)
@@ -139,6 +140,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds measured per run (default: 4)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per run (default: 1)")
     parser.add_argument("--build-dir", default=str(compare.REPOSITORY / ".build/release"))
+    parser.add_argument("--event-loops", type=int, default=1,
+                        help="event loops in each durable process (DURABLE_EVENT_LOOPS; 0 for one per core; "
+                             "default: 1, as in compare.py)")
     parser.add_argument("--no-allocations", dest="allocations", action="store_false",
                         help="skip the allocation-counting pass")
     options = parser.parse_args(argv)
