@@ -844,6 +844,7 @@ def parse_options(argv):
     options = parser.parse_args(argv)
     if options.seconds <= 0:
         parser.error("--seconds must be positive")
+    options.build_dir = str(Path(options.build_dir).resolve())  # The servers run from their own folders.
     options.systems = [system for system in SYSTEMS if system in options.systems]
     options.workloads = [workload for workload in WORKLOADS if workload in options.workloads]
     return options

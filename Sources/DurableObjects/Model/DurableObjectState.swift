@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// What an object instance knows about itself: its id, its storage, and the controls over which events reach it.
 public final class DurableObjectState: Sendable {
@@ -7,23 +8,45 @@ public final class DurableObjectState: Sendable {
     /// The object's private storage.
     public let storage: DurableObjectStorage
     /// A logger for the object's own messages, with the object id as metadata.
-    public let logger: Logger
+    public var logger: Logger {
+        lazyParts.withLock { parts in
+            if let logger = parts.logger { return logger }
+            let logger = control.makeObjectLogger()
+            parts.logger = logger
+            return logger
+        }
+    }
     /// The serial executor every turn of the object runs on.
     public let executor: ObjectExecutor
 
     let control: any ActivationControl
-    let sockets: ObjectSockets
 
-    init(
-        id: DurableObjectId, storage: DurableObjectStorage, logger: Logger, executor: ObjectExecutor,
-        control: any ActivationControl, sockets: ObjectSockets
-    ) {
+    /// The logger and the socket table, made on first use: most objects never log and never accept a socket, and
+    /// a node may hold a million of them resident.
+    private struct LazyParts {
+        var logger: Logger?
+        var sockets: ObjectSockets?
+    }
+    private let lazyParts = Mutex(LazyParts())
+
+    /// The object's WebSockets (loaded from the database on first use).
+    var sockets: ObjectSockets {
+        lazyParts.withLock { parts in
+            if let sockets = parts.sockets { return sockets }
+            let sockets = control.makeSockets()
+            parts.sockets = sockets
+            return sockets
+        }
+    }
+
+    /// The socket table if it was loaded; `nil` when nothing has used the object's sockets yet.
+    var loadedSockets: ObjectSockets? { lazyParts.withLock { $0.sockets } }
+
+    init(id: DurableObjectId, storage: DurableObjectStorage, executor: ObjectExecutor, control: any ActivationControl) {
         self.id = id
         self.storage = storage
-        self.logger = logger
         self.executor = executor
         self.control = control
-        self.sockets = sockets
     }
 
     // MARK: WebSockets
@@ -96,4 +119,8 @@ protocol ActivationControl: AnyObject, Sendable {
     ) async throws -> T
     /// Run `body` with the input gate closed, from a context that cannot wait (the initializer).
     func scheduleBlocking(_ body: @escaping @Sendable () async throws -> Void)
+    /// The logger the object's own messages go to (made once, on first use).
+    func makeObjectLogger() -> Logger
+    /// The object's socket table, loaded from the database (made once, on first use).
+    func makeSockets() -> ObjectSockets
 }

@@ -42,7 +42,8 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     private let inner: Mutex<Inner>
     private let clock: any RuntimeClock
     private let blockTimeout: Duration
-    private let logger: Logger
+    /// The runtime's logger, shared by every activation; ``logger`` adds the object to it when something is logged.
+    private let runtimeLogger: Logger
     private weak let runtime: ObjectRuntime?
 
     private let make: @Sendable (DurableObjectState, Environment) -> any DurableObject
@@ -76,43 +77,62 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         self.inner = Mutex(Inner(mailbox: Mailbox(limits: configuration.mailbox)))
         self.clock = configuration.clock
         self.blockTimeout = configuration.blockConcurrencyTimeout
-        var logger = logger
-        logger[metadataKey: "object"] = "\(namespace.className):\(id.hexString.prefix(16))"
-        self.logger = logger
+        self.runtimeLogger = logger
         let box = WeakActivation()
         self.engine = StorageEngine(
             database: runtime.database, family: family, objectID: id.bytes, committer: runtime.committer,
             hooks: StorageHooks(
-                writeCheck: { [namespace, id, epoch] in
-                    if box.value?.isRetired ?? true { throw DurableObjectError.instanceInactive }
-                    // The fence: an activation made under an older placement epoch may not write.
-                    if runtime.placement.servingEpoch(of: id) != epoch { throw DurableObjectError.instanceInactive }
-                    try runtime.faults.checkWrite(namespaceID: namespace.id, id: id)
-                },
+                // The hooks capture the box alone, so that they cost no allocation per object.
+                writeCheck: { try box.checkWrite() },
                 beforeDatabaseRead: runtime.faults.readHook,
                 flushFailed: { error in box.value?.flushFailed(error) },
                 cacheCapacity: configuration.cacheEntriesPerObject,
-                alarmRecordKey: AlarmRecord.key(namespaceID: namespace.id, objectIDHex: id.hexString),
+                alarmNamespaceID: namespace.id,
                 handlesAlarms: handlesAlarms,
-                alarmChanged: { [weak runtime, namespace, id] time in
-                    runtime?.alarmChanged(namespaceID: namespace.id, id: id, to: time)
+                alarmChanged: { [weak runtime, namespaceID = namespace.id, id] time in
+                    runtime?.alarmChanged(namespaceID: namespaceID, id: id, to: time)
                 },
                 metrics: storageMetrics,
-                firstFlushRecord: ObjectNames.pendingRecord(
+                firstFlushName: ObjectNames.pendingRecord(
                     id, namespace: namespace, database: runtime.database, logger: logger)))
         box.value = self
         let storage = DurableObjectStorage(engine: engine, control: self)
-        let sockets = ObjectSockets(
-            namespaceID: namespace.id, id: id, database: runtime.database, engine: engine,
-            hub: { [weak runtime] in runtime?.webSocketHub }, logger: logger)
-        // The object's own logger also feeds live tails (`durable tail`).
+        self.state = DurableObjectState(id: id, storage: storage, executor: executor, control: self)
+        executor.setObserver(self)
+    }
+
+    /// Throws `instanceInactive` unless this activation may write: it is not retired, and its slot is still served
+    /// at the epoch it was made under (the fence: an activation of an older placement epoch may not write).
+    func checkWrite() throws {
+        if isRetired { throw DurableObjectError.instanceInactive }
+        guard let runtime, runtime.placement.servingEpoch(of: id) == epoch else {
+            throw DurableObjectError.instanceInactive
+        }
+        try runtime.faults.checkWrite(namespaceID: namespace.id, id: id)
+    }
+
+    /// The runtime's logger with the object as metadata, for the runtime's lines about this object (made when
+    /// something is logged, so that a resident object holds no logger of its own).
+    private var logger: Logger {
+        var logger = runtimeLogger
+        logger[metadataKey: "object"] = "\(namespace.className):\(id.hexString.prefix(16))"
+        return logger
+    }
+
+    /// The object's own logger: ``logger``, also feeding live tails (`durable tail`).
+    func makeObjectLogger() -> Logger {
         var objectLogger = logger
         objectLogger.handler = TailingLogHandler(
-            wrapped: logger.handler, tap: runtime.logTap, namespaceID: namespace.id, className: namespace.className,
+            wrapped: objectLogger.handler, tap: tap, namespaceID: namespace.id, className: namespace.className,
             objectID: id)
-        self.state = DurableObjectState(
-            id: id, storage: storage, logger: objectLogger, executor: executor, control: self, sockets: sockets)
-        executor.setObserver(self)
+        return objectLogger
+    }
+
+    /// The object's socket table, loaded from the node's database.
+    func makeSockets() -> ObjectSockets {
+        ObjectSockets(
+            namespaceID: namespace.id, id: id, database: engine.database, engine: engine,
+            hub: { [weak runtime] in runtime?.webSocketHub }, logger: logger)
     }
 
     // MARK: Start-up
@@ -365,7 +385,9 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
         let retired = inner.withLock { inner -> Bool in
             guard case .ready = inner.phase, inner.mailbox.isIdle else { return false }
             if let idleSince, let lastActivity = inner.mailbox.lastActivity, lastActivity > idleSince { return false }
-            guard engine.isClean, !executor.isBusy, !state.sockets.hasPendingFrames else { return false }
+            guard engine.isClean, !executor.isBusy, !(state.loadedSockets?.hasPendingFrames ?? false) else {
+                return false
+            }
             inner.phase = .retired(.instanceInactive)
             return true
         }
@@ -384,6 +406,12 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
 
 private final class WeakActivation: @unchecked Sendable {
     weak var value: Activation?
+
+    /// Throws `instanceInactive` unless the activation may write now (``Activation/checkWrite()``).
+    func checkWrite() throws {
+        guard let activation = value else { throw DurableObjectError.instanceInactive }
+        try activation.checkWrite()
+    }
 }
 
 /// Thrown by ``withTimeLimit(_:_:)`` when the body ran too long.

@@ -25,18 +25,18 @@ public enum ObjectNames {
         }
     }
 
-    /// The row that records the name `id` was derived from, for the object's first flush; nil when one is recorded
-    /// already or the name does not derive the id under `namespace`'s key (a caller may send any name beside an
-    /// id). Failures are logged, never thrown: a name is a convenience for operators.
+    /// The name `id` was derived from, to record with the object's first flush; nil when one is recorded already
+    /// or the name does not derive the id under `namespace`'s key (a caller may send any name beside an id).
+    /// Failures are logged, never thrown: a name is a convenience for operators.
     static func pendingRecord(
         _ id: DurableObjectId, namespace: NamespaceDefinition, database: Database, logger: Logger
-    ) -> (key: [UInt8], value: [UInt8])? {
+    ) -> (namespaceID: String, name: String)? {
         guard let name = id.name else { return nil }
         do {
             let family = try database.defaultColumnFamily
             let key = key(namespaceID: namespace.id, id: id.bytes)
             guard try database.get(key, in: family) == nil, namespace.key.id(forName: name) == id else { return nil }
-            return (key, Array(name.utf8))
+            return (namespace.id, name)
         } catch {
             logger.debug("cannot read an object's recorded name", metadata: ["error": "\(error)"])
             return nil

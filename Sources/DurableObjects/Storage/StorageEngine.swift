@@ -13,17 +13,18 @@ struct StorageHooks: Sendable {
     var flushFailed: @Sendable (any Error) -> Void
     /// Entries of clean values kept in memory for this object.
     var cacheCapacity: Int
-    /// Where the object's alarm is kept in the default column family.
-    var alarmRecordKey: [UInt8]
+    /// The namespace whose alarm records hold the object's alarm (the record's key is made when it is used, so that a
+    /// resident object does not hold it).
+    var alarmNamespaceID: String
     /// Whether the object's class handles alarms (others may not set one).
     var handlesAlarms: Bool
     /// Called (off any lock) after a flush that set (milliseconds since the epoch) or removed (`nil`) the alarm.
     var alarmChanged: @Sendable (Int64?) -> Void
     /// Where the object's reads and writes are counted.
     var metrics: StorageMetrics = .disabled
-    /// A row of the default column family to write with the object's first flush (the name the object was
-    /// reached by), so that an object that never writes leaves nothing on disk.
-    var firstFlushRecord: (key: [UInt8], value: [UInt8])? = nil
+    /// The name to record with the object's first flush (``ObjectNames``), when one is to be recorded, so that an
+    /// object that never writes leaves nothing on disk. The row itself is made at that flush.
+    var firstFlushName: (namespaceID: String, name: String)? = nil
 }
 
 /// One entry of an overlay: a value written, or a deletion.
@@ -99,7 +100,7 @@ final class StorageEngine: Sendable {
         var turnActive = false
         var failure: DurableObjectError?
         var waiters: [Waiter] = []
-        /// Whether ``StorageHooks/firstFlushRecord`` still waits for a flush.
+        /// Whether ``StorageHooks/firstFlushName`` still waits for a flush.
         var firstFlushRecordPending = true
         /// Who waits for the flush in flight to be resolved (written or refused) after the engine was stopped.
         var settleWaiters: [CheckedContinuation<Void, Never>] = []
@@ -357,6 +358,11 @@ final class StorageEngine: Sendable {
         var batch: WriteBatch
     }
 
+    /// Where the object's alarm is kept in the default column family.
+    private var alarmRecordKey: [UInt8] {
+        AlarmRecord.key(namespaceID: hooks.alarmNamespaceID, objectIDHex: DurableObjectId.hex(objectID))
+    }
+
     /// Moves the dirty layer to `flushing` and builds its batch, when that is allowed now: no flush in flight, no
     /// turn half-way (a turn's writes never split across flushes), and something to write. Writes made off the
     /// object's executor (no turn) flush at once.
@@ -366,11 +372,13 @@ final class StorageEngine: Sendable {
         state.dirty = OverlayLayer()
         state.flushing = layer
         var batch = WriteBatch()
-        if state.firstFlushRecordPending, let record = hooks.firstFlushRecord,
+        if state.firstFlushRecordPending, let record = hooks.firstFlushName,
             let metadata = try? database.defaultColumnFamily
         {
             state.firstFlushRecordPending = false
-            batch.put(record.value, forKey: record.key, in: metadata)
+            batch.put(
+                Array(record.name.utf8), forKey: ObjectNames.key(namespaceID: record.namespaceID, id: objectID),
+                in: metadata)
         }
         if layer.clearsBelow {
             // No UTF-8 key contains the byte 0xFF, so `id ‖ 0xFF` is above every key of the object.
@@ -382,8 +390,8 @@ final class StorageEngine: Sendable {
         {
             switch alarm {
             case .set(let milliseconds):
-                batch.put(AlarmRecord.encode(milliseconds), forKey: hooks.alarmRecordKey, in: metadata)
-            case .deleted: batch.delete(hooks.alarmRecordKey, in: metadata)
+                batch.put(AlarmRecord.encode(milliseconds), forKey: alarmRecordKey, in: metadata)
+            case .deleted: batch.delete(alarmRecordKey, in: metadata)
             }
         }
         for (key, slot) in layer.entries {
@@ -476,7 +484,7 @@ final class StorageEngine: Sendable {
         if let alarm = found.alarm { return alarm.milliseconds }
         let stored: Int64?
         do {
-            stored = try database.get(hooks.alarmRecordKey, in: database.defaultColumnFamily).flatMap(
+            stored = try database.get(alarmRecordKey, in: database.defaultColumnFamily).flatMap(
                 AlarmRecord.decode)
         } catch {
             throw DurableObjectError(.internal, "Durable Object storage read failed: \(error)")
