@@ -32,7 +32,9 @@ How each figure is obtained:
   "tps ... (without initial connection time)"; p50 and p99 are computed from its per-transaction log
   (`--log`). Each run follows 1 s of the same load, unrecorded. `-T` takes whole seconds, so --seconds is
   rounded for it.
-- Every client runs on the same machine as its server and competes with it for the same cores.
+- Every client runs on the same machine as its server and competes with it for the same cores. The durable
+  gateway, node and durable-load run one event loop (thread) each by default (--event-loops, passed as
+  DURABLE_EVENT_LOOPS), as Redis serves from one thread: three processes share the cores.
 
 Each server runs on 127.0.0.1 only, from a fresh temporary folder, one system at a time (the others are not
 running meanwhile), and is stopped at the end, also on Ctrl-C or an error. Missing Debian packages
