@@ -57,6 +57,9 @@ struct GatewayCommand: AsyncParsableCommand {
             throw ValidationError("--metrics-port must be between 0 and 65535")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard overloadHoldOffMilliseconds >= 0 else {
+            throw ValidationError("--overload-hold-off-ms must be 0 or more, not \(overloadHoldOffMilliseconds)")
+        }
         guard (1...(64 * 1024 * 1024)).contains(maxWebsocketMessageSize) else {
             throw ValidationError("--max-websocket-message-size must be between 1 and 67108864 bytes")
         }
@@ -91,6 +94,13 @@ struct GatewayCommand: AsyncParsableCommand {
         help: "Rebalance the slots (as `durable rebalance` does) when a node registers and the shares are uneven.")
     var autoRebalance = false
 
+    @Option(
+        name: .customLong("overload-hold-off-ms"),
+        help:
+            "After a node reports an object overloaded, refuse further calls to it at the gateway, with the node's error, for this many milliseconds (0: forward every call)."
+    )
+    var overloadHoldOffMilliseconds: Int = 5
+
     func run() async throws {
         var logger = Logger(label: "durable.gateway")
         logger.logLevel = logLevel
@@ -104,6 +114,7 @@ struct GatewayCommand: AsyncParsableCommand {
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
         gatewayConfiguration.advertisedAddress = advertise
         gatewayConfiguration.autoRebalance = autoRebalance
+        gatewayConfiguration.overloadHoldOff = .milliseconds(overloadHoldOffMilliseconds)
         var clusterStore: EtcdClusterStore?
         if let etcd {
             let client = try EtcdClient(endpoints: [etcd], logger: logger)

@@ -115,6 +115,60 @@ extension ProcessTests {
             #expect(await node.stop() == 0)
         }
 
+        @Test(
+            "through a gateway, an object its node reported overloaded is refused at the gateway with the node's error, and never runs the refused calls"
+        )
+        func overloadShedAtGateway() async throws {
+            let folder = TemporaryDirectory("gateway-shedding")
+            // A hold-off far longer than the test, so that the call after the burst is refused by the gateway for
+            // certain.
+            let gateway = try await ServerProcess.gateway(
+                dataDirectory: folder.child("gateway"),
+                arguments: ["--metrics-port", "0", "--overload-hold-off-ms", "600000"])
+            let node = try await ServerProcess.node(
+                dataDirectory: folder.child("node"),
+                arguments: [
+                    "--node-id", "node1", "--gateway", "127.0.0.1:\(gateway.port)", "--max-queued-requests", "1",
+                    "--metrics-port", "0",
+                ])
+            let client = DurableClient(host: "127.0.0.1", port: gateway.port, connections: 4, credentials: TestKeys.api)
+            let counters = try await client.namespace("COUNTER")
+            let stub = counters.getByName("hot")
+            let outcomes = await withTaskGroup(of: Result<Response, any Error>.self) { group in
+                for _ in 0..<500 { group.addTask { await Result { try await stub.fetch("http://counter/increment") } } }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let successes = outcomes.filter { (try? $0.get()) != nil }.count
+            #expect(successes < 500, "a burst of 500 against a queue of 1 must overflow")
+            func scrape(_ port: Int?) async throws -> PrometheusScrape {
+                let answer = try await HTTPTestClient.send("http://127.0.0.1:\(try #require(port))/metrics")
+                return try PrometheusScrape(answer.text)
+            }
+            let nodeRejections = try await scrape(node.metricsPort).sum("durable_object_overload_rejections_total")
+            let shedBefore = try await scrape(gateway.metricsPort).sum("durable_gateway_shed_calls_total")
+            #expect(nodeRejections + shedBefore == Double(500 - successes), "every refusal counted once")
+
+            // Within the hold-off the gateway answers for the node, with the node's error.
+            let error = await #expect(throws: DurableObjectError.self) {
+                try await stub.fetch("http://counter/increment")
+            }
+            #expect(error?.code == .resourceExhausted)
+            #expect(error?.overloaded == true && error?.retryable == true)
+            #expect(error?.message == "Durable Object is overloaded. Too many requests queued.")
+            #expect(try await scrape(gateway.metricsPort).sum("durable_gateway_shed_calls_total") == shedBefore + 1)
+            #expect(
+                try await scrape(node.metricsPort).sum("durable_object_overload_rejections_total") == nodeRejections,
+                "the node never saw the refused call")
+            // Other objects are served; the refused calls never ran: the node ran the burst's successes, then cold's.
+            #expect(try await counters.getByName("cold").fetch("http://counter/increment").text() == "1")
+            #expect(
+                try await scrape(node.metricsPort).sum("durable_object_invocations_total", ["outcome": "ok"])
+                    == Double(successes + 1))
+            await client.close()
+            #expect(await node.stop() == 0)
+            #expect(await gateway.stop() == 0)
+        }
+
         @Test("a stale placement epoch is FAILED_PRECONDITION; the current one is served")
         func placementEpochs() async throws {
             let folder = TemporaryDirectory("node-epochs")

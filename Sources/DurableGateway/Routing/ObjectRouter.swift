@@ -21,10 +21,14 @@ final class ObjectRouter: Sendable {
     /// The id key of each namespace, made once (making one absorbs the secret into an HMAC state).
     private let namespaceKeys = Mutex<[String: NamespaceKey]>([:])
 
-    init(registry: any RegistryStore, placement: any PlacementStore, links: NodeLinks) {
+    /// Calls to objects their node just reported overloaded, refused here.
+    private let shedding: OverloadShedding
+
+    init(registry: any RegistryStore, placement: any PlacementStore, links: NodeLinks, shedding: OverloadShedding) {
         self.registry = registry
         self.placement = placement
         self.links = links
+        self.shedding = shedding
     }
 
     /// Delivers an invocation to the node that owns the object.
@@ -50,10 +54,16 @@ final class ObjectRouter: Sendable {
         _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?
     ) async throws -> [UInt8] {
         let (routing, id) = try target(of: payload, decoded: decoded)
+        if let refusal = shedding.refusal(for: id.bytes) { throw refusal }
         let remaining = deadline.map { $0 - .now }
-        return try await withOwner(of: id, forwarding: true) { node, epoch in
-            try await node.callSerialized(
-                Methods.invoke, payload: routing.routed(payload, id: id, epoch: epoch), timeout: remaining)
+        do {
+            return try await withOwner(of: id, forwarding: true) { node, epoch in
+                try await node.callSerialized(
+                    Methods.invoke, payload: routing.routed(payload, id: id, epoch: epoch), timeout: remaining)
+            }
+        } catch let error as RPCError {
+            shedding.record(.failure(error), for: id.bytes)
+            throw error
         }
     }
 
@@ -66,6 +76,10 @@ final class ObjectRouter: Sendable {
         guard call.method == Methods.invoke else { return nil }
         do {
             let (routing, id) = try target(of: call.payload, decoded: nil)
+            if let refusal = shedding.refusal(for: id.bytes) {
+                reply(.failure(refusal))
+                return {}
+            }
             let slot = PlacementEpochs.slot(of: id)
             guard let assignment = placement.assignment(of: slot), assignment.movingTo == nil,
                 pendingAssignments.withLock({ $0[slot] == nil }), announced.withLock({ $0.contains(slot) })
@@ -77,6 +91,7 @@ final class ObjectRouter: Sendable {
                 result in
                 if case .failure(let error) = result {
                     link.calls.record(GatewayMetrics.outcome(error), since: started)
+                    self.shedding.record(result, for: id.bytes)
                 } else {
                     link.calls.record(.ok, since: started)
                 }

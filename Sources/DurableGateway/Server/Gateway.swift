@@ -36,6 +36,10 @@ public struct GatewayConfiguration: Sendable {
     /// How often the gateway looks for slot moves whose gateway is gone, to undo them, and asks the nodes how much
     /// data they store (new slots go to those with the least, see ``NewSlotOwner``). 5 seconds by default.
     public var moveRepairInterval: Duration = .seconds(5)
+    /// How long, after a node reported an object overloaded, the gateway refuses further calls to that object itself
+    /// with the node's error instead of forwarding them (``OverloadShedding``): 5 ms by default; zero forwards every
+    /// call.
+    public var overloadHoldOff: Duration = .milliseconds(5)
 
     /// Creates a configuration.
     public init(
@@ -114,7 +118,9 @@ public final class Gateway: Service, Sendable {
         metrics = GatewayMetrics(factory: configuration.metricsFactory)
         links = NodeLinks(
             placement: placement, credentials: configuration.keys?.clusterSecret, metrics: metrics, logger: logger)
-        router = ObjectRouter(registry: registry, placement: placement, links: links)
+        router = ObjectRouter(
+            registry: registry, placement: placement, links: links,
+            shedding: OverloadShedding(holdOff: configuration.overloadHoldOff, factory: configuration.metricsFactory))
         sockets = SocketRegistry(registry: registry, logger: logger)
         sockets.attach(router)
         let session = sockets.session
