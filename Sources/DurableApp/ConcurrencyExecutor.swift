@@ -1,4 +1,5 @@
 import DurableObjects
+import DurableWire
 import Foundation
 import NIOCore
 import NIOPosix
@@ -16,9 +17,7 @@ enum ConcurrencyExecutor {
     /// several processes share few cores (a gateway, a node and a load generator on two), fewer loops per process
     /// mean fewer hand-offs between threads: the figures are in benchmarks/README.md.
     static func installEventLoops() {
-        if let text = ProcessInfo.processInfo.environment["DURABLE_EVENT_LOOPS"], let count = Int(text), count > 0 {
-            NIOSingletons.groupLoopCountSuggestion = count
-        }
+        EventLoopCount.applyEnvironment()
         guard ProcessInfo.processInfo.environment["DURABLE_EXECUTOR"] != "dispatch" else { return }
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let loops = NIOSingletons.posixEventLoopGroup

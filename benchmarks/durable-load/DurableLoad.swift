@@ -140,9 +140,7 @@ struct DurableLoad: AsyncParsableCommand {
         // Swift tasks run on SwiftNIO's event loops, as in `durable` itself: the load generator shares the machine
         // with the system it measures and should spend as little as it can per call.
         // DURABLE_EVENT_LOOPS sets how many, as it does for `durable` (default: one per core).
-        if let text = ProcessInfo.processInfo.environment["DURABLE_EVENT_LOOPS"], let count = Int(text), count > 0 {
-            NIOSingletons.groupLoopCountSuggestion = count
-        }
+        EventLoopCount.applyEnvironment()
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let callers = self.callers ?? 16
         let objectPrefix = prefix ?? "load-\(UUID().uuidString.prefix(8))"

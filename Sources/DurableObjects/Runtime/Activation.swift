@@ -93,7 +93,7 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
                     runtime?.alarmChanged(namespaceID: namespaceID, id: id, to: time)
                 },
                 metrics: storageMetrics,
-                firstFlushName: ObjectNames.pendingRecord(
+                firstFlushName: ObjectNames.pendingName(
                     id, namespace: namespace, database: runtime.database, logger: logger)))
         box.value = self
         let storage = DurableObjectStorage(engine: engine, control: self)

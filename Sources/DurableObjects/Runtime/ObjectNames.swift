@@ -28,7 +28,7 @@ public enum ObjectNames {
     /// The name `id` was derived from, to record with the object's first flush; nil when one is recorded already
     /// or the name does not derive the id under `namespace`'s key (a caller may send any name beside an id).
     /// Failures are logged, never thrown: a name is a convenience for operators.
-    static func pendingRecord(
+    static func pendingName(
         _ id: DurableObjectId, namespace: NamespaceDefinition, database: Database, logger: Logger
     ) -> (namespaceID: String, name: String)? {
         guard let name = id.name else { return nil }
