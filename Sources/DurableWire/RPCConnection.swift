@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// The client end of one RPC connection: many concurrent calls multiplexed on one TCP connection, replies in any
@@ -47,16 +48,20 @@ public final class RPCConnection: Sendable {
     ///
     /// - Parameter credentials: the key to prove to the server (its cluster secret, an admin token or an API
     ///   token); `nil` for servers that serve everyone.
+    /// - Parameter tls: connect with TLS, verifying the server's certificate (and presenting a client certificate
+    ///   when it holds one); `nil` for plaintext.
     /// - Throws: a retryable `UNAVAILABLE` ``RPCError`` naming the address when it cannot connect; the server's
     ///   `UNAUTHENTICATED` error when it refuses the key.
     public static func connect(
         host: String, port: Int, maximumFrameSize: Int = defaultMaximumFrameSize, keepAlive: Duration = .seconds(30),
-        connectTimeout: Duration = .seconds(5), credentials: RPCKey? = nil,
+        connectTimeout: Duration = .seconds(5), credentials: RPCKey? = nil, tls: RPCClientTLS? = nil,
         logger: Logger = Logger(label: "durable.rpc.client"),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> RPCConnection {
         let box = ConnectionBox()
         let channel: any Channel
+        let address = "\(host):\(port)"
+        let handshake = Mutex<EventLoopFuture<Void>?>(nil)
         do {
             channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -67,6 +72,15 @@ public final class RPCConnection: Sendable {
                 )
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            let promise = channel.eventLoop.makePromise(of: Void.self)
+                            handshake.withLock { $0 = promise.futureResult }
+                            let serverName = HostAddress.isIPAddress(host) ? nil : host
+                            try channel.pipeline.syncOperations.addHandlers([
+                                try NIOSSLClientHandler(context: tls.context, serverHostname: serverName),
+                                TLSHandshakeWaiter(handshake: promise, address: address),
+                            ])
+                        }
                         try channel.pipeline.syncOperations.addHandlers([
                             ByteToMessageHandler(FrameDecoder(maximumFrameSize: maximumFrameSize)),
                             MessageToByteHandler(FrameEncoder()),
@@ -78,8 +92,23 @@ public final class RPCConnection: Sendable {
         } catch {
             throw RPCError.unavailable("Cannot connect to \(host):\(port): \(error)")
         }
-        let connection = RPCConnection(address: "\(host):\(port)", channel: channel, logger: logger)
-        box.connection.withLock { $0 = connection }
+        if let pending = handshake.withLock({ $0 }) {
+            let timer = channel.eventLoop.scheduleTask(in: TimeAmount(connectTimeout)) {
+                channel.close(promise: nil)
+            }
+            defer { timer.cancel() }
+            do {
+                try await pending.get()
+            } catch let error as RPCError {
+                try? await channel.close()
+                throw error
+            } catch {
+                try? await channel.close()
+                throw RPCError.unavailable("TLS handshake with \(address) failed: \(error).")
+            }
+        }
+        let connection = RPCConnection(address: address, channel: channel, logger: logger)
+        box.attach(connection)
         connection.scheduleKeepAlive(every: keepAlive)
         if let credentials {
             do {
@@ -291,6 +320,11 @@ public final class RPCConnection: Sendable {
             var pong = Durable_V1_Frame()
             pong.pong = Durable_V1_Pong.with { $0.nonce = ping.nonce }
             channel.writeAndFlush(pong, promise: nil)
+        case .goAway(let goAway) where goAway.reason.hasPrefix(plaintextRefusedReason.prefix(12)):
+            // A TLS port refused this plaintext connection: every call fails, saying so.
+            logger.warning("server refused a plaintext connection", metadata: ["address": "\(address)"])
+            closed(RPCError(.unavailable, "\(address) refused this connection: \(goAway.reason)."))
+            channel.close(promise: nil)
         case .goAway(let goAway):
             logger.debug("server sent go-away", metadata: ["address": "\(address)", "reason": "\(goAway.reason)"])
             // Calls the server will not finish fail now; the others still get their replies.
@@ -348,8 +382,32 @@ public final class RPCConnection: Sendable {
 }
 
 /// Lets the pipeline reach the connection object, which is made after the channel.
+/// The channel may close before the connection is attached (a server that drops the connection right after the
+/// TLS handshake, say): the box keeps the error and hands it over on attach, so that no call waits on a dead
+/// channel.
 final class ConnectionBox: Sendable {
-    let connection = Mutex<RPCConnection?>(nil)
+    private let state = Mutex<(connection: RPCConnection?, closedEarly: RPCError?)>((nil, nil))
+
+    /// The connection, once attached.
+    var connection: RPCConnection? { state.withLock { $0.connection } }
+
+    /// Attaches the connection; if the channel closed already, the connection learns it now.
+    func attach(_ connection: RPCConnection) {
+        let early = state.withLock { state -> RPCError? in
+            state.connection = connection
+            return state.closedEarly
+        }
+        if let early { connection.closed(early) }
+    }
+
+    /// The channel closed: tells the connection, or keeps the error until it is attached.
+    func channelClosed(_ error: RPCError) {
+        let connection = state.withLock { state -> RPCConnection? in
+            if state.connection == nil { state.closedEarly = error }
+            return state.connection
+        }
+        connection?.closed(error)
+    }
 }
 
 final class ClientConnectionHandler: ChannelInboundHandler {
@@ -361,7 +419,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     init(box: ConnectionBox) { self.box = box }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        box.connection.withLock { $0 }?.received(unwrapInboundIn(data))
+        box.connection?.received(unwrapInboundIn(data))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -370,7 +428,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        box.connection.withLock { $0 }?.closed(error ?? .unavailable("The connection was closed."))
+        box.channelClosed(error ?? .unavailable("The connection was closed."))
         context.fireChannelInactive()
     }
 }

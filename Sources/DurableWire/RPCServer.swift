@@ -100,6 +100,8 @@ public final class RPCServer: Service, Sendable {
     private let maximumFrameSize: Int
     private let frameTimeout: Duration
     private let access: RPCAccessControl?
+    /// The certificate it serves TLS with; `nil` serves plaintext.
+    public let tls: RPCServerTLS?
     private let logger: Logger
     private let group: any EventLoopGroup
     /// How long ``run()`` lets running calls finish once graceful shutdown is requested.
@@ -121,9 +123,11 @@ public final class RPCServer: Service, Sendable {
     /// - Parameter access: who may call: the keys connections must prove and the roles allowed per method;
     ///   `nil` serves everyone.
     /// - Parameter shutdownGracePeriod: how long ``run()`` lets running calls finish at graceful shutdown.
+    /// - Parameter tls: the certificate to serve TLS with; then plaintext peers are refused (with a go-away that
+    ///   says so). `nil` serves plaintext, and refuses peers that start a TLS handshake.
     public init(
         host: String, port: Int, handler: any RPCHandler, maximumFrameSize: Int = defaultMaximumFrameSize,
-        frameTimeout: Duration = .seconds(30), access: RPCAccessControl? = nil,
+        frameTimeout: Duration = .seconds(30), access: RPCAccessControl? = nil, tls: RPCServerTLS? = nil,
         logger: Logger = Logger(label: "durable.rpc"),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         shutdownGracePeriod: Duration = .seconds(10)
@@ -135,6 +139,7 @@ public final class RPCServer: Service, Sendable {
         self.maximumFrameSize = maximumFrameSize
         self.frameTimeout = frameTimeout
         self.access = access
+        self.tls = tls
         self.logger = logger
         self.group = group
     }
@@ -151,6 +156,7 @@ public final class RPCServer: Service, Sendable {
                     let connection = ServerConnection(server: self, channel: channel)
                     let progress = FrameProgress()
                     try channel.pipeline.syncOperations.addHandlers([
+                        TLSDetector(tls: tls, logger: logger),
                         ByteToMessageHandler(FrameDecoder(maximumFrameSize: maximumFrameSize, progress: progress)),
                         MessageToByteHandler(FrameEncoder()),
                         ServerConnectionHandler(
@@ -163,7 +169,12 @@ public final class RPCServer: Service, Sendable {
             .bind(host: host, port: requestedPort).get()
         state.withLock { $0.channel = channel }
         let port = channel.localAddress?.port ?? requestedPort
-        logger.info("RPC server listening", metadata: ["address": "\(host):\(port)"])
+        logger.info(
+            "RPC server listening",
+            metadata: [
+                "address": "\(host):\(port)",
+                "tls": "\(tls.map { "on, client certificates \($0.clientCertificates.rawValue)" } ?? "off")",
+            ])
         return port
     }
 
