@@ -198,6 +198,7 @@ let package = Package(
                 "DurableHTTP",
                 "DurableWire",
                 "DurableCertificates",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -20,6 +20,16 @@ struct AdminOptions: ParsableArguments {
                 + ".durable/secrets/admin-token when `durable dev` made one in this folder)."))
     var adminTokenFile: String?
 
+    @Option(
+        name: .customLong("tls-ca"),
+        help: ArgumentHelp(
+            "Connect to the gateway with TLS and verify its certificate against this CA (PEM) (default: "
+                + "$DURABLE_TLS_CA, else .durable/tls/ca.pem when `durable dev --tls` made one in this folder)."))
+    var tlsCertificateAuthority: String?
+
+    @Flag(name: .customLong("tls"), help: "Connect to the gateway with TLS, trusting the system's CAs.")
+    var useTLS = false
+
     func validate() throws {
         do {
             _ = try DurableClient.Endpoint.list(gateway)
@@ -42,7 +52,7 @@ struct AdminOptions: ParsableArguments {
             do {
                 return AdminConnection(
                     connection: try await RPCConnection.connect(
-                        host: endpoint.host, port: endpoint.port, credentials: token))
+                        host: endpoint.host, port: endpoint.port, credentials: token, tls: try clientTLS()))
             } catch let error as RPCError where error.code == .unavailable {
                 unreachable.append("\(error)")
             } catch let error as RPCError {
@@ -68,7 +78,22 @@ extension AdminOptions {
 
     /// A client of the gateway that proves the admin token (for streaming calls).
     func client() throws -> DurableClient {
-        DurableClient(endpoints: gateways, connections: 1, credentials: try adminToken())
+        DurableClient(endpoints: gateways, connections: 1, credentials: try adminToken(), tls: try clientTLS())
+    }
+
+    /// How to reach the gateway: TLS trusting `--tls-ca`, `$DURABLE_TLS_CA` or the CA `durable dev --tls` made here;
+    /// TLS trusting the system's CAs with `--tls`; else plaintext.
+    func clientTLS() throws -> RPCClientTLS? {
+        let devCA = ".durable/tls/ca.pem"
+        let authority =
+            tlsCertificateAuthority ?? ProcessInfo.processInfo.environment["DURABLE_TLS_CA"]
+            ?? (FileManager.default.fileExists(atPath: devCA) ? devCA : nil)
+        guard authority != nil || useTLS else { return nil }
+        do {
+            return try RPCClientTLS(certificateAuthority: authority)
+        } catch let error as TLSConfigurationError {
+            throw CommandError(error.message)
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DurableCertificates
 import DurableGateway
 import DurableHTTP
 import DurableMetrics
@@ -62,6 +63,13 @@ struct DevCommand: AsyncParsableCommand {
             visibility: .hidden))
     var nodesOverTCP = false
 
+    @Flag(
+        name: .customLong("tls"),
+        help: ArgumentHelp(
+            "Serve TLS on the RPC port and HTTPS on the worker's, with a local CA made on first use in <data>/tls (ca.pem is what clients trust: durable commands run in this folder find it)."
+        ))
+    var tls = false
+
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
@@ -88,6 +96,9 @@ struct DevCommand: AsyncParsableCommand {
         var gatewayConfiguration = GatewayConfiguration(
             host: host, rpcPort: rpcPort, dataDirectory: root.appendingPathComponent("gateway").path,
             environment: env, keys: keys)
+        let processTLS = tls ? try Self.localTLS(in: root.appendingPathComponent("tls"), host: host, logger: logger) : nil
+        gatewayConfiguration.tls = processTLS?.server
+        gatewayConfiguration.nodeTLS = processTLS?.client
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
         let gateway = try Gateway(
             configuration: gatewayConfiguration, exportedClasses: app.classNames, logger: logger)
@@ -100,10 +111,15 @@ struct DevCommand: AsyncParsableCommand {
                 let nodeID = "node-\(number)"
                 var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
                 if let metrics { runtime.metricsFactory = metrics.factory(labels: [("node", nodeID)]) }
+                var nodeConfiguration = NodeConfiguration(
+                    host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
+                    runtime: runtime, clusterSecret: keys.clusterSecret)
+                if let processTLS {
+                    nodeConfiguration.tls = try RPCServerTLS(files: processTLS.server.files, clientCertificates: .required)
+                    nodeConfiguration.peerTLS = processTLS.client
+                }
                 let node = try StorageNode(
-                    configuration: NodeConfiguration(
-                        host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
-                        runtime: runtime, clusterSecret: keys.clusterSecret),
+                    configuration: nodeConfiguration,
                     classes: app.classes, bindings: [:], logger: logger)
                 storageNodes.append(node)
                 try await InProcessNodes.join(node, to: gateway, host: host, callingInProcess: !nodesOverTCP)
@@ -124,21 +140,26 @@ struct DevCommand: AsyncParsableCommand {
         let host = self.host
         let nodeCount = nodes
         let dataPath = data
+        var bridgeConfiguration = HTTPBridgeConfiguration(
+            host: host, port: port, maximumWebSocketMessageSize: maxWebsocketMessageSize)
+        bridgeConfiguration.tls = processTLS?.server.httpsConfiguration()
+        let scheme = processTLS == nil ? "http" : "https"
+        let tlsLine = processTLS == nil ? "" : "\nTLS on: clients trust \(dataPath)/tls/ca.pem."
         let bridge = HTTPBridge(
-            configuration: HTTPBridgeConfiguration(
-                host: host, port: port, maximumWebSocketMessageSize: maxWebsocketMessageSize), worker: worker,
+            configuration: bridgeConfiguration, worker: worker,
             environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
             onStarted: { httpPort in
                 print(
                     """
                     durable dev: \(nodeCount) node\(nodeCount == 1 ? "" : "s"), data in \(dataPath)
-                    Ready on http://\(host):\(httpPort) (RPC for DurableClient on \(host):\(rpcPort)); Ctrl-C stops.
-                    RPC keys in \(dataPath)/secrets: api-token for clients, admin-token for durable publish.
+                    Ready on \(scheme)://\(host):\(httpPort) (RPC for DurableClient on \(host):\(rpcPort)); Ctrl-C stops.
+                    RPC keys in \(dataPath)/secrets: api-token for clients, admin-token for durable publish.\(tlsLine)
                     """)
                 fflush(nil)
             })
         // Graceful shutdown runs in reverse: the HTTP bridge, then the gateway, then the nodes (then metrics).
         var services: [any Service] = storageNodes + [gateway, bridge]
+        if let processTLS { services.append(CertificateReloader(tls: processTLS, logger: logger)) }
         if let metrics, let metricsPort {
             metrics.updateBeforeScrape { [storageNodes] in
                 gateway.updateGauges()
@@ -157,6 +178,33 @@ struct DevCommand: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         try await group.run()
         print("durable dev stopped; data kept in \(dataPath)")
+    }
+
+    /// The local CA and the certificate of this machine (`localhost`, `127.0.0.1`, `::1` and `host`), made on first
+    /// use and kept in `folder`: what `durable dev --tls` serves with. The CA's key is not kept.
+    static func localTLS(in folder: URL, host: String, logger: Logger) throws -> ProcessTLS {
+        let files = CertificateFolder(folder: folder.path)
+        if !files.exists {
+            let authority = try LocalCertificateAuthority(name: "durable dev local CA")
+            var addresses = ["127.0.0.1", "::1"]
+            var names = ["localhost"]
+            if LocalCertificateAuthority.isIPAddress(host) {
+                if !addresses.contains(host) { addresses.append(host) }
+            } else if host != "localhost" {
+                names.append(host)
+            }
+            try files.write(
+                authority: authority,
+                issued: try authority.issue(commonName: "durable dev", dnsNames: names, ipAddresses: addresses))
+            logger.notice("made a local CA and certificate for TLS", metadata: ["folder": "\(folder.path)"])
+        }
+        let options = try TLSOptions.parse([
+            "--tls-cert", files.certificate, "--tls-key", files.privateKey, "--tls-ca", files.certificateAuthority,
+        ])
+        guard let tls = try options.load(clientCertificates: .optional, logger: logger) else {
+            throw CommandError("no TLS files in \(folder.path)")
+        }
+        return tls
     }
 
     /// The keys of the local cluster, made on first start and kept in `folder` (readable by the owner only), so

@@ -51,6 +51,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @OptionGroup(title: "Authentication")
     var secrets: SecretOptions
 
+    @OptionGroup(title: "TLS")
+    var tls: TLSOptions
+
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
@@ -112,12 +115,16 @@ struct GatewayCommand: AsyncParsableCommand {
             host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
             keys: try secrets.gatewayKeys(logger: logger))
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
+        // Clients of the gateway (applications, operators) may come without certificates: they prove tokens.
+        let processTLS = try tls.load(clientCertificates: .optional, logger: logger)
+        gatewayConfiguration.tls = processTLS?.server
+        gatewayConfiguration.nodeTLS = processTLS?.client
         gatewayConfiguration.advertisedAddress = advertise
         gatewayConfiguration.autoRebalance = autoRebalance
         gatewayConfiguration.overloadHoldOff = .milliseconds(overloadHoldOffMilliseconds)
         var clusterStore: EtcdClusterStore?
         if let etcd {
-            let client = try EtcdClient(endpoints: [etcd], logger: logger)
+            let client = try EtcdClient(endpoints: [etcd], tls: try tls.etcdTLS(), logger: logger)
             do {
                 clusterStore = try await EtcdClusterStore.open(
                     client: client, cluster: cluster, leaseTTL: leaseTTL, logger: logger)
@@ -139,16 +146,21 @@ struct GatewayCommand: AsyncParsableCommand {
         }
         let rpcPort = try await gateway.start()
         let host = self.host
+        var bridgeConfiguration = HTTPBridgeConfiguration(
+            host: host, port: port, maximumWebSocketMessageSize: maxWebsocketMessageSize)
+        bridgeConfiguration.tls = processTLS?.server.httpsConfiguration()
+        let scheme = processTLS == nil ? "http" : "https"
         let bridge = HTTPBridge(
-            configuration: HTTPBridgeConfiguration(
-                host: host, port: port, maximumWebSocketMessageSize: maxWebsocketMessageSize), worker: worker,
+            configuration: bridgeConfiguration, worker: worker,
             environment: { gateway.workerEnvironment() }, webSockets: gateway.webSockets, logger: logger,
             onStarted: { httpPort in
                 // A line tools and tests wait for.
-                print("durable gateway listening on \(host):\(rpcPort) (RPC), worker on http://\(host):\(httpPort)")
+                print(
+                    "durable gateway listening on \(host):\(rpcPort) (RPC), worker on \(scheme)://\(host):\(httpPort)")
                 fflush(nil)
             })
         var services: [any Service] = [gateway, bridge]
+        if let processTLS { services.append(CertificateReloader(tls: processTLS, logger: logger)) }
         if let metrics, let metricsPort {
             metrics.updateBeforeScrape { gateway.updateGauges() }
             services.insert(

@@ -12,6 +12,7 @@ final class GatewayDirectory: Sendable {
     let client: DurableClient
     private let liveGateways: @Sendable () -> [String: String]
     private let credentials: RPCKey?
+    private let tls: RPCClientTLS?
     private let logger: Logger
     /// One client per gateway that holds sockets, by address.
     private let sessionClients = Mutex<[String: DurableClient]>([:])
@@ -22,16 +23,17 @@ final class GatewayDirectory: Sendable {
     ///   - liveGateways: the gateways alive now, session → address (`[:]` without etcd).
     init(
         configured: [DurableClient.Endpoint], liveGateways: @escaping @Sendable () -> [String: String],
-        credentials: RPCKey?, logger: Logger
+        credentials: RPCKey?, tls: RPCClientTLS?, logger: Logger
     ) {
         let live = liveGateways().values.sorted().compactMap { DurableClient.Endpoint($0) }
         let endpoints = live.isEmpty ? configured : live
         // With no gateway known yet (etcd lists none alive), the default gateway address until etcd lists one.
         client = DurableClient(
             endpoints: endpoints.isEmpty ? [DurableClient.Endpoint(host: "127.0.0.1", port: 7070)] : endpoints,
-            credentials: credentials, logger: logger)
+            credentials: credentials, tls: tls, logger: logger)
         self.liveGateways = liveGateways
         self.credentials = credentials
+        self.tls = tls
         self.logger = logger
     }
 
@@ -63,7 +65,8 @@ final class GatewayDirectory: Sendable {
         }
         return sessionClients.withLock { clients in
             if let existing = clients[address] { return existing }
-            let fresh = DurableClient(endpoints: [endpoint], connections: 1, credentials: credentials, logger: logger)
+            let fresh = DurableClient(
+                endpoints: [endpoint], connections: 1, credentials: credentials, tls: tls, logger: logger)
             clients[address] = fresh
             return fresh
         }

@@ -109,6 +109,9 @@ struct NodeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Authentication")
     var secrets: SecretOptions
 
+    @OptionGroup(title: "TLS")
+    var tls: TLSOptions
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
@@ -140,6 +143,8 @@ struct NodeCommand: AsyncParsableCommand {
         configuredLogger.logLevel = logLevel
         let logger = configuredLogger
         let secret = try secrets.nodeSecret(logger: logger)
+        // Only the cluster's processes call a node: each must present a certificate signed by the cluster's CA.
+        let processTLS = try tls.load(clientCertificates: .required, logger: logger)
         var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
         runtime.mailbox.maxQueuedRequests = maxQueuedRequests
         runtime.mailbox.maxQueuedBytes = maxQueuedBytes
@@ -152,7 +157,8 @@ struct NodeCommand: AsyncParsableCommand {
         let replaceLostNode = self.replaceLostNode
         // What the node's tasks share; `refusal` is set when the node must stop: the command fails with it.
         let shared = NodeRunState()
-        let etcdClient = try etcd.map { try EtcdClient(endpoints: [$0], logger: logger) }
+        let etcdTLS = try tls.etcdTLS()
+        let etcdClient = try etcd.map { try EtcdClient(endpoints: [$0], tls: etcdTLS, logger: logger) }
         // With etcd, the node follows the cluster's keys to know the live gateways.
         var openedView: EtcdPlacementStore?
         if let etcdClient {
@@ -206,7 +212,7 @@ struct NodeCommand: AsyncParsableCommand {
             ? nil
             : GatewayDirectory(
                 configured: configuredGateways, liveGateways: { [view] in view?.liveGateways ?? [:] },
-                credentials: secret, logger: logger)
+                credentials: secret, tls: processTLS?.client, logger: logger)
         let (cluster, leaseTTL) = (self.cluster, self.leaseTTL)
         /// The node was replaced by its standby: it stops, and the command fails saying how to rejoin.
         @Sendable func fenced(_ reason: String) async {
@@ -316,10 +322,13 @@ struct NodeCommand: AsyncParsableCommand {
             }
         }
 
+        var nodeConfiguration = NodeConfiguration(
+            host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
+            clusterSecret: secret, standbyFor: resolvedStandbyFor, standbyRejoining: resolvedRejoining)
+        nodeConfiguration.tls = processTLS?.server
+        nodeConfiguration.peerTLS = processTLS?.client
         let node = try StorageNode(
-            configuration: NodeConfiguration(
-                host: host, port: port, dataDirectory: data, nodeID: nodeID, runtime: runtime,
-                clusterSecret: secret, standbyFor: resolvedStandbyFor, standbyRejoining: resolvedRejoining),
+            configuration: nodeConfiguration,
             classes: app.classes, bindings: ConfigurationSource.defaultBindings(app: app),
             logger: logger,
             onStarted: { [logger] boundPort in
@@ -330,7 +339,7 @@ struct NodeCommand: AsyncParsableCommand {
                     let failover = StandbyFailover(
                         client: etcdClient, keys: keys, nodeID: nodeID, primary: standbyFor,
                         primaryAddress: primaryAddress, advertise: advertise ?? "\(host):\(boundPort)",
-                        credentials: secret, node: node, logger: logger)
+                        credentials: secret, tls: processTLS?.client, node: node, logger: logger)
                     let attaching = Task { await failover.keepAttached() }
                     shared.standbyTasks.withLock { $0.append(attaching) }
                     shared.standbyTasks.withLock {
@@ -383,6 +392,7 @@ struct NodeCommand: AsyncParsableCommand {
             directory.follow()
         }
         var services: [any Service] = [node]
+        if let processTLS { services.append(CertificateReloader(tls: processTLS, logger: logger)) }
         if let metrics, let metricsPort {
             metrics.updateBeforeScrape { node.runtime.updateGauges() }
             services.insert(

@@ -66,6 +66,8 @@ struct StandbyFailover {
     let primaryAddress: String?
     let advertise: String
     let credentials: RPCKey?
+    /// How the standby reaches its primary over TLS; `nil` for plaintext.
+    let tls: RPCClientTLS?
     let node: StorageNode
     let logger: Logger
 
@@ -105,7 +107,7 @@ struct StandbyFailover {
     private func attach(at address: String) async throws {
         let endpoint = try DurableClient.Endpoint.list(address)[0]
         let connection = try await RPCConnection.connect(
-            host: endpoint.host, port: endpoint.port, connectTimeout: .seconds(1), credentials: credentials,
+            host: endpoint.host, port: endpoint.port, connectTimeout: .seconds(1), credentials: credentials, tls: tls,
             logger: logger)
         defer { Task { await connection.close() } }
         _ = try await connection.call(

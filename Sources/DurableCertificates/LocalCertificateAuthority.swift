@@ -93,6 +93,9 @@ public struct LocalCertificateAuthority: Sendable {
         return Issued(certificatePEM: try issued.serializeAsPEM().pemString, privateKeyPEM: key.pemRepresentation)
     }
 
+    /// Whether `text` is an IPv4 or IPv6 address.
+    public static func isIPAddress(_ text: String) -> Bool { addressBytes(text) != nil }
+
     /// The bytes of an IPv4 or IPv6 address written as text; `nil` when it is neither.
     static func addressBytes(_ text: String) -> [UInt8]? {
         var v4 = in_addr()

@@ -82,6 +82,8 @@ public final class DurableClient: ObjectTransport, Sendable {
     private let logger: Logger
     private let maximumFrameSize: Int
     private let credentials: RPCKey?
+    /// The TLS settings of new connections; `nil` for plaintext.
+    public let tls: RPCClientTLS?
 
     /// Creates a client; connections open on first use.
     ///
@@ -93,15 +95,17 @@ public final class DurableClient: ObjectTransport, Sendable {
     ///   - maximumFrameSize: the largest frame accepted from the server (16 MiB by default).
     ///   - credentials: the key each connection proves to the server: an API token for a gateway's clients, the
     ///     cluster secret between gateway and nodes; `nil` for a server that serves everyone.
+    ///   - tls: connect with TLS, verifying the server's certificate against its CA (and presenting a client
+    ///     certificate when it holds one); `nil` for plaintext.
     ///   - logger: where connection events are logged.
     public convenience init(
         host: String, port: Int, connections: Int = 2, defaultTimeout: Duration? = .seconds(30),
-        maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil,
+        maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil, tls: RPCClientTLS? = nil,
         logger: Logger = Logger(label: "durable.client")
     ) {
         self.init(
             endpoints: [Endpoint(host: host, port: port)], connections: connections, defaultTimeout: defaultTimeout,
-            maximumFrameSize: maximumFrameSize, credentials: credentials, logger: logger)
+            maximumFrameSize: maximumFrameSize, credentials: credentials, tls: tls, logger: logger)
     }
 
     /// Creates a client of several equivalent servers (the gateways of a cluster); connections open on first use.
@@ -112,10 +116,11 @@ public final class DurableClient: ObjectTransport, Sendable {
     ///   - defaultTimeout: the deadline of each call, unless the call sets one.
     ///   - maximumFrameSize: the largest frame accepted from a server (16 MiB by default).
     ///   - credentials: the key each connection proves.
+    ///   - tls: connect with TLS (see ``RPCClientTLS``); `nil` for plaintext.
     ///   - logger: where connection events are logged.
     public init(
         endpoints: [Endpoint], connections: Int = 2, defaultTimeout: Duration? = .seconds(30),
-        maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil,
+        maximumFrameSize: Int = defaultMaximumFrameSize, credentials: RPCKey? = nil, tls: RPCClientTLS? = nil,
         logger: Logger = Logger(label: "durable.client")
     ) {
         precondition(!endpoints.isEmpty, "a DurableClient needs at least one server")
@@ -125,6 +130,7 @@ public final class DurableClient: ObjectTransport, Sendable {
         self.logger = logger
         self.maximumFrameSize = maximumFrameSize
         self.credentials = credentials
+        self.tls = tls
     }
 
     // MARK: Namespaces and calls
@@ -265,7 +271,7 @@ public final class DurableClient: ObjectTransport, Sendable {
             do {
                 fresh = try await RPCConnection.connect(
                     host: endpoint.host, port: endpoint.port, maximumFrameSize: maximumFrameSize,
-                    credentials: credentials, logger: logger)
+                    credentials: credentials, tls: tls, logger: logger)
             } catch {
                 lastError = error
                 if endpoints.count > 1 {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 
 /// A client of etcd's v3 API (etcd 3.4 and later) through its JSON gateway: keys and values, transactions, leases
@@ -25,9 +26,12 @@ public final class EtcdClient: Sendable {
     /// Creates a client of the members at `endpoints` (`http://HOST:PORT`, comma-separated lists are split).
     ///
     /// - Parameter requestTimeout: how long one call may take at one endpoint before the next is tried.
+    /// - Parameter tls: the TLS settings of `https://` endpoints (the CA that signs etcd's certificate, and a client
+    ///   certificate when etcd asks for one); `nil` uses the system's trust store and presents none.
     /// - Throws: ``EtcdError`` when no endpoint is given or one is not an `http://` or `https://` URL.
     public init(
-        endpoints: [String], requestTimeout: Duration = .seconds(3), logger: Logger = Logger(label: "durable.etcd")
+        endpoints: [String], requestTimeout: Duration = .seconds(3), tls: TLSConfiguration? = nil,
+        logger: Logger = Logger(label: "durable.etcd")
     ) throws {
         let list = endpoints.flatMap { $0.split(separator: ",") }.map {
             String($0.trimmingCharacters(in: .whitespaces).trimmingSuffix("/"))
@@ -41,6 +45,7 @@ public final class EtcdClient: Sendable {
         // client retries a refused connection until then).
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .seconds(1)
+        if let tls { configuration.tlsConfiguration = tls }
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.ownsHTTPClient = true
         let (seconds, attoseconds) = requestTimeout.components

@@ -1,5 +1,7 @@
 import DurableObjects
 import Hummingbird
+import HummingbirdTLS
+import NIOSSL
 import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
@@ -20,6 +22,8 @@ public struct HTTPBridgeConfiguration: Sendable {
     public var headerLimits: HTTPHeaderLimits
     /// How long a kept-alive connection may wait idle between requests before it is closed.
     public var idleTimeout: Duration
+    /// Serve HTTPS with this configuration (and WebSockets as `wss:`); `nil` serves plain HTTP.
+    public var tls: TLSConfiguration?
 
     /// Creates a configuration.
     public init(
@@ -93,6 +97,9 @@ public final class HTTPBridge: Service, Sendable {
                         }
                     }, limits: limits)
             }
+        }
+        if let tls = configuration.tls {
+            server = try HTTPServerBuilder.tls(server, tlsConfiguration: tls)
         }
         let application = Application(
             responder: responder,

@@ -100,7 +100,7 @@ extension ObjectService {
             "pulling slot",
             metadata: ["slot": "\(slot)", "epoch": "\(request.epoch)", "from": "\(request.sourceNodeID)"])
         let connection = try await RPCConnection.connect(
-            host: host, port: port, credentials: clusterSecret, logger: logger)
+            host: host, port: port, credentials: clusterSecret, tls: peerTLS, logger: logger)
         // Batches are written one after the other, in the order they came, while the stream goes on.
         let (batches, continuation) = AsyncStream.makeStream(of: [UInt8].self)
         let runtime = self.runtime

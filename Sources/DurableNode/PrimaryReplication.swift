@@ -129,6 +129,7 @@ public final class PrimaryReplication: WriteReplication, Sendable {
     private let meta: ColumnFamily
     private let control: any ReplicationControl
     private let credentials: RPCKey?
+    private let tls: RPCClientTLS?
     private let logger: Logger
     private let maximumPendingBytes: Int
     private let onFenced: @Sendable (String) -> Void
@@ -139,7 +140,8 @@ public final class PrimaryReplication: WriteReplication, Sendable {
     /// a standby was attached before.
     public init(
         nodeID: String, database: Database, term: UInt64, policy: ReplicationPolicy = .sync,
-        control: any ReplicationControl, credentials: RPCKey?, standbyTimeout: Duration = .seconds(1),
+        control: any ReplicationControl, credentials: RPCKey?, tls: RPCClientTLS? = nil,
+        standbyTimeout: Duration = .seconds(1),
         maximumPendingBytes: Int = 64 << 20, logger: Logger,
         onFenced: @escaping @Sendable (String) -> Void = { _ in }
     ) throws {
@@ -149,6 +151,7 @@ public final class PrimaryReplication: WriteReplication, Sendable {
         self.policy = policy
         self.control = control
         self.credentials = credentials
+        self.tls = tls
         self.standbyTimeout = standbyTimeout
         self.maximumPendingBytes = maximumPendingBytes
         self.logger = logger
@@ -364,7 +367,7 @@ public final class PrimaryReplication: WriteReplication, Sendable {
             do {
                 let opened = try await RPCConnection.connect(
                     host: host, port: port, connectTimeout: max(standbyTimeout, .seconds(1)), credentials: credentials,
-                    logger: logger)
+                    tls: tls, logger: logger)
                 connection = opened
                 try await follow(standby, over: opened)
             } catch let fenced as ReplicationFenced {

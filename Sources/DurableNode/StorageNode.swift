@@ -32,6 +32,12 @@ public struct NodeConfiguration: Sendable {
     /// With ``standbyFor``: this node was a primary that was replaced; its data is replaced by the new primary's
     /// next checkpoint.
     public var standbyRejoining = false
+    /// The certificate the node's port serves TLS with; clients must present certificates signed by the
+    /// cluster's CA (mutual TLS). `nil` serves plaintext.
+    public var tls: RPCServerTLS?
+    /// How the node connects to other cluster members over TLS (pulling a slot, shipping to its standby): its
+    /// certificate and the cluster's CA. `nil` for plaintext.
+    public var peerTLS: RPCClientTLS?
 
     /// Creates a configuration.
     public init(
@@ -123,14 +129,14 @@ public final class StorageNode: Service, Sendable {
         }
         service = ObjectService(
             nodeID: configuration.nodeID, runtime: runtime, bindings: served!.bindings, database: database,
-            meta: meta, clusterSecret: configuration.clusterSecret,
+            meta: meta, clusterSecret: configuration.clusterSecret, peerTLS: configuration.peerTLS,
             standby: standby,
             logger: logger)
         server = RPCServer(
             host: configuration.host, port: configuration.port, handler: service,
             maximumFrameSize: configuration.maximumFrameSize,
             access: configuration.clusterSecret.map { RPCAccessControl(keys: [$0], roles: { _ in [.cluster] }) },
-            logger: logger)
+            tls: configuration.tls, logger: logger)
         service.server.withLock { $0 = server }
     }
 
@@ -212,7 +218,8 @@ public final class StorageNode: Service, Sendable {
     ) throws {
         let primary = try PrimaryReplication(
             nodeID: configuration.nodeID, database: database, term: term, policy: policy, control: control,
-            credentials: configuration.clusterSecret, standbyTimeout: standbyTimeout, logger: logger,
+            credentials: configuration.clusterSecret, tls: configuration.peerTLS, standbyTimeout: standbyTimeout,
+            logger: logger,
             onFenced: { [weak self] reason in
                 self?.refuseEverything("Node \(self?.configuration.nodeID ?? "") was replaced: \(reason)")
                 onFenced(reason)
@@ -399,6 +406,8 @@ final class ObjectService: RPCHandler {
     let objectTransport = Mutex<(any ObjectTransport)?>(nil)
     /// The key this node proves to other nodes (pulling a slot), the cluster secret.
     let clusterSecret: RPCKey?
+    /// How this node reaches other nodes over TLS; `nil` for plaintext.
+    let peerTLS: RPCClientTLS?
     /// This node's copy of its primary's writes, when it is a standby.
     let standby: StandbyReplica?
     /// The primary's replication to its standby, once enabled.
@@ -414,9 +423,10 @@ final class ObjectService: RPCHandler {
 
     init(
         nodeID: String, runtime: ObjectRuntime, bindings: [String: String], database: Database, meta: ColumnFamily,
-        clusterSecret: RPCKey?, standby: StandbyReplica? = nil, logger: Logger
+        clusterSecret: RPCKey?, peerTLS: RPCClientTLS? = nil, standby: StandbyReplica? = nil, logger: Logger
     ) {
         self.clusterSecret = clusterSecret
+        self.peerTLS = peerTLS
         self.standby = standby
         if let standby {
             servingRefusal.withLock {

@@ -109,7 +109,14 @@ public final class RPCServerTLS: Sendable {
     public let files: TLSFiles
     /// Whether clients must present certificates.
     public let clientCertificates: ClientCertificatePolicy
-    private let current: Mutex<(context: NIOSSLContext, expiry: Date)>
+    private let current: Mutex<Loaded>
+
+    private struct Loaded {
+        var context: NIOSSLContext
+        var expiry: Date
+        var chain: [NIOSSLCertificate]
+        var key: NIOSSLPrivateKey
+    }
 
     /// Loads the certificate, the key and the CA.
     ///
@@ -140,9 +147,27 @@ public final class RPCServerTLS: Sendable {
         return loaded.expiry
     }
 
-    private static func load(_ files: TLSFiles, _ policy: ClientCertificatePolicy) throws -> (
-        context: NIOSSLContext, expiry: Date
-    ) {
+    /// A swift-nio-ssl configuration serving the same certificate to HTTPS clients (browsers: no client
+    /// certificates asked), that follows ``reload()``: each handshake takes the certificate loaded last.
+    public func httpsConfiguration() -> TLSConfiguration {
+        let (chain, key) = current.withLock { ($0.chain, $0.key) }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.sslContextCallback = { [weak self] _, promise in
+            guard let (chain, key) = self?.current.withLock({ ($0.chain, $0.key) }) else {
+                promise.succeed(.noChanges)
+                return
+            }
+            var override = NIOSSLContextConfigurationOverride()
+            override.certificateChain = chain.map { .certificate($0) }
+            override.privateKey = .privateKey(key)
+            promise.succeed(override)
+        }
+        return configuration
+    }
+
+    private static func load(_ files: TLSFiles, _ policy: ClientCertificatePolicy) throws -> Loaded {
         let chain = try files.loadChain()
         let key = try files.loadKey()
         var configuration = TLSConfiguration.makeServerConfiguration(
@@ -159,7 +184,9 @@ public final class RPCServerTLS: Sendable {
             configuration.certificateVerification = .none
         }
         do {
-            return (try NIOSSLContext(configuration: configuration), files.expiry(of: chain))
+            return Loaded(
+                context: try NIOSSLContext(configuration: configuration), expiry: files.expiry(of: chain),
+                chain: chain, key: key)
         } catch {
             throw TLSConfigurationError(
                 "Cannot use the TLS certificate \(files.certificate) with the key \(files.privateKey): \(error) "
@@ -204,6 +231,22 @@ public final class RPCClientTLS: Sendable {
     }
 
     private static func load(_ certificateAuthority: String?, _ identity: TLSFiles?) throws -> NIOSSLContext {
+        let configuration = try Self.configuration(certificateAuthority: certificateAuthority, identity: identity)
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw TLSConfigurationError(
+                "Cannot use the TLS client settings (\(identity?.description ?? certificateAuthority ?? "system CAs")): "
+                    + "\(error).")
+        }
+    }
+
+    /// A swift-nio-ssl client configuration that verifies servers (chain and host name) against the CA in
+    /// `certificateAuthority` (the system's trust store when `nil`) and presents `identity`'s certificate when
+    /// given; for clients other than ``RPCConnection`` (the etcd client's HTTPS).
+    ///
+    /// - Throws: ``TLSConfigurationError`` naming the file that cannot be read.
+    public static func configuration(certificateAuthority: String?, identity: TLSFiles?) throws -> TLSConfiguration {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         configuration.certificateVerification = .fullVerification
@@ -213,13 +256,7 @@ public final class RPCClientTLS: Sendable {
             configuration.certificateChain = try identity.loadChain().map { .certificate($0) }
             configuration.privateKey = .privateKey(try identity.loadKey())
         }
-        do {
-            return try NIOSSLContext(configuration: configuration)
-        } catch {
-            throw TLSConfigurationError(
-                "Cannot use the TLS client settings (\(identity?.description ?? certificateAuthority ?? "system CAs")): "
-                    + "\(error).")
-        }
+        return configuration
     }
 }
 

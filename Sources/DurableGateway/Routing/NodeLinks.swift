@@ -23,6 +23,7 @@ final class NodeLinks: Sendable {
 
     private let placement: any PlacementStore
     private let credentials: RPCKey?
+    private let tls: RPCClientTLS?
     private let metrics: GatewayMetrics
     private let logger: Logger
     private let links = Mutex<[String: Entry]>([:])
@@ -30,9 +31,15 @@ final class NodeLinks: Sendable {
     private let inProcess = Mutex<[String: (address: String, link: InProcessNodeLink)]>([:])
 
     /// - Parameter credentials: the cluster secret the gateway proves to its nodes.
-    init(placement: any PlacementStore, credentials: RPCKey?, metrics: GatewayMetrics, logger: Logger) {
+    /// - Parameter tls: how the gateway reaches its nodes over TLS (its certificate, and the cluster's CA);
+    ///   `nil` for plaintext.
+    init(
+        placement: any PlacementStore, credentials: RPCKey?, tls: RPCClientTLS?, metrics: GatewayMetrics,
+        logger: Logger
+    ) {
         self.placement = placement
         self.credentials = credentials
+        self.tls = tls
         self.metrics = metrics
         self.logger = logger
     }
@@ -60,7 +67,7 @@ final class NodeLinks: Sendable {
                 node = SocketNodeLink(
                     client: DurableClient(
                         host: String(parts.first ?? "127.0.0.1"), port: Int(parts.last ?? "0") ?? 0, connections: 2,
-                        credentials: credentials, logger: logger))
+                        credentials: credentials, tls: tls, logger: logger))
             }
             let link = Link(node: node, calls: links[nodeID]?.link.calls ?? metrics.forwarding(to: nodeID))
             let replaced = links[nodeID]?.link.node

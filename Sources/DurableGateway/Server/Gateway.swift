@@ -40,6 +40,11 @@ public struct GatewayConfiguration: Sendable {
     /// with the node's error instead of forwarding them (``OverloadShedding``): 5 ms by default; zero forwards every
     /// call.
     public var overloadHoldOff: Duration = .milliseconds(5)
+    /// The certificate the RPC port serves TLS with (client certificates optional, verified against the CA when
+    /// presented); `nil` serves plaintext.
+    public var tls: RPCServerTLS?
+    /// How the gateway connects to nodes over TLS (its certificate and the cluster's CA); `nil` for plaintext.
+    public var nodeTLS: RPCClientTLS?
 
     /// Creates a configuration.
     public init(
@@ -117,7 +122,8 @@ public final class Gateway: Service, Sendable {
         self.placement = placement
         metrics = GatewayMetrics(factory: configuration.metricsFactory)
         links = NodeLinks(
-            placement: placement, credentials: configuration.keys?.clusterSecret, metrics: metrics, logger: logger)
+            placement: placement, credentials: configuration.keys?.clusterSecret, tls: configuration.nodeTLS,
+            metrics: metrics, logger: logger)
         router = ObjectRouter(
             registry: registry, placement: placement, links: links,
             shedding: OverloadShedding(holdOff: configuration.overloadHoldOff, factory: configuration.metricsFactory))
@@ -156,7 +162,7 @@ public final class Gateway: Service, Sendable {
         server = RPCServer(
             host: configuration.host, port: configuration.rpcPort, handler: handler,
             access: configuration.keys.map { RPCAccessControl(keys: $0.all, roles: Gateway.roles(allowedToCall:)) },
-            logger: logger)
+            tls: configuration.tls, logger: logger)
         // Another gateway's publish: the worker's bindings change, and the nodes hear of it from every gateway that
         // saw it (nodes ignore definitions older than the newest they have), so none misses it if the publishing
         // gateway died before telling them.
