@@ -96,7 +96,8 @@ struct DevCommand: AsyncParsableCommand {
         var gatewayConfiguration = GatewayConfiguration(
             host: host, rpcPort: rpcPort, dataDirectory: root.appendingPathComponent("gateway").path,
             environment: env, keys: keys)
-        let processTLS = tls ? try Self.localTLS(in: root.appendingPathComponent("tls"), host: host, logger: logger) : nil
+        let processTLS =
+            tls ? try Self.localTLS(in: root.appendingPathComponent("tls"), host: host, logger: logger) : nil
         gatewayConfiguration.tls = processTLS?.server
         gatewayConfiguration.nodeTLS = processTLS?.client
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
@@ -115,7 +116,8 @@ struct DevCommand: AsyncParsableCommand {
                     host: host, port: 0, dataDirectory: root.appendingPathComponent(nodeID).path, nodeID: nodeID,
                     runtime: runtime, clusterSecret: keys.clusterSecret)
                 if let processTLS {
-                    nodeConfiguration.tls = try RPCServerTLS(files: processTLS.server.files, clientCertificates: .required)
+                    nodeConfiguration.tls = try RPCServerTLS(
+                        files: processTLS.server.files, clientCertificates: .required)
                     nodeConfiguration.peerTLS = processTLS.client
                 }
                 let node = try StorageNode(

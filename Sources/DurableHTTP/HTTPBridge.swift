@@ -1,11 +1,11 @@
 import DurableObjects
 import Hummingbird
-import HummingbirdTLS
-import NIOSSL
 import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 
 /// How the HTTP bridge listens.

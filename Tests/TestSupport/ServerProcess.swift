@@ -57,7 +57,8 @@ public final class ServerProcess: Sendable {
                 directory: directory, name: "durable \(commandLine.first ?? "")")
         }
         let ready = try await child.waitForLine { line -> (Int, Int?)? in
-            if let range = line.range(of: "Ready on http://127.0.0.1:") {
+            if let range = line.range(of: "Ready on http://127.0.0.1:") ?? line.range(of: "Ready on https://127.0.0.1:")
+            {
                 // durable dev: "Ready on http://127.0.0.1:HTTP (… 127.0.0.1:RPC)"
                 let http = Int(line[range.upperBound...].prefix { $0.isNumber })
                 let rpc = line.range(of: "on 127.0.0.1:", range: range.upperBound..<line.endIndex).flatMap {
@@ -69,7 +70,7 @@ public final class ServerProcess: Sendable {
             guard let range = line.range(of: "listening on \(address):"),
                 let port = Int(line[range.upperBound...].prefix { $0.isNumber })
             else { return nil }
-            let http = line.range(of: "http://\(address):").flatMap {
+            let http = (line.range(of: "http://\(address):") ?? line.range(of: "https://\(address):")).flatMap {
                 Int(line[$0.upperBound...].prefix { $0.isNumber })
             }
             return (port, http)
