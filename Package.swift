@@ -331,6 +331,7 @@ let package = Package(
             dependencies: [
                 "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "TestSupport", "durable",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strictSettings
         ),

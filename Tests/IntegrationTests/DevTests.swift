@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import DurableClient
 import DurableObjects
 import DurableWire
@@ -53,5 +54,49 @@ extension ProcessTests {
             await again.close()
             #expect(await dev.interrupt() == 0)
         }
+    }
+}
+
+extension ProcessTests.DevTests {
+    @Test("durable dev --tls makes a local CA, serves HTTPS and RPC over TLS with it, and refuses plaintext")
+    func devWithTLS() async throws {
+        let folder = TemporaryDirectory("dev-tls")
+        let data = folder.child("data")
+        let dev = try await ServerProcess.dev(dataDirectory: data, arguments: ["--tls", "--nodes-over-tcp"])
+        let caFile = data + "/tls/ca.pem"
+        #expect(FileManager.default.fileExists(atPath: caFile))
+        let keyAttributes = try FileManager.default.attributesOfItem(atPath: data + "/tls/key.pem")
+        #expect((keyAttributes[.posixPermissions] as? Int) == 0o600)
+        #expect(dev.child.outputLines.contains { $0.contains("Ready on https://127.0.0.1:") })
+
+        // HTTPS on the worker's port, verified against the local CA.
+        let http = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: HTTPClient.Configuration(
+                tlsConfiguration: try RPCClientTLS.configuration(certificateAuthority: caFile, identity: nil)))
+        let response = try await http.execute(
+            HTTPClientRequest(url: "https://127.0.0.1:\(dev.httpPort!)/counter/increment"), timeout: .seconds(30))
+        #expect(response.status == .ok)
+        let body = try await response.body.collect(upTo: 1 << 20)
+        #expect(String(buffer: body) == "Durable Object 'A' count: 1")
+        // Plain HTTP on the HTTPS port gets no answer.
+        await #expect(throws: (any Error).self) {
+            _ = try await http.execute(
+                HTTPClientRequest(url: "http://127.0.0.1:\(dev.httpPort!)/counter/"), timeout: .seconds(10))
+        }
+        try await http.shutdown()
+
+        // RPC over TLS with the API token; the nodes are reached over their TLS ports (--nodes-over-tcp).
+        let apiToken = try RPCKey(String(contentsOfFile: data + "/secrets/api-token", encoding: .utf8), role: .client)
+        let client = DurableClient(
+            host: "127.0.0.1", port: dev.port, credentials: apiToken,
+            tls: try RPCClientTLS(certificateAuthority: caFile))
+        #expect(try await client.namespace("COUNTER").getByName("A").fetch("http://counter/increment").text() == "2")
+        await client.close()
+        let plain = DurableClient(host: "127.0.0.1", port: dev.port, credentials: apiToken)
+        let refused = await #expect(throws: DurableObjectError.self) { try await plain.namespace("COUNTER") }
+        #expect(refused?.message.contains("TLS required") == true, "\(String(describing: refused))")
+        await plain.close()
+        #expect(await dev.interrupt() == 0)
     }
 }
