@@ -299,7 +299,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableEtcdTests",
-            dependencies: ["DurableEtcd", "TestSupport"],
+            dependencies: ["DurableEtcd", "DurableWire", "TestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import DurableWire
 import Foundation
 
 #if canImport(Glibc)
@@ -24,12 +25,24 @@ public final class EtcdProcess: Sendable {
 
     /// Starts a single-member cluster with its data in `dataDirectory` and waits until it serves clients. A port
     /// taken between choosing it and etcd binding it makes etcd exit; the start is then tried again on new ports.
-    public static func start(dataDirectory: String, name: String = "member-1") async throws -> EtcdProcess {
+    ///
+    /// - Parameter tls: serve clients over https with this certificate, and require client certificates signed by
+    ///   its CA (`--client-cert-auth`).
+    public static func start(
+        dataDirectory: String, name: String = "member-1", tls: TLSFiles? = nil
+    ) async throws -> EtcdProcess {
         var lastFailure: (any Error)?
         for _ in 0..<3 {
             let clientPort = try freeLoopbackPort()
             let peerPort = try freeLoopbackPort()
-            let clientURL = "http://127.0.0.1:\(clientPort)"
+            let clientURL = "\(tls == nil ? "http" : "https")://127.0.0.1:\(clientPort)"
+            let tlsArguments =
+                tls.map {
+                    [
+                        "--cert-file", $0.certificate, "--key-file", $0.privateKey, "--trusted-ca-file",
+                        $0.certificateAuthority ?? "", "--client-cert-auth",
+                    ]
+                } ?? []
             let peerURL = "http://127.0.0.1:\(peerPort)"
             let child = try await offPool {
                 try ChildProcess(
@@ -39,7 +52,7 @@ public final class EtcdProcess: Sendable {
                         "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
                         "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
                         "--initial-cluster", "\(name)=\(peerURL)", "--initial-cluster-state", "new",
-                    ], name: "etcd \(name)")
+                    ] + tlsArguments, name: "etcd \(name)")
             }
             do {
                 _ = try await child.waitForLine(on: .errors, timeout: .seconds(60)) { line in
