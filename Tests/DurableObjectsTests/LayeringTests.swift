@@ -9,6 +9,7 @@ struct LayeringTests {
     /// Each module's layer.
     static let layers: [String: Int] = [
         "CRocksDB": 0, "DurableStorage": 1, "DurableWire": 1, "DurableMetrics": 1, "DurableEtcd": 1,
+        "DurableCertificates": 1,
         "DurableObjects": 2,
         "DurableProtocol": 3, "DurableObjectsTesting": 3, "DurableExamples": 3,
         "DurableNode": 4, "DurableClient": 4,
