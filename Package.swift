@@ -39,6 +39,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // Tracing: the API every module uses, and the OTLP exporter the processes bootstrap (OTLP/HTTP only: no gRPC).
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.2"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
         // Only for `swift package generate-documentation` (make docs): no target depends on it.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.4.0"),
     ],
@@ -47,6 +50,12 @@ let package = Package(
             name: "CRocksDB",
             pkgConfig: "rocksdb",
             providers: [.apt(["librocksdb-dev"])]
+        ),
+        // Spans and W3C trace context in call metadata, shared by every module a call crosses.
+        .target(
+            name: "DurableTracing",
+            dependencies: [.product(name: "Tracing", package: "swift-distributed-tracing")],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "DurableStorage",
@@ -69,7 +78,7 @@ let package = Package(
         .target(
             name: "DurableObjects",
             dependencies: [
-                "DurableStorage",
+                "DurableStorage", "DurableTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -87,7 +96,7 @@ let package = Package(
         .target(
             name: "DurableNode",
             dependencies: [
-                "DurableObjects", "DurableWire", "DurableStorage", "DurableProtocol",
+                "DurableObjects", "DurableWire", "DurableStorage", "DurableProtocol", "DurableTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -100,6 +109,7 @@ let package = Package(
             name: "DurableGateway",
             dependencies: [
                 "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableProtocol", "DurableEtcd",
+                "DurableTracing",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -131,7 +141,7 @@ let package = Package(
         .target(
             name: "DurableClient",
             dependencies: [
-                "DurableWire", "DurableObjects", "DurableProtocol",
+                "DurableWire", "DurableObjects", "DurableProtocol", "DurableTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
@@ -145,7 +155,7 @@ let package = Package(
         .target(
             name: "DurableHTTP",
             dependencies: [
-                "DurableObjects",
+                "DurableObjects", "DurableTracing",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -180,7 +190,9 @@ let package = Package(
                 "DurableGateway",
                 "DurableHTTP",
                 "DurableWire",
+                "DurableTracing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "OTel", package: "swift-otel"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -255,6 +267,15 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableStorageTests", dependencies: ["DurableStorage", "TestSupport"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "DurableTracingTests",
+            dependencies: [
+                "DurableTracing",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "DurableChaosTests", dependencies: ["DurableChaos"], swiftSettings: strictSettings),
         .testTarget(
             name: "DurableObjectsTests",
@@ -311,6 +332,9 @@ let package = Package(
             dependencies: [
                 "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "TestSupport", "durable",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

@@ -109,6 +109,9 @@ struct NodeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Authentication")
     var secrets: SecretOptions
 
+    @OptionGroup(title: "Tracing")
+    var tracing: TracingOptions
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
@@ -139,6 +142,7 @@ struct NodeCommand: AsyncParsableCommand {
         var configuredLogger = Logger(label: "durable.node")
         configuredLogger.logLevel = logLevel
         let logger = configuredLogger
+        let spanExporter = try tracing.bootstrap(serviceName: "durable-node", logger: logger)
         let secret = try secrets.nodeSecret(logger: logger)
         var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))
         runtime.mailbox.maxQueuedRequests = maxQueuedRequests
@@ -393,6 +397,7 @@ struct NodeCommand: AsyncParsableCommand {
                         fflush(nil)
                     }), at: 0)
         }
+        if let spanExporter { services.insert(spanExporter, at: 0) }
         let serviceGroup = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         shared.group.withLock { $0 = serviceGroup }

@@ -1,6 +1,7 @@
 import DurableObjects
 import DurableProtocol
 import DurableStorage
+import DurableTracing
 import DurableWire
 import Foundation
 import Logging
@@ -434,7 +435,9 @@ final class ObjectService: RPCHandler {
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.invoke:
-            return try await invoke(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
+            let message = try Durable_V1_InvokeRequest(serializedBytes: call.payload)
+            guard CallTracing.isEnabled else { return try await invoke(message, deadline: call.deadline) }
+            return try await tracedInvoke(message, call: call)
         case Methods.resolveBinding:
             return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.webSocketEvent:
@@ -494,8 +497,7 @@ final class ObjectService: RPCHandler {
         }
     }
 
-    private func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8]
-    {
+    func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
         invocations.add(1, ordering: .relaxed)
         do {
             try checkServing()

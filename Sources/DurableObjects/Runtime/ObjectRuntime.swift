@@ -1,4 +1,5 @@
 import DurableStorage
+import DurableTracing
 import HeapModule
 import Logging
 import Synchronization
@@ -379,15 +380,39 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             // of the previous event's turn starts this one on the same thread. The output gate is waited for
             // outside: its release then goes straight back to the caller's executor.
             // Queued (and the queue's bounds checked) here, before anything waits for the object's executor.
-            guard let ticket = try activation.enqueue(bytes: event.bodyBytes, deadline: deadline) else { continue }
+            let traced = CallTracing.isEnabled
+            let queueWait = traced ? activation.startSpan(SpanNames.queueWait) : nil
+            let admitted: Activation.Ticket?
+            do {
+                admitted = try activation.enqueue(bytes: event.bodyBytes, deadline: deadline)
+            } catch {
+                queueWait?.recordFailure(error)
+                queueWait?.end()
+                throw error
+            }
+            guard let ticket = admitted else {
+                queueWait?.end()
+                continue
+            }
             let outcome = try await withTaskExecutorPreference(activation.executor) {
                 () async throws -> Activation.Outcome? in
-                switch try await activation.awaitDelivery(ticket) {
+                let admission: Activation.Admission
+                do {
+                    admission = try await activation.awaitDelivery(ticket)
+                } catch {
+                    queueWait?.recordFailure(error)
+                    queueWait?.end()
+                    throw error
+                }
+                queueWait?.end()
+                switch admission {
                 case .retry: return nil
-                case .delivered(let object): return await activation.run(event, in: object)
+                case .delivered(let object):
+                    return traced
+                        ? await activation.tracedRun(event, in: object) : await activation.run(event, in: object)
                 }
             }
-            if let outcome { return try await activation.release(outcome) }
+            if let outcome { return try await activation.release(outcome, traced: traced) }
         }
     }
 

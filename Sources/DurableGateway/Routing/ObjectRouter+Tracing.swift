@@ -1,0 +1,68 @@
+import DurableObjects
+import DurableProtocol
+import DurableTracing
+import DurableWire
+import Tracing
+
+/// The gateway's span of a call: ``SpanNames/gatewayRoute``, from the call's arrival to the owner's answer, with
+/// the object and the node it was routed to. Its context goes to the node in the call's metadata (`traceparent`),
+/// so that the node's spans are its children.
+extension ObjectRouter {
+    /// ``relay(_:routing:id:deadline:)`` in a route span: a server span continuing the RPC caller's trace, or, for
+    /// a call made in this process (a worker's binding), a child of the task's current span.
+    func tracedRelay(
+        _ payload: [UInt8], routing: InvokeTarget, id: DurableObjectId, deadline: ContinuousClock.Instant?,
+        callerMetadata: [String: String]?
+    ) async throws -> [UInt8] {
+        let parent =
+            callerMetadata.map { CallTracing.context(from: $0) } ?? InstrumentationContext.current ?? .topLevel
+        return try await withSpan(
+            SpanNames.gatewayRoute, context: parent, ofKind: callerMetadata == nil ? .internal : .server
+        ) { span in
+            Self.describe(span, routing: routing, id: id)
+            defer { span.attributes[SpanAttributeKeys.node] = ownerNode(of: id) }
+            do {
+                return try await relay(payload, routing: routing, id: id, deadline: deadline)
+            } catch let error as RPCError {
+                span.attributes[SpanAttributeKeys.statusCode] = "\(error.code)"
+                throw error
+            }
+        }
+    }
+
+    /// Starts the route span of a call relayed without a task (``start(_:reply:)``); ``end(_:with:)`` ends it.
+    func startRouteSpan(_ call: IncomingCall, routing: InvokeTarget, id: DurableObjectId, node: String) -> any Span {
+        let span = InstrumentationSystem.tracer.startSpan(
+            SpanNames.gatewayRoute, context: CallTracing.context(from: call.metadata), ofKind: .server)
+        Self.describe(span, routing: routing, id: id)
+        span.attributes[SpanAttributeKeys.node] = node
+        return span
+    }
+
+    /// Ends a route span with the call's outcome.
+    static func end(_ span: any Span, with result: Result<[UInt8], RPCError>) {
+        if case .failure(let error) = result {
+            span.attributes[SpanAttributeKeys.statusCode] = "\(error.code)"
+            span.setStatus(SpanStatus(code: .error, message: error.message))
+        }
+        span.end()
+    }
+
+    /// Ends the span of a call that could not be relayed without a task after all (no connection was open): the
+    /// call is routed again in a task, under a route span of its own.
+    static func abandon(_ span: any Span) {
+        span.attributes["durable.route.relayed_in_task"] = true
+        span.end()
+    }
+
+    private static func describe(_ span: any Span, routing: InvokeTarget, id: DurableObjectId) {
+        span.attributes[SpanAttributeKeys.rpcMethod] = Methods.invoke
+        span.attributes[SpanAttributeKeys.namespace] = routing.namespaceID
+        span.attributes[SpanAttributeKeys.objectID] = id.hexString
+    }
+
+    /// The node that owns `id`'s slot now, as the placement records it.
+    private func ownerNode(of id: DurableObjectId) -> String {
+        placement.assignment(of: PlacementEpochs.slot(of: id))?.nodeID ?? ""
+    }
+}

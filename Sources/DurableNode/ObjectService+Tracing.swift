@@ -1,0 +1,40 @@
+import DurableProtocol
+import DurableTracing
+import DurableWire
+import Foundation
+import Tracing
+
+extension ObjectService {
+    /// Serves an invocation in a ``SpanNames/nodeInvoke`` server span that continues the trace of the call's
+    /// `traceparent` (from the gateway, or from any client that sends one); the runtime's spans (queue wait, turn,
+    /// flush) are its children.
+    func tracedInvoke(_ message: Durable_V1_InvokeRequest, call: IncomingCall) async throws -> [UInt8] {
+        try await withSpan(
+            SpanNames.nodeInvoke, context: CallTracing.context(from: call.metadata), ofKind: .server
+        ) { span in
+            span.attributes[SpanAttributeKeys.rpcMethod] = call.method
+            span.attributes[SpanAttributeKeys.node] = nodeID
+            span.attributes[SpanAttributeKeys.namespace] = message.namespaceID
+            if let className = runtime.namespaceDefinition(message.namespaceID)?.className {
+                span.attributes[SpanAttributeKeys.className] = className
+            }
+            span.attributes[SpanAttributeKeys.objectID] =
+                message.objectID.isEmpty ? message.objectName : message.objectID.hexEncoded
+            do {
+                return try await invoke(message, deadline: call.deadline)
+            } catch let error as RPCError {
+                span.attributes[SpanAttributeKeys.statusCode] = "\(error.code)"
+                throw error
+            }
+        }
+    }
+}
+
+extension Data {
+    fileprivate var hexEncoded: String {
+        map { byte in
+            let digits = Array("0123456789abcdef")
+            return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
+        }.joined()
+    }
+}

@@ -1,0 +1,52 @@
+import DurableTracing
+import Tracing
+
+/// The spans of an object's side of a call, made only while ``CallTracing/isEnabled``: the wait in the object's
+/// inbound queue, its turn, and the wait for its writes to be durable. Each is a child of the task's current span
+/// (the node's invocation, or the caller's span in process).
+extension Activation {
+    /// Starts a span about this object (its namespace, class and id as attributes); the caller ends it.
+    func startSpan(_ name: String) -> any Span {
+        let span = InstrumentationSystem.tracer.startSpan(name, context: InstrumentationContext.current ?? .topLevel)
+        describe(span)
+        return span
+    }
+
+    /// ``run(_:in:)`` in a ``SpanNames/turn`` span; an event that fails marks the span failed.
+    func tracedRun(_ event: ObjectEvent, in object: any DurableObject) async -> Outcome {
+        await withSpan(SpanNames.turn) { span in
+            describe(span)
+            let outcome = await run(event, in: object)
+            if case .failure(let error) = outcome.result { span.recordFailure(error) }
+            return outcome
+        }
+    }
+
+    /// Waits for the writes up to `gate` to be durable in a ``SpanNames/storageFlush`` span, which says whether it
+    /// had to wait for a flush (its group commit) or found them durable already.
+    func tracedWaitUntilDurable(_ gate: UInt64) async throws {
+        try await withSpan(SpanNames.storageFlush) { span in
+            describe(span)
+            span.attributes[SpanAttributeKeys.flushWaited] = !engine.isDurable(gate)
+            try await engine.waitUntilDurable(gate)
+        }
+    }
+
+    private func describe(_ span: any Span) {
+        span.attributes[SpanAttributeKeys.namespace] = namespace.id
+        span.attributes[SpanAttributeKeys.className] = namespace.className
+        span.attributes[SpanAttributeKeys.objectID] = id.hexString
+    }
+}
+
+extension Span {
+    /// Marks the span failed with `error`: recorded, its status an error, and its code as an attribute when it is a
+    /// ``DurableObjectError``.
+    func recordFailure(_ error: any Error) {
+        recordError(error)
+        setStatus(SpanStatus(code: .error))
+        if let error = error as? DurableObjectError {
+            attributes[SpanAttributeKeys.statusCode] = error.code.description
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Synchronization
+import Tracing
+
+/// Whether this process traces calls, and the W3C trace context that crosses a process boundary in a call's
+/// metadata.
+///
+/// Tracing is off until ``enable()`` is called, which a process does once, right after it bootstrapped
+/// `InstrumentationSystem` with an exporting tracer (`--otel-endpoint`). Every hot path asks ``isEnabled`` (one
+/// relaxed atomic load) before it makes a span, formats an attribute or touches a call's metadata, so that a process
+/// without tracing pays nothing more than that load.
+public enum CallTracing {
+    private static let enabled = Atomic<Bool>(false)
+
+    /// Whether spans are made and trace context is propagated in this process.
+    @inline(__always)
+    public static var isEnabled: Bool { enabled.load(ordering: .relaxed) }
+
+    /// Turns tracing on for the rest of the process's life (after `InstrumentationSystem.bootstrap`).
+    public static func enable() {
+        enabled.store(true, ordering: .relaxed)
+    }
+
+    /// `metadata` with the trace context of `context` added (`traceparent`, and `tracestate` when there is one), as
+    /// the bootstrapped instrument writes it. Without tracing, or without a span in `context`, it is `metadata`.
+    public static func metadata(
+        _ metadata: [String: String] = [:], carrying context: InstrumentationContext? = .current
+    ) -> [String: String] {
+        guard isEnabled, let context else { return metadata }
+        return Self.metadata(metadata, carrying: context, using: InstrumentationSystem.instrument)
+    }
+
+    /// `metadata` with the trace context of `context` added by `instrument`.
+    public static func metadata(
+        _ metadata: [String: String], carrying context: InstrumentationContext, using instrument: any Instrument
+    ) -> [String: String] {
+        var metadata = metadata
+        instrument.inject(context, into: &metadata, using: MetadataInjector())
+        return metadata
+    }
+
+    /// The context a caller's metadata carries: its trace context when it has a well-formed `traceparent`, else an
+    /// empty context (a malformed one is ignored, never an error: the call starts a trace of its own).
+    public static func context(from metadata: [String: String]) -> InstrumentationContext {
+        guard isEnabled, metadata[TraceContextKeys.traceparent] != nil else { return .topLevel }
+        return context(from: metadata, using: InstrumentationSystem.instrument)
+    }
+
+    /// The context `instrument` reads from `metadata` (empty when it carries no well-formed trace context).
+    public static func context(
+        from metadata: [String: String], using instrument: any Instrument
+    ) -> InstrumentationContext {
+        var context = InstrumentationContext.topLevel
+        instrument.extract(metadata, into: &context, using: MetadataExtractor())
+        return context
+    }
+}
+
+/// The W3C trace-context keys (https://www.w3.org/TR/trace-context/) as they appear in call metadata and HTTP
+/// headers (lowercase).
+public enum TraceContextKeys {
+    /// `traceparent`: version, trace id, parent span id, flags.
+    public static let traceparent = "traceparent"
+    /// `tracestate`: vendor-specific trace state, passed on as it came.
+    public static let tracestate = "tracestate"
+}
+
+/// Writes trace context into call metadata (a `[String: String]`), one key per value.
+public struct MetadataInjector: Injector {
+    /// Creates an injector.
+    public init() {}
+
+    /// Sets `key` to `value` in `carrier`, replacing an earlier value.
+    public func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) {
+        carrier[key] = value
+    }
+}
+
+/// Reads trace context from call metadata (a `[String: String]`).
+public struct MetadataExtractor: Extractor {
+    /// Creates an extractor.
+    public init() {}
+
+    /// The value of `key` in `carrier`, if present.
+    public func extract(key: String, from carrier: [String: String]) -> String? {
+        carrier[key]
+    }
+}
