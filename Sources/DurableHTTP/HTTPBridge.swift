@@ -141,16 +141,17 @@ public final class HTTPBridge: Service, Sendable {
         carrier[TraceContextKeys.traceparent] = incoming.head.headerFields[.traceparent]
         carrier[TraceContextKeys.tracestate] = incoming.head.headerFields[.tracestate]
         let method = incoming.head.method.rawValue
-        return await withSpan(
-            SpanNames.http(method: method), context: CallTracing.context(from: carrier), ofKind: .server
-        ) { span in
+        let span = InstrumentationSystem.tracer.startSpan(
+            SpanNames.http(method: method), context: CallTracing.context(from: carrier), ofKind: .server)
+        defer { span.end() }
+        let answer = await CallTracing.withCurrentSpan(span) { await self.answer(incoming) }
+        if span.isRecording {
             span.attributes[SpanAttributeKeys.httpMethod] = method
             span.attributes[SpanAttributeKeys.urlPath] = incoming.path
-            let answer = await self.answer(incoming)
             span.attributes[SpanAttributeKeys.httpStatus] = answer.status.code
             if answer.status.code >= 500 { span.setStatus(SpanStatus(code: .error)) }
-            return answer
         }
+        return answer
     }
 
     private func respond(to request: Hummingbird.Request, context: BridgeContext) async throws -> Hummingbird.Response {

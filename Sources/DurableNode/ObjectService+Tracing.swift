@@ -7,23 +7,29 @@ import Tracing
 extension ObjectService {
     /// Serves an invocation in a ``SpanNames/nodeInvoke`` server span that continues the trace of the call's
     /// `traceparent` (from the gateway, or from any client that sends one); the runtime's spans (queue wait, turn,
-    /// flush) are its children.
+    /// flush) are its children when the trace is recorded.
     func tracedInvoke(_ message: Durable_V1_InvokeRequest, call: IncomingCall) async throws -> [UInt8] {
-        try await withSpan(
-            SpanNames.nodeInvoke, context: CallTracing.context(from: call.metadata), ofKind: .server
-        ) { span in
-            span.attributes[SpanAttributeKeys.rpcMethod] = call.method
-            span.attributes[SpanAttributeKeys.node] = nodeID
-            span.attributes[SpanAttributeKeys.namespace] = message.namespaceID
-            if let className = runtime.namespaceDefinition(message.namespaceID)?.className {
-                span.attributes[SpanAttributeKeys.className] = className
+        let span = InstrumentationSystem.tracer.startSpan(
+            SpanNames.nodeInvoke, context: CallTracing.context(from: call.metadata), ofKind: .server)
+        defer { span.end() }
+        return try await CallTracing.withCurrentSpan(span) {
+            // Attributes only on a recorded span: a span not sampled must not cost the formatting.
+            if span.isRecording {
+                span.attributes[SpanAttributeKeys.rpcMethod] = call.method
+                span.attributes[SpanAttributeKeys.node] = nodeID
+                span.attributes[SpanAttributeKeys.namespace] = message.namespaceID
+                if let className = runtime.namespaceDefinition(message.namespaceID)?.className {
+                    span.attributes[SpanAttributeKeys.className] = className
+                }
+                span.attributes[SpanAttributeKeys.objectID] =
+                    message.objectID.isEmpty ? message.objectName : message.objectID.hexEncoded
             }
-            span.attributes[SpanAttributeKeys.objectID] =
-                message.objectID.isEmpty ? message.objectName : message.objectID.hexEncoded
             do {
                 return try await invoke(message, deadline: call.deadline)
-            } catch let error as RPCError {
-                span.attributes[SpanAttributeKeys.statusCode] = "\(error.code)"
+            } catch let error as RPCError where span.isRecording {
+                span.attributes[SpanAttributeKeys.statusCode] = error.code.name
+                span.recordError(error)
+                span.setStatus(SpanStatus(code: .error, message: error.message))
                 throw error
             }
         }

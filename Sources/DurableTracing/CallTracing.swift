@@ -15,6 +15,30 @@ public enum CallTracing {
     @inline(__always)
     public static var isEnabled: Bool { enabled.load(ordering: .relaxed) }
 
+    /// Whether the current task serves a call whose trace is recorded (sampled): set by the server span that
+    /// received the call, read by the spans inside it. A call not sampled makes its server span only (to carry its
+    /// caller's decision on), and none of the spans inside, so that tracing at a low ratio costs little.
+    @TaskLocal public static var isRecordingCall = false
+
+    /// Whether the current task should make the spans inside a call: tracing is on and the call is recorded.
+    @inline(__always)
+    public static var recordsThisCall: Bool { isEnabled && isRecordingCall }
+
+    /// Runs `operation` with `span` as the current span (its context is what the calls it makes carry on), and,
+    /// when `span` is recorded, with ``isRecordingCall`` set.
+    public static func withCurrentSpan<T>(
+        _ span: any Span, isolation: isolated (any Actor)? = #isolation, _ operation: () async throws -> T
+    ) async rethrows -> T {
+        try await InstrumentationContext.$current.withValue(
+            span.context,
+            operation: {
+                if span.isRecording {
+                    return try await $isRecordingCall.withValue(true, operation: operation, isolation: isolation)
+                }
+                return try await operation()
+            }, isolation: isolation)
+    }
+
     /// Turns tracing on for the rest of the process's life (after `InstrumentationSystem.bootstrap`).
     public static func enable() {
         enabled.store(true, ordering: .relaxed)

@@ -14,17 +14,24 @@ extension ObjectRouter {
         _ payload: [UInt8], routing: InvokeTarget, id: DurableObjectId, deadline: ContinuousClock.Instant?,
         callerMetadata: [String: String]?
     ) async throws -> [UInt8] {
+        // A call made in this process inside a trace not recorded makes no span (its caller's context goes on).
+        if callerMetadata == nil && !CallTracing.isRecordingCall {
+            return try await relay(payload, routing: routing, id: id, deadline: deadline)
+        }
         let parent =
             callerMetadata.map { CallTracing.context(from: $0) } ?? InstrumentationContext.current ?? .topLevel
-        return try await withSpan(
-            SpanNames.gatewayRoute, context: parent, ofKind: callerMetadata == nil ? .internal : .server
-        ) { span in
-            Self.describe(span, routing: routing, id: id)
-            defer { span.attributes[SpanAttributeKeys.node] = ownerNode(of: id) }
+        let span = InstrumentationSystem.tracer.startSpan(
+            SpanNames.gatewayRoute, context: parent, ofKind: callerMetadata == nil ? .internal : .server)
+        defer { span.end() }
+        Self.describe(span, routing: routing, id: id)
+        defer { if span.isRecording { span.attributes[SpanAttributeKeys.node] = ownerNode(of: id) } }
+        return try await CallTracing.withCurrentSpan(span) {
             do {
                 return try await relay(payload, routing: routing, id: id, deadline: deadline)
-            } catch let error as RPCError {
-                span.attributes[SpanAttributeKeys.statusCode] = "\(error.code)"
+            } catch let error as RPCError where span.isRecording {
+                span.attributes[SpanAttributeKeys.statusCode] = error.code.name
+                span.recordError(error)
+                span.setStatus(SpanStatus(code: .error, message: error.message))
                 throw error
             }
         }
@@ -35,14 +42,14 @@ extension ObjectRouter {
         let span = InstrumentationSystem.tracer.startSpan(
             SpanNames.gatewayRoute, context: CallTracing.context(from: call.metadata), ofKind: .server)
         Self.describe(span, routing: routing, id: id)
-        span.attributes[SpanAttributeKeys.node] = node
+        if span.isRecording { span.attributes[SpanAttributeKeys.node] = node }
         return span
     }
 
     /// Ends a route span with the call's outcome.
     static func end(_ span: any Span, with result: Result<[UInt8], RPCError>) {
-        if case .failure(let error) = result {
-            span.attributes[SpanAttributeKeys.statusCode] = "\(error.code)"
+        if case .failure(let error) = result, span.isRecording {
+            span.attributes[SpanAttributeKeys.statusCode] = error.code.name
             span.setStatus(SpanStatus(code: .error, message: error.message))
         }
         span.end()
@@ -55,7 +62,9 @@ extension ObjectRouter {
         span.end()
     }
 
+    /// Sets the call's attributes on a recorded span (a span not sampled must not cost the formatting).
     private static func describe(_ span: any Span, routing: InvokeTarget, id: DurableObjectId) {
+        guard span.isRecording else { return }
         span.attributes[SpanAttributeKeys.rpcMethod] = Methods.invoke
         span.attributes[SpanAttributeKeys.namespace] = routing.namespaceID
         span.attributes[SpanAttributeKeys.objectID] = id.hexString

@@ -66,7 +66,7 @@ public struct DurableObjectStub: Sendable {
     ///   ``DurableObjectError/remote``.
     public func fetch(_ request: Request) async throws -> Response {
         if let caller = ObjectContext.current { try await caller.waitUntilDurable(caller.gateSequence) }
-        guard CallTracing.isEnabled else { return try await send(request) }
+        guard CallTracing.recordsThisCall else { return try await send(request) }
         return try await withSpan(SpanNames.objectCall, ofKind: .client) { span in
             span.attributes[SpanAttributeKeys.namespace] = namespace.namespaceID
             span.attributes[SpanAttributeKeys.className] = namespace.className

@@ -27,12 +27,15 @@ extension Activation {
     func tracedWaitUntilDurable(_ gate: UInt64) async throws {
         try await withSpan(SpanNames.storageFlush) { span in
             describe(span)
-            span.attributes[SpanAttributeKeys.flushWaited] = !engine.isDurable(gate)
+            if span.isRecording { span.attributes[SpanAttributeKeys.flushWaited] = !engine.isDurable(gate) }
             try await engine.waitUntilDurable(gate)
         }
     }
 
+    /// Sets the object's attributes on a recorded span (a span not sampled is left alone: formatting them would
+    /// cost every call what only the sampled ones need).
     private func describe(_ span: any Span) {
+        guard span.isRecording else { return }
         span.attributes[SpanAttributeKeys.namespace] = namespace.id
         span.attributes[SpanAttributeKeys.className] = namespace.className
         span.attributes[SpanAttributeKeys.objectID] = id.hexString
@@ -43,6 +46,7 @@ extension Span {
     /// Marks the span failed with `error`: recorded, its status an error, and its code as an attribute when it is a
     /// ``DurableObjectError``.
     func recordFailure(_ error: any Error) {
+        guard isRecording else { return }
         recordError(error)
         setStatus(SpanStatus(code: .error))
         if let error = error as? DurableObjectError {

@@ -380,7 +380,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             // of the previous event's turn starts this one on the same thread. The output gate is waited for
             // outside: its release then goes straight back to the caller's executor.
             // Queued (and the queue's bounds checked) here, before anything waits for the object's executor.
-            let traced = CallTracing.isEnabled
+            let traced = CallTracing.recordsThisCall
             let queueWait = traced ? activation.startSpan(SpanNames.queueWait) : nil
             let admitted: Activation.Ticket?
             do {
