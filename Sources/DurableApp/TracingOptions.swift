@@ -78,7 +78,7 @@ struct TracingOptions: ParsableArguments {
         configuration.traces.sampler = .parentBasedTraceIDRatio(ratio: traceSampling ?? 1)!
         let backend = try OTel.makeTracingBackend(configuration: configuration)
         InstrumentationSystem.bootstrap(backend.factory)
-        CallTracing.enable()
+        CallTracing.enable(tracer: backend.factory)
         logger.info(
             "tracing: exporting spans over OTLP/HTTP",
             metadata: ["endpoint": "\(url)", "sampling": "\(traceSampling ?? 1)"])

@@ -141,7 +141,7 @@ public final class HTTPBridge: Service, Sendable {
         carrier[TraceContextKeys.traceparent] = incoming.head.headerFields[.traceparent]
         carrier[TraceContextKeys.tracestate] = incoming.head.headerFields[.tracestate]
         let method = incoming.head.method.rawValue
-        let span = InstrumentationSystem.tracer.startSpan(
+        let span = CallTracing.tracer.startSpan(
             SpanNames.http(method: method), context: CallTracing.context(from: carrier), ofKind: .server)
         defer { span.end() }
         let answer = await CallTracing.withCurrentSpan(span) { await self.answer(incoming) }

@@ -10,10 +10,17 @@ import Tracing
 /// without tracing pays nothing more than that load.
 public enum CallTracing {
     private static let enabled = Atomic<Bool>(false)
+    /// The bootstrapped tracer, kept once (asking `InstrumentationSystem` looks it up under a lock on every call).
+    nonisolated(unsafe) private static var bootstrappedTracer: any Tracer = NoOpTracer()
 
     /// Whether spans are made and trace context is propagated in this process.
     @inline(__always)
-    public static var isEnabled: Bool { enabled.load(ordering: .relaxed) }
+    public static var isEnabled: Bool { enabled.load(ordering: .acquiring) }
+
+    /// The tracer the spans are made with: the one given to ``enable(tracer:)``, else a no-op tracer.
+    public static var tracer: any Tracer {
+        isEnabled ? bootstrappedTracer : NoOpTracer()
+    }
 
     /// Whether the current task serves a call whose trace is recorded (sampled): set by the server span that
     /// received the call, read by the spans inside it. A call not sampled makes its server span only (to carry its
@@ -39,9 +46,13 @@ public enum CallTracing {
             }, isolation: isolation)
     }
 
-    /// Turns tracing on for the rest of the process's life (after `InstrumentationSystem.bootstrap`).
-    public static func enable() {
-        enabled.store(true, ordering: .relaxed)
+    /// Turns tracing on for the rest of the process's life, with `tracer` (the one `InstrumentationSystem` was
+    /// bootstrapped with, which also injects and extracts the trace context). Call it once, before any call is
+    /// served.
+    public static func enable(tracer: any Tracer) {
+        precondition(!isEnabled, "CallTracing.enable(tracer:) is called once per process")
+        bootstrappedTracer = tracer
+        enabled.store(true, ordering: .releasing)
     }
 
     /// `metadata` with the trace context of `context` added (`traceparent`, and `tracestate` when there is one), as
@@ -50,7 +61,7 @@ public enum CallTracing {
         _ metadata: [String: String] = [:], carrying context: InstrumentationContext? = .current
     ) -> [String: String] {
         guard isEnabled, let context else { return metadata }
-        return Self.metadata(metadata, carrying: context, using: InstrumentationSystem.instrument)
+        return Self.metadata(metadata, carrying: context, using: bootstrappedTracer)
     }
 
     /// `metadata` with the trace context of `context` added by `instrument`.
@@ -66,7 +77,7 @@ public enum CallTracing {
     /// empty context (a malformed one is ignored, never an error: the call starts a trace of its own).
     public static func context(from metadata: [String: String]) -> InstrumentationContext {
         guard isEnabled, metadata[TraceContextKeys.traceparent] != nil else { return .topLevel }
-        return context(from: metadata, using: InstrumentationSystem.instrument)
+        return context(from: metadata, using: bootstrappedTracer)
     }
 
     /// The context `instrument` reads from `metadata` (empty when it carries no well-formed trace context).

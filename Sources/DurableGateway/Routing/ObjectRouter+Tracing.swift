@@ -20,7 +20,7 @@ extension ObjectRouter {
         }
         let parent =
             callerMetadata.map { CallTracing.context(from: $0) } ?? InstrumentationContext.current ?? .topLevel
-        let span = InstrumentationSystem.tracer.startSpan(
+        let span = CallTracing.tracer.startSpan(
             SpanNames.gatewayRoute, context: parent, ofKind: callerMetadata == nil ? .internal : .server)
         defer { span.end() }
         Self.describe(span, routing: routing, id: id)
@@ -39,7 +39,7 @@ extension ObjectRouter {
 
     /// Starts the route span of a call relayed without a task (``start(_:reply:)``); ``end(_:with:)`` ends it.
     func startRouteSpan(_ call: IncomingCall, routing: InvokeTarget, id: DurableObjectId, node: String) -> any Span {
-        let span = InstrumentationSystem.tracer.startSpan(
+        let span = CallTracing.tracer.startSpan(
             SpanNames.gatewayRoute, context: CallTracing.context(from: call.metadata), ofKind: .server)
         Self.describe(span, routing: routing, id: id)
         if span.isRecording { span.attributes[SpanAttributeKeys.node] = node }

@@ -67,7 +67,7 @@ public struct DurableObjectStub: Sendable {
     public func fetch(_ request: Request) async throws -> Response {
         if let caller = ObjectContext.current { try await caller.waitUntilDurable(caller.gateSequence) }
         guard CallTracing.recordsThisCall else { return try await send(request) }
-        return try await withSpan(SpanNames.objectCall, ofKind: .client) { span in
+        return try await CallTracing.tracer.withSpan(SpanNames.objectCall, ofKind: .client) { span in
             span.attributes[SpanAttributeKeys.namespace] = namespace.namespaceID
             span.attributes[SpanAttributeKeys.className] = namespace.className
             span.attributes[SpanAttributeKeys.objectID] = id.hexString

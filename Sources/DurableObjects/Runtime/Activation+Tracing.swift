@@ -7,14 +7,14 @@ import Tracing
 extension Activation {
     /// Starts a span about this object (its namespace, class and id as attributes); the caller ends it.
     func startSpan(_ name: String) -> any Span {
-        let span = InstrumentationSystem.tracer.startSpan(name, context: InstrumentationContext.current ?? .topLevel)
+        let span = CallTracing.tracer.startSpan(name, context: InstrumentationContext.current ?? .topLevel)
         describe(span)
         return span
     }
 
     /// ``run(_:in:)`` in a ``SpanNames/turn`` span; an event that fails marks the span failed.
     func tracedRun(_ event: ObjectEvent, in object: any DurableObject) async -> Outcome {
-        await withSpan(SpanNames.turn) { span in
+        await CallTracing.tracer.withSpan(SpanNames.turn) { span in
             describe(span)
             let outcome = await run(event, in: object)
             if case .failure(let error) = outcome.result { span.recordFailure(error) }
@@ -25,7 +25,7 @@ extension Activation {
     /// Waits for the writes up to `gate` to be durable in a ``SpanNames/storageFlush`` span, which says whether it
     /// had to wait for a flush (its group commit) or found them durable already.
     func tracedWaitUntilDurable(_ gate: UInt64) async throws {
-        try await withSpan(SpanNames.storageFlush) { span in
+        try await CallTracing.tracer.withSpan(SpanNames.storageFlush) { span in
             describe(span)
             if span.isRecording { span.attributes[SpanAttributeKeys.flushWaited] = !engine.isDurable(gate) }
             try await engine.waitUntilDurable(gate)
