@@ -9,6 +9,11 @@ extension ObjectService {
     /// `traceparent` (from the gateway, or from any client that sends one); the runtime's spans (queue wait, turn,
     /// flush) are its children when the trace is recorded.
     func tracedInvoke(_ message: Durable_V1_InvokeRequest, call: IncomingCall) async throws -> [UInt8] {
+        if let caller = CallTracing.unsampledCaller(call.metadata) {
+            return try await CallTracing.withCurrentContext(caller) {
+                try await invoke(message, deadline: call.deadline)
+            }
+        }
         let span = CallTracing.tracer.startSpan(
             SpanNames.nodeInvoke, context: CallTracing.context(from: call.metadata), ofKind: .server)
         defer { span.end() }

@@ -46,6 +46,42 @@ public enum CallTracing {
             }, isolation: isolation)
     }
 
+    /// The context of a caller whose trace is not sampled (a well-formed `traceparent` whose sampled flag is off);
+    /// `nil` otherwise. Such a call is recorded nowhere (the sampler follows the caller), so a server makes no span
+    /// for it and only passes this context on to the calls it makes: the cheapest way to carry the decision.
+    public static func unsampledCaller(_ metadata: [String: String]) -> InstrumentationContext? {
+        guard isEnabled, let traceparent = metadata[TraceContextKeys.traceparent],
+            let flags = traceparent.utf8.last, traceparent.utf8.count == 55,
+            let digit = hexValue(flags), digit & 1 == 0
+        else { return nil }
+        let context = context(from: metadata, using: bootstrappedTracer)
+        return context.isEmpty ? nil : context
+    }
+
+    /// The trace-context entries of `metadata` (`traceparent`, `tracestate`), to pass a caller's context on as is.
+    public static func traceContext(of metadata: [String: String]) -> [String: String] {
+        var entries: [String: String] = [:]
+        entries[TraceContextKeys.traceparent] = metadata[TraceContextKeys.traceparent]
+        entries[TraceContextKeys.tracestate] = metadata[TraceContextKeys.tracestate]
+        return entries
+    }
+
+    /// Runs `operation` with `context` as the current context (a caller's, passed on as it came).
+    public static func withCurrentContext<T>(
+        _ context: InstrumentationContext, isolation: isolated (any Actor)? = #isolation,
+        _ operation: () async throws -> T
+    ) async rethrows -> T {
+        try await InstrumentationContext.$current.withValue(context, operation: operation, isolation: isolation)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        default: nil
+        }
+    }
+
     /// Turns tracing on for the rest of the process's life, with `tracer` (the one `InstrumentationSystem` was
     /// bootstrapped with, which also injects and extracts the trace context). Call it once, before any call is
     /// served.

@@ -7,9 +7,10 @@ extension ProcessTests {
     struct TracingProcessTests {
         static let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
         static let callerSpanID = "00f067aa0ba902b7"
+        static let unsampledTraceID = "5bf92f3577b34da6a3ce929d0e0e4737"
 
         @Test(
-            "one HTTP request through the bridge is one trace: a span per hop in two processes, parents linked across them, timings nested"
+            "one HTTP request through the bridge is one trace: a span per hop in two processes, parents linked across them, timings nested; a request its caller did not sample is recorded nowhere"
         )
         func oneTraceAcrossProcesses() async throws {
             let receiver = try await OTLPReceiver.start()
@@ -20,12 +21,17 @@ extension ProcessTests {
                 nodes: 1, label: "tracing", nodeArguments: tracing, gatewayArguments: tracing
             ) { cluster in
                 let web = "http://127.0.0.1:\(try #require(try cluster.gateway.httpPort))"
+                // First a request whose caller did not sample its trace: no process records any of it.
+                let unsampled = try await HTTPTestClient.send(
+                    web + "/counter/increment",
+                    headers: ["traceparent": "00-\(Self.unsampledTraceID)-\(Self.callerSpanID)-00"])
+                #expect(unsampled.text == "Durable Object 'A' count: 1")
                 let started = ContinuousClock.now
                 let answer = try await HTTPTestClient.send(
                     web + "/counter/increment",
                     headers: ["traceparent": "00-\(Self.traceID)-\(Self.callerSpanID)-01"])
                 wallTime = .now - started
-                #expect(answer.text == "Durable Object 'A' count: 1")
+                #expect(answer.text == "Durable Object 'A' count: 2")
             }
             // Both processes stopped gracefully, which flushes their spans to the receiver.
             let expected = [
@@ -37,7 +43,8 @@ extension ProcessTests {
                 "spans received: \(receiver.spans)")
             #expect(receiver.decodingFailures.isEmpty)
             let spans = receiver.spans
-            // One trace: the caller's, continued from its traceparent header, and no other.
+            // One trace: the caller's, continued from its traceparent header, and no other (the unsampled request's
+            // spans would have been flushed too, at the same shutdown).
             #expect(
                 spans.allSatisfy { $0.traceID.lowercased() == Self.traceID || $0.traceID == Self.base64(Self.traceID) })
             let byName = Dictionary(grouping: spans, by: \.name)

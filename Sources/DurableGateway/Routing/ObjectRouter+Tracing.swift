@@ -18,6 +18,11 @@ extension ObjectRouter {
         if callerMetadata == nil && !CallTracing.isRecordingCall {
             return try await relay(payload, routing: routing, id: id, deadline: deadline)
         }
+        if let callerMetadata, let caller = CallTracing.unsampledCaller(callerMetadata) {
+            return try await CallTracing.withCurrentContext(caller) {
+                try await relay(payload, routing: routing, id: id, deadline: deadline)
+            }
+        }
         let parent =
             callerMetadata.map { CallTracing.context(from: $0) } ?? InstrumentationContext.current ?? .topLevel
         let span = CallTracing.tracer.startSpan(
