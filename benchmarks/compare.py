@@ -18,6 +18,8 @@ Tracing's cost: `durable-traced` is the durable run again with tracing on, at 1%
 (`--otel-endpoint` to a trivial OTLP/HTTP sink on loopback, started here, that accepts and discards every POST,
 and `--trace-sampling 0.01`, on the gateway and the node). It runs right after the untraced one, and a second
 table gives both throughputs and their ratio. `--systems durable,durable-traced` runs just these two.
+`--baseline-build-dir DIR` adds `durable-baseline`, run first: the durable of another release build (the commit
+before tracing), untraced, so that the table also shows what tracing off costs against no tracing at all.
 
 For each run it reports throughput (operations per second) and the p50 and p99 latency in milliseconds, as
 each tool measures them on the client side: durable-load's histogram, redis-benchmark's CSV, and for pgbench
@@ -78,7 +80,7 @@ from pathlib import Path
 from typing import Optional
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-SYSTEMS = ("durable", "durable-traced", "redis", "postgres")
+SYSTEMS = ("durable-baseline", "durable", "durable-traced", "redis", "postgres")
 # Tracing's cost: the same durable run again with --otel-endpoint (an OTLP sink on loopback that accepts and
 # discards) and --trace-sampling at this ratio, reported as a ratio to the untraced run.
 TRACE_SAMPLING = 0.01
@@ -442,6 +444,20 @@ class OTLPSink:
         self.server.server_close()
 
 
+class DurableBaseline(Durable):
+    """The untraced run on another build (--baseline-build-dir: e.g. the commit before tracing), to show that tracing
+    off costs nothing; the load generator is this build's."""
+
+    name = "durable-baseline"
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.durable = Path(options.baseline_build_dir) / "durable"
+
+    def version(self) -> str:
+        return str(self.durable)
+
+
 class DurableTraced(Durable):
     """The same gateway and node with tracing on: spans exported over OTLP/HTTP to an `OTLPSink`, TRACE_SAMPLING
     of the traces recorded (parent-based: the node follows the gateway's decision)."""
@@ -700,7 +716,10 @@ class Postgres:
         remove_folder(self.folder, self.options, keep_folder)
 
 
-RUNNERS = {"durable": Durable, "durable-traced": DurableTraced, "redis": Redis, "postgres": Postgres}
+RUNNERS = {
+    "durable-baseline": DurableBaseline, "durable": Durable, "durable-traced": DurableTraced, "redis": Redis,
+    "postgres": Postgres,
+}
 
 
 def remove_folder(folder: Optional[Path], options, keep: bool = False) -> None:
@@ -817,7 +836,7 @@ def ratio(ours: Optional[Measurement], theirs: Optional[Measurement], attribute:
 
 def render_table(facts: dict, results, options) -> str:
     by_key = {(m.system, m.workload, m.callers): m for m in results}
-    systems = [system for system in SYSTEMS if system in options.systems and system != "durable-traced"]
+    systems = [system for system in SYSTEMS if system in options.systems and system in ("durable", "redis", "postgres")]
     header = ["workload", "callers"]
     for system in systems:
         header += [f"{system} ops/s", "p50 ms", "p99 ms"]
@@ -872,7 +891,7 @@ def render_table(facts: dict, results, options) -> str:
         "|" + "|".join("---" if index == 0 else "---:" for index in range(len(header))) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    if "durable-traced" in options.systems:
+    if "durable-traced" in options.systems or "durable-baseline" in options.systems:
         lines += ["", *render_tracing_table(by_key, options)]
     notes = [m for m in results if m.note and not m.error]
     if notes:
@@ -886,23 +905,30 @@ def render_table(facts: dict, results, options) -> str:
 
 def render_tracing_table(by_key: dict, options) -> list:
     """Tracing's cost: the untraced durable run beside the traced one, and their throughput ratio."""
+    baseline = "durable-baseline" in options.systems
     lines = [
         f"Tracing: durable without tracing (no --otel-endpoint) and with tracing on at {TRACE_SAMPLING:g} sampling "
-        f"(--otel-endpoint to an OTLP/HTTP sink on loopback that discards, --trace-sampling {TRACE_SAMPLING:g})",
+        f"(--otel-endpoint to an OTLP/HTTP sink on loopback that discards, --trace-sampling {TRACE_SAMPLING:g})"
+        + (f"; baseline: {options.baseline_build_dir}/durable, untraced" if baseline else ""),
         "",
-        "| workload | callers | untraced ops/s | p50 ms | traced ops/s | p50 ms | traced/untraced |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| workload | callers | " + ("baseline ops/s | p50 ms | " if baseline else "")
+        + "untraced ops/s | p50 ms | traced ops/s | p50 ms | " + ("untraced/baseline | " if baseline else "")
+        + "traced/untraced |",
+        "|---|---:|" + "---:|" * (7 if baseline else 5),
     ]
     for workload in options.workloads:
         for callers in options.callers:
             row = [WORKLOAD_TITLES[workload], str(callers)]
+            before = by_key.get(("durable-baseline", workload, callers))
             plain = by_key.get(("durable", workload, callers))
             traced = by_key.get(("durable-traced", workload, callers))
-            for m in (plain, traced):
+            for m in ((before,) if baseline else ()) + (plain, traced):
                 if m is None or m.error:
                     row += ["failed" if m else "–", "–"]
                 else:
                     row += [number(m.throughput, "rate"), number(m.p50_ms, "ms")]
+            if baseline:
+                row.append(number(ratio(plain, before, "throughput"), "ratio"))
             row.append(number(ratio(traced, plain, "throughput"), "ratio"))
             lines.append("| " + " | ".join(row) + " |")
     return lines
@@ -935,7 +961,8 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         description="Compare durable objects with Redis and PostgreSQL (durable writes, loopback) on this machine.",
         epilog="See the docstring at the top of benchmarks/compare.py for what each workload runs.")
-    parser.add_argument("--systems", type=comma_list(SYSTEMS), default=list(SYSTEMS),
+    parser.add_argument("--systems", type=comma_list(SYSTEMS),
+                        default=[system for system in SYSTEMS if system != "durable-baseline"],
                         help="comma-separated, of durable,durable-traced,redis,postgres (default: all; "
                              "durable-traced is durable with tracing on at 1%% sampling)")
     parser.add_argument("--workloads", type=comma_list(WORKLOADS), default=list(WORKLOADS),
@@ -954,6 +981,9 @@ def parse_options(argv):
                         help="event loops (threads) in each durable process: the gateway, the node and durable-load "
                              "(DURABLE_EVENT_LOOPS; 0 for one per core, durable's default; default: 1, as the three "
                              "share the machine's cores)")
+    parser.add_argument("--baseline-build-dir",
+                        help="a release build of another commit (e.g. the one before tracing) whose durable runs "
+                             "untraced as durable-baseline, before the others, to compare tracing off with no tracing")
     parser.add_argument("--keep-temp", action="store_true", help="keep the data folders and logs")
     parser.add_argument("--no-install", dest="install", action="store_false",
                         help="fail instead of installing missing Debian packages")
@@ -961,6 +991,11 @@ def parse_options(argv):
     if options.seconds <= 0:
         parser.error("--seconds must be positive")
     options.build_dir = str(Path(options.build_dir).resolve())  # The servers run from their own folders.
+    if options.baseline_build_dir:
+        options.baseline_build_dir = str(Path(options.baseline_build_dir).resolve())
+        options.systems.append("durable-baseline")
+    elif "durable-baseline" in options.systems:
+        parser.error("durable-baseline needs --baseline-build-dir")
     options.systems = [system for system in SYSTEMS if system in options.systems]
     options.workloads = [workload for workload in WORKLOADS if workload in options.workloads]
     return options
