@@ -914,7 +914,7 @@ def render_tracing_table(by_key: dict, options) -> list:
         "| workload | callers | " + ("baseline ops/s | p50 ms | " if baseline else "")
         + "untraced ops/s | p50 ms | traced ops/s | p50 ms | " + ("untraced/baseline | " if baseline else "")
         + "traced/untraced |",
-        "|---|---:|" + "---:|" * (7 if baseline else 5),
+        "|---|---:|" + "---:|" * (8 if baseline else 5),
     ]
     for workload in options.workloads:
         for callers in options.callers:

@@ -8,7 +8,8 @@ extension ObjectService {
     /// Serves an invocation in a ``SpanNames/nodeInvoke`` server span that continues the trace of the call's
     /// `traceparent` (from the gateway, or from any client that sends one); the runtime's spans (queue wait, turn,
     /// flush) are its children when the trace is recorded.
-    func tracedInvoke(_ message: Durable_V1_InvokeRequest, call: IncomingCall) async throws -> [UInt8] {
+    func tracedInvoke(_ call: IncomingCall) async throws -> [UInt8] {
+        let message = try Durable_V1_InvokeRequest(serializedBytes: call.payload)
         if let caller = CallTracing.unsampledCaller(call.metadata) {
             return try await CallTracing.withCurrentContext(caller) {
                 try await invoke(message, deadline: call.deadline)

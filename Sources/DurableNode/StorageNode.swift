@@ -435,9 +435,8 @@ final class ObjectService: RPCHandler {
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.invoke:
-            let message = try Durable_V1_InvokeRequest(serializedBytes: call.payload)
-            guard CallTracing.isEnabled else { return try await invoke(message, deadline: call.deadline) }
-            return try await tracedInvoke(message, call: call)
+            if CallTracing.isEnabled { return try await tracedInvoke(call) }
+            return try await invoke(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
         case Methods.resolveBinding:
             return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
         case Methods.webSocketEvent:

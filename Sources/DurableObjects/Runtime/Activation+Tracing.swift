@@ -22,14 +22,16 @@ extension Activation {
         }
     }
 
-    /// Waits for the writes up to `gate` to be durable in a ``SpanNames/storageFlush`` span, which says whether it
-    /// had to wait for a flush (its group commit) or found them durable already.
-    func tracedWaitUntilDurable(_ gate: UInt64) async throws {
-        try await CallTracing.tracer.withSpan(SpanNames.storageFlush) { span in
+    /// ``release(_:)`` with the wait for the output gate in a ``SpanNames/storageFlush`` span, which says whether
+    /// it had to wait for a flush (its group commit) or found the writes durable already.
+    func tracedRelease(_ outcome: Outcome) async throws -> EventResult {
+        // A failed flush fails the span; release(_:) then answers the event and throws the same failure.
+        try? await CallTracing.tracer.withSpan(SpanNames.storageFlush) { span in
             describe(span)
-            if span.isRecording { span.attributes[SpanAttributeKeys.flushWaited] = !engine.isDurable(gate) }
-            try await engine.waitUntilDurable(gate)
+            if span.isRecording { span.attributes[SpanAttributeKeys.flushWaited] = !engine.isDurable(outcome.gate) }
+            try await engine.waitUntilDurable(outcome.gate)
         }
+        return try await release(outcome)
     }
 
     /// Sets the object's attributes on a recorded span (a span not sampled is left alone: formatting them would

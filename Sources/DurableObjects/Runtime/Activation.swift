@@ -271,17 +271,11 @@ final class Activation: TurnObserver, ActivationControl, Sendable {
     }
 
     /// Waits until the writes the event's outcome depends on are durable (the output gate), then returns it.
-    ///
-    /// - Parameter traced: whether the wait is a span (``SpanNames/storageFlush``).
-    func release(_ outcome: Outcome, traced: Bool = false) async throws -> EventResult {
+    func release(_ outcome: Outcome) async throws -> EventResult {
         defer {
             inner.withLock { $0.mailbox.eventAnswered(now: clock.now) }
         }
-        if traced {
-            try await tracedWaitUntilDurable(outcome.gate)
-        } else {
-            try await engine.waitUntilDurable(outcome.gate)
-        }
+        try await engine.waitUntilDurable(outcome.gate)
         return try outcome.result.get()
     }
 

@@ -373,6 +373,10 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         _ event: ObjectEvent, namespaceID: String, id: DurableObjectId, deadline: ContinuousClock.Instant?,
         metrics: inout NamespaceMetrics?
     ) async throws -> EventResult {
+        if CallTracing.recordsThisCall {
+            return try await tracedDeliver(
+                event, namespaceID: namespaceID, id: id, deadline: deadline, metrics: &metrics)
+        }
         while true {
             let (activation, namespaceMetrics) = try activation(namespaceID: namespaceID, id: id)
             metrics = namespaceMetrics
@@ -380,43 +384,19 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
             // of the previous event's turn starts this one on the same thread. The output gate is waited for
             // outside: its release then goes straight back to the caller's executor.
             // Queued (and the queue's bounds checked) here, before anything waits for the object's executor.
-            let traced = CallTracing.recordsThisCall
-            let queueWait = traced ? activation.startSpan(SpanNames.queueWait) : nil
-            let admitted: Activation.Ticket?
-            do {
-                admitted = try activation.enqueue(bytes: event.bodyBytes, deadline: deadline)
-            } catch {
-                queueWait?.recordFailure(error)
-                queueWait?.end()
-                throw error
-            }
-            guard let ticket = admitted else {
-                queueWait?.end()
-                continue
-            }
+            guard let ticket = try activation.enqueue(bytes: event.bodyBytes, deadline: deadline) else { continue }
             let outcome = try await withTaskExecutorPreference(activation.executor) {
                 () async throws -> Activation.Outcome? in
-                let admission: Activation.Admission
-                do {
-                    admission = try await activation.awaitDelivery(ticket)
-                } catch {
-                    queueWait?.recordFailure(error)
-                    queueWait?.end()
-                    throw error
-                }
-                queueWait?.end()
-                switch admission {
+                switch try await activation.awaitDelivery(ticket) {
                 case .retry: return nil
-                case .delivered(let object):
-                    return traced
-                        ? await activation.tracedRun(event, in: object) : await activation.run(event, in: object)
+                case .delivered(let object): return await activation.run(event, in: object)
                 }
             }
-            if let outcome { return try await activation.release(outcome, traced: traced) }
+            if let outcome { return try await activation.release(outcome) }
         }
     }
 
-    private func activation(namespaceID: String, id: DurableObjectId) throws -> (Activation, NamespaceMetrics) {
+    func activation(namespaceID: String, id: DurableObjectId) throws -> (Activation, NamespaceMetrics) {
         let key = ActivationKey(namespaceID: namespaceID, id: id.bytes)
         let (activation, created, metrics) = try state.withLock {
             state throws -> (Activation, Bool, NamespaceMetrics) in
