@@ -330,7 +330,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "TestSupport", "durable",
+                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "DurableProtocol", "TestSupport",
+                "durable",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

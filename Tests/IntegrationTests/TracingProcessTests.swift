@@ -1,3 +1,7 @@
+import DurableClient
+import DurableObjects
+import DurableProtocol
+import DurableWire
 import Foundation
 import TestSupport
 import Testing
@@ -104,6 +108,58 @@ extension ProcessTests {
             #expect(queueWait.end <= turn.start)
             #expect(turn.end <= flush.start)
         }
+
+        @Test(
+            "an RPC invocation that carries a traceparent continues its trace through the gateway's relay and the node"
+        )
+        func rpcCallerTrace() async throws {
+            let receiver = try await OTLPReceiver.start()
+            defer { Task { await receiver.close() } }
+            let tracing = ["--otel-endpoint", receiver.endpoint, "--otel-protocol", "http/json"]
+            try await withTestCluster(
+                nodes: 1, label: "tracing-rpc", nodeArguments: tracing, gatewayArguments: tracing
+            ) { cluster in
+                let client = DurableClient(host: "127.0.0.1", port: try cluster.gateway.port, credentials: TestKeys.api)
+                let counters = try await client.namespace("COUNTER")
+                var message = Durable_V1_InvokeRequest()
+                message.namespaceID = counters.namespaceID
+                message.objectName = "rpc"
+                message.request = Request(url: "http://counter/increment").wire
+                // Twice: the first call may wait for the slot's announcement (relayed in a task), the second is
+                // relayed without one. Each with its own trace.
+                for traceID in [Self.rpcTraceIDs.0, Self.rpcTraceIDs.1] {
+                    let reply = try await client.callSerialized(
+                        Methods.invoke, payload: try message.serializedBytes(),
+                        metadata: ["traceparent": "00-\(traceID)-\(Self.callerSpanID)-01"])
+                    #expect(try Durable_V1_InvokeResponse(serializedBytes: reply).response.status == 200)
+                }
+                await client.close()
+            }
+            for traceID in [Self.rpcTraceIDs.0, Self.rpcTraceIDs.1] {
+                let expected: Set = [
+                    "durable.gateway.route", "durable.node.invoke", "durable.object.queue_wait", "durable.object.turn",
+                    "durable.storage.flush",
+                ]
+                func trace() -> [OTLPReceiver.ReceivedSpan] {
+                    receiver.spans.filter { $0.traceID.lowercased() == traceID || $0.traceID == Self.base64(traceID) }
+                }
+                #expect(
+                    await eventually { Set(trace().map(\.name)).isSuperset(of: expected) }, "\(receiver.spans)")
+                let spans = trace()
+                let route = try #require(spans.first { $0.name == "durable.gateway.route" })
+                let invoke = try #require(spans.first { $0.name == "durable.node.invoke" })
+                #expect(route.service == "durable-gateway" && route.kind == 2)
+                #expect(Self.sameID(route.parentSpanID, Self.callerSpanID))
+                #expect(route.attributes["durable.node"] == "node1")
+                #expect(invoke.service == "durable-node" && invoke.parentSpanID == route.spanID)
+                for name in ["durable.object.queue_wait", "durable.object.turn", "durable.storage.flush"] {
+                    #expect(spans.first { $0.name == name }?.parentSpanID == invoke.spanID, "\(name)")
+                }
+                #expect(spans.allSatisfy { $0.end > $0.start })
+            }
+        }
+
+        static let rpcTraceIDs = ("6bf92f3577b34da6a3ce929d0e0e4738", "7bf92f3577b34da6a3ce929d0e0e4739")
 
         /// An id as hex, or as base64 when the exporter writes protobuf's JSON mapping of bytes.
         static func base64(_ hex: String) -> String {
