@@ -74,11 +74,12 @@ struct TracingOptions: ParsableArguments {
         configuration.traces.otlpExporter.endpoint = url
         configuration.traces.otlpExporter.protocol = otelProtocol == "http/json" ? .httpJSON : .httpProtobuf
         // Parent-based: a call that carries a sampled (or unsampled) traceparent follows its caller, so one request
-        // is traced in every process or in none.
-        configuration.traces.sampler = .parentBasedTraceIDRatio(ratio: traceSampling ?? 1)!
+        // is traced in every process or in none. The ratio for traces that start here is applied by CallTracing
+        // before any span is made (a trace not sampled then costs no span); what reaches the tracer is recorded.
+        configuration.traces.sampler = .parentBasedAlwaysOn
         let backend = try OTel.makeTracingBackend(configuration: configuration)
         InstrumentationSystem.bootstrap(backend.factory)
-        CallTracing.enable(tracer: backend.factory)
+        CallTracing.enable(tracer: backend.factory, rootSampling: traceSampling ?? 1)
         logger.info(
             "tracing: exporting spans over OTLP/HTTP",
             metadata: ["endpoint": "\(url)", "sampling": "\(traceSampling ?? 1)"])

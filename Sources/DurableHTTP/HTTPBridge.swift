@@ -141,8 +141,15 @@ public final class HTTPBridge: Service, Sendable {
         carrier[TraceContextKeys.traceparent] = incoming.head.headerFields[.traceparent]
         carrier[TraceContextKeys.tracestate] = incoming.head.headerFields[.tracestate]
         let method = incoming.head.method.rawValue
-        let span = CallTracing.tracer.startSpan(
-            SpanNames.http(method: method), context: CallTracing.context(from: carrier), ofKind: .server)
+        let parent: InstrumentationContext
+        switch CallTracing.decide(carrier) {
+        case .unsampled(let metadata, let caller):
+            return await CallTracing.withUnsampledCall(metadata: metadata, caller: caller) {
+                await self.answer(incoming)
+            }
+        case .span(let context): parent = context
+        }
+        let span = CallTracing.tracer.startSpan(SpanNames.http(method: method), context: parent, ofKind: .server)
         defer { span.end() }
         let answer = await CallTracing.withCurrentSpan(span) { await self.answer(incoming) }
         if span.isRecording {

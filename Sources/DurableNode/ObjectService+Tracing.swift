@@ -10,13 +10,15 @@ extension ObjectService {
     /// flush) are its children when the trace is recorded.
     func tracedInvoke(_ call: IncomingCall) async throws -> [UInt8] {
         let message = try Durable_V1_InvokeRequest(serializedBytes: call.payload)
-        if let caller = CallTracing.unsampledCaller(call.metadata) {
-            return try await CallTracing.withCurrentContext(caller) {
+        let parent: InstrumentationContext
+        switch CallTracing.decide(call.metadata) {
+        case .unsampled(let metadata, let caller):
+            return try await CallTracing.withUnsampledCall(metadata: metadata, caller: caller) {
                 try await invoke(message, deadline: call.deadline)
             }
+        case .span(let context): parent = context
         }
-        let span = CallTracing.tracer.startSpan(
-            SpanNames.nodeInvoke, context: CallTracing.context(from: call.metadata), ofKind: .server)
+        let span = CallTracing.tracer.startSpan(SpanNames.nodeInvoke, context: parent, ofKind: .server)
         defer { span.end() }
         return try await CallTracing.withCurrentSpan(span) {
             // Attributes only on a recorded span: a span not sampled must not cost the formatting.

@@ -4,7 +4,7 @@ import Tracing
 /// Whether this process traces calls, and the W3C trace context that crosses a process boundary in a call's
 /// metadata.
 ///
-/// Tracing is off until ``enable()`` is called, which a process does once, right after it bootstrapped
+/// Tracing is off until ``enable(tracer:rootSampling:)`` is called, which a process does once, right after it bootstrapped
 /// `InstrumentationSystem` with an exporting tracer (`--otel-endpoint`). Every hot path asks ``isEnabled`` (one
 /// relaxed atomic load) before it makes a span, formats an attribute or touches a call's metadata, so that a process
 /// without tracing pays nothing more than that load.
@@ -12,6 +12,52 @@ public enum CallTracing {
     private static let enabled = Atomic<Bool>(false)
     /// The bootstrapped tracer, kept once (asking `InstrumentationSystem` looks it up under a lock on every call).
     nonisolated(unsafe) private static var bootstrappedTracer: any Tracer = NoOpTracer()
+    /// The decision for traces that start here.
+    nonisolated(unsafe) private static var rootSampler = RootSampler(ratio: 1)
+
+    /// What a server does with a call, from its metadata (or an HTTP request's headers).
+    public enum ServerDecision {
+        /// Make the call's server span with this parent: the caller's sampled context, or an empty one for a trace
+        /// that starts here and is recorded.
+        case span(parent: InstrumentationContext)
+        /// Make no span: the call is not recorded. `metadata` is the trace context its calls carry on (its caller's,
+        /// or a fresh one with the sampled flag off); `context` is the caller's, when it sent one.
+        case unsampled(metadata: [String: String], context: InstrumentationContext?)
+    }
+
+    /// The decision for a call that arrives with `metadata`: a well-formed `traceparent` decides (sampled: a span
+    /// under it; not: no span, its context passed on); without one (or with a malformed one) the trace starts here
+    /// and the root sampler decides.
+    public static func decide(_ metadata: [String: String]) -> ServerDecision {
+        if let traceparent = metadata[TraceContextKeys.traceparent] {
+            let context = context(from: metadata, using: bootstrappedTracer)
+            if !context.isEmpty {
+                if let flags = traceparent.utf8.last, let digit = hexValue(flags), digit & 1 == 1 {
+                    return .span(parent: context)
+                }
+                return .unsampled(metadata: traceContext(of: metadata), context: context)
+            }
+        }
+        if rootSampler.sample() { return .span(parent: .topLevel) }
+        return .unsampled(metadata: [TraceContextKeys.traceparent: rootSampler.unsampledTraceparent()], context: nil)
+    }
+
+    /// The context to make current for a call not recorded (``ServerDecision/unsampled(metadata:context:)``): its
+    /// caller's, or the one its fresh metadata carries.
+    public static func unsampledContext(metadata: [String: String], caller: InstrumentationContext?)
+        -> InstrumentationContext
+    {
+        caller ?? context(from: metadata, using: bootstrappedTracer)
+    }
+
+    /// Runs `operation` as a call that is not recorded: with `context` current, so that its calls carry it on.
+    public static func withUnsampledCall<T>(
+        metadata: [String: String], caller: InstrumentationContext?, isolation: isolated (any Actor)? = #isolation,
+        _ operation: () async throws -> T
+    ) async rethrows -> T {
+        try await InstrumentationContext.$current.withValue(
+            unsampledContext(metadata: metadata, caller: caller), operation: operation, isolation: isolation)
+    }
 
     /// Whether spans are made and trace context is propagated in this process.
     @inline(__always)
@@ -46,18 +92,6 @@ public enum CallTracing {
             }, isolation: isolation)
     }
 
-    /// The context of a caller whose trace is not sampled (a well-formed `traceparent` whose sampled flag is off);
-    /// `nil` otherwise. Such a call is recorded nowhere (the sampler follows the caller), so a server makes no span
-    /// for it and only passes this context on to the calls it makes: the cheapest way to carry the decision.
-    public static func unsampledCaller(_ metadata: [String: String]) -> InstrumentationContext? {
-        guard isEnabled, let traceparent = metadata[TraceContextKeys.traceparent],
-            let flags = traceparent.utf8.last, traceparent.utf8.count == 55,
-            let digit = hexValue(flags), digit & 1 == 0
-        else { return nil }
-        let context = context(from: metadata, using: bootstrappedTracer)
-        return context.isEmpty ? nil : context
-    }
-
     /// The trace-context entries of `metadata` (`traceparent`, `tracestate`), to pass a caller's context on as is.
     public static func traceContext(of metadata: [String: String]) -> [String: String] {
         var entries: [String: String] = [:]
@@ -85,9 +119,12 @@ public enum CallTracing {
     /// Turns tracing on for the rest of the process's life, with `tracer` (the one `InstrumentationSystem` was
     /// bootstrapped with, which also injects and extracts the trace context). Call it once, before any call is
     /// served.
-    public static func enable(tracer: any Tracer) {
-        precondition(!isEnabled, "CallTracing.enable(tracer:) is called once per process")
+    /// `rootSampling` is the share of the traces that start here that are recorded (the tracer's own sampler must
+    /// record every root and follow a caller's decision: parent-based, always on).
+    public static func enable(tracer: any Tracer, rootSampling: Double = 1) {
+        precondition(!isEnabled, "CallTracing.enable(tracer:rootSampling:) is called once per process")
         bootstrappedTracer = tracer
+        rootSampler = RootSampler(ratio: rootSampling)
         enabled.store(true, ordering: .releasing)
     }
 

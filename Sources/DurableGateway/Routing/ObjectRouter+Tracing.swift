@@ -18,13 +18,18 @@ extension ObjectRouter {
         if callerMetadata == nil && !CallTracing.isRecordingCall {
             return try await relay(payload, routing: routing, id: id, deadline: deadline)
         }
-        if let callerMetadata, let caller = CallTracing.unsampledCaller(callerMetadata) {
-            return try await CallTracing.withCurrentContext(caller) {
-                try await relay(payload, routing: routing, id: id, deadline: deadline)
+        let parent: InstrumentationContext
+        if let callerMetadata {
+            switch CallTracing.decide(callerMetadata) {
+            case .unsampled(let metadata, let caller):
+                return try await CallTracing.withUnsampledCall(metadata: metadata, caller: caller) {
+                    try await relay(payload, routing: routing, id: id, deadline: deadline)
+                }
+            case .span(let context): parent = context
             }
+        } else {
+            parent = InstrumentationContext.current ?? .topLevel
         }
-        let parent =
-            callerMetadata.map { CallTracing.context(from: $0) } ?? InstrumentationContext.current ?? .topLevel
         let span = CallTracing.tracer.startSpan(
             SpanNames.gatewayRoute, context: parent, ofKind: callerMetadata == nil ? .internal : .server)
         defer { span.end() }
@@ -42,10 +47,25 @@ extension ObjectRouter {
         }
     }
 
-    /// Starts the route span of a call relayed without a task (``start(_:reply:)``); ``end(_:with:)`` ends it.
-    func startRouteSpan(_ call: IncomingCall, routing: InvokeTarget, id: DurableObjectId, node: String) -> any Span {
-        let span = CallTracing.tracer.startSpan(
-            SpanNames.gatewayRoute, context: CallTracing.context(from: call.metadata), ofKind: .server)
+    /// The route span of a call relayed without a task (``start(_:reply:)``), and the metadata the relayed call
+    /// carries: a call not recorded (its caller's decision, or the root sampler's) gets no span, only its trace
+    /// context, as it came or fresh.
+    func startRoute(_ call: IncomingCall, routing: InvokeTarget, id: DurableObjectId, node: String) -> (
+        span: (any Span)?, metadata: [String: String]
+    ) {
+        switch CallTracing.decide(call.metadata) {
+        case .unsampled(let metadata, _): return (nil, metadata)
+        case .span(let parent):
+            let span = startRouteSpan(parent: parent, routing: routing, id: id, node: node)
+            return (span, CallTracing.metadata(carrying: span.context))
+        }
+    }
+
+    /// Starts a route span under `parent`; ``end(_:with:)`` ends it.
+    private func startRouteSpan(
+        parent: InstrumentationContext, routing: InvokeTarget, id: DurableObjectId, node: String
+    ) -> any Span {
+        let span = CallTracing.tracer.startSpan(SpanNames.gatewayRoute, context: parent, ofKind: .server)
         Self.describe(span, routing: routing, id: id)
         if span.isRecording { span.attributes[SpanAttributeKeys.node] = node }
         return span

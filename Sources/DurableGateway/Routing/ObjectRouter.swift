@@ -103,15 +103,8 @@ final class ObjectRouter: Sendable {
             let link = try links.link(to: assignment.nodeID)
             let payload = routing.routed(call.payload, id: id, epoch: assignment.epoch)
             let started = ContinuousClock.now
-            // A caller that did not sample its trace gets no span here: its trace context goes on as it came.
-            let unsampled = CallTracing.isEnabled && CallTracing.unsampledCaller(call.metadata) != nil
-            let span =
-                CallTracing.isEnabled && !unsampled
-                ? startRouteSpan(call, routing: routing, id: id, node: assignment.nodeID) : nil
-            let metadata =
-                unsampled
-                ? CallTracing.traceContext(of: call.metadata)
-                : span.map { CallTracing.metadata(carrying: $0.context) } ?? [:]
+            let (span, metadata) =
+                CallTracing.isEnabled ? startRoute(call, routing: routing, id: id, node: assignment.nodeID) : (nil, [:])
             let cancel = link.node.start(
                 Methods.invoke, payload: payload, metadata: metadata, timeout: call.deadline.map { $0 - .now }
             ) { result in
