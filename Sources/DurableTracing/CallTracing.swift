@@ -20,9 +20,10 @@ public enum CallTracing {
         /// Make the call's server span with this parent: the caller's sampled context, or an empty one for a trace
         /// that starts here and is recorded.
         case span(parent: InstrumentationContext)
-        /// Make no span: the call is not recorded. `metadata` is the trace context its calls carry on (its caller's,
-        /// or a fresh one with the sampled flag off); `context` is the caller's, when it sent one.
-        case unsampled(metadata: [String: String], context: InstrumentationContext?)
+        /// Make no span: the call is not recorded. Either the caller sent its context (`context`; its calls carry
+        /// the caller's trace entries on, ``traceContext(of:)``, and `metadata` is `nil`), or the trace starts here
+        /// and `metadata` is a fresh one with the sampled flag off.
+        case unsampled(metadata: [String: String]?, context: InstrumentationContext?)
     }
 
     /// The decision for a call that arrives with `metadata`: a well-formed `traceparent` decides (sampled: a span
@@ -35,7 +36,7 @@ public enum CallTracing {
                 if let flags = traceparent.utf8.last, let digit = hexValue(flags), digit & 1 == 1 {
                     return .span(parent: context)
                 }
-                return .unsampled(metadata: traceContext(of: metadata), context: context)
+                return .unsampled(metadata: nil, context: context)
             }
         }
         if rootSampler.sample() { return .span(parent: .topLevel) }
@@ -44,15 +45,15 @@ public enum CallTracing {
 
     /// The context to make current for a call not recorded (``ServerDecision/unsampled(metadata:context:)``): its
     /// caller's, or the one its fresh metadata carries.
-    public static func unsampledContext(metadata: [String: String], caller: InstrumentationContext?)
+    public static func unsampledContext(metadata: [String: String]?, caller: InstrumentationContext?)
         -> InstrumentationContext
     {
-        caller ?? context(from: metadata, using: bootstrappedTracer)
+        caller ?? context(from: metadata ?? [:], using: bootstrappedTracer)
     }
 
     /// Runs `operation` as a call that is not recorded: with `context` current, so that its calls carry it on.
     public static func withUnsampledCall<T>(
-        metadata: [String: String], caller: InstrumentationContext?, isolation: isolated (any Actor)? = #isolation,
+        metadata: [String: String]?, caller: InstrumentationContext?, isolation: isolated (any Actor)? = #isolation,
         _ operation: () async throws -> T
     ) async rethrows -> T {
         try await InstrumentationContext.$current.withValue(

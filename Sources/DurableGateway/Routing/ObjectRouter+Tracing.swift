@@ -54,7 +54,7 @@ extension ObjectRouter {
         span: (any Span)?, metadata: [String: String]
     ) {
         switch CallTracing.decide(call.metadata) {
-        case .unsampled(let metadata, _): return (nil, metadata)
+        case .unsampled(let fresh, _): return (nil, fresh ?? CallTracing.traceContext(of: call.metadata))
         case .span(let parent):
             let span = startRouteSpan(parent: parent, routing: routing, id: id, node: node)
             return (span, CallTracing.metadata(carrying: span.context))
