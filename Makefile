@@ -125,8 +125,10 @@ chaos-failover: deps
 ## durable (a gateway and a node) beside Redis (appendfsync always) and PostgreSQL (synchronous_commit on), all
 ## on loopback, one at a time: increments over 1,000 keys, one hot key and a no-op call at 1, 16 and 64 callers,
 ## 5 s each (about 4 minutes). Installs redis and postgresql from Debian when missing; prints a Markdown table and
-## writes it to benchmarks/results/latest.md (raw figures in latest.json). Options: make bench-compare
-## ARGS="--systems redis,postgres --callers 1,64 --seconds 3 --workloads increment,noop".
+## writes it to benchmarks/results/latest.md (raw figures in latest.json). Durable runs a second time with tracing on
+## at 1% sampling to an OTLP sink on loopback (durable-traced), and a second table gives the ratio. Options: make
+## bench-compare ARGS="--systems durable,durable-traced --callers 1,64 --seconds 3 --workloads increment,noop
+## --baseline-build-dir DIR" (DIR: a release build of the commit before tracing, run untraced first).
 bench-compare: deps
 	swift build -c release --product durable
 	swift build -c release --product durable-load

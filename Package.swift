@@ -42,6 +42,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+        // Tracing: the API every module uses, and the OTLP exporter the processes bootstrap (OTLP/HTTP only: no gRPC).
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.2"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
         // Only for `swift package generate-documentation` (make docs): no target depends on it.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin.git", from: "1.4.0"),
     ],
@@ -50,6 +53,12 @@ let package = Package(
             name: "CRocksDB",
             pkgConfig: "rocksdb",
             providers: [.apt(["librocksdb-dev"])]
+        ),
+        // Spans and W3C trace context in call metadata, shared by every module a call crosses.
+        .target(
+            name: "DurableTracing",
+            dependencies: [.product(name: "Tracing", package: "swift-distributed-tracing")],
+            swiftSettings: strictSettings
         ),
         .target(
             name: "DurableStorage",
@@ -83,7 +92,7 @@ let package = Package(
         .target(
             name: "DurableObjects",
             dependencies: [
-                "DurableStorage",
+                "DurableStorage", "DurableTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -101,7 +110,7 @@ let package = Package(
         .target(
             name: "DurableNode",
             dependencies: [
-                "DurableObjects", "DurableWire", "DurableStorage", "DurableProtocol",
+                "DurableObjects", "DurableWire", "DurableStorage", "DurableProtocol", "DurableTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -114,6 +123,7 @@ let package = Package(
             name: "DurableGateway",
             dependencies: [
                 "DurableObjects", "DurableWire", "DurableStorage", "DurableClient", "DurableProtocol", "DurableEtcd",
+                "DurableTracing",
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -146,7 +156,7 @@ let package = Package(
         .target(
             name: "DurableClient",
             dependencies: [
-                "DurableWire", "DurableObjects", "DurableProtocol",
+                "DurableWire", "DurableObjects", "DurableProtocol", "DurableTracing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
@@ -160,7 +170,7 @@ let package = Package(
         .target(
             name: "DurableHTTP",
             dependencies: [
-                "DurableObjects",
+                "DurableObjects", "DurableTracing",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -199,7 +209,9 @@ let package = Package(
                 "DurableWire",
                 "DurableCertificates",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                "DurableTracing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "OTel", package: "swift-otel"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -275,6 +287,15 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableStorageTests", dependencies: ["DurableStorage", "TestSupport"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "DurableTracingTests",
+            dependencies: [
+                "DurableTracing",
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(name: "DurableChaosTests", dependencies: ["DurableChaos"], swiftSettings: strictSettings),
         .testTarget(
             name: "DurableObjectsTests",
@@ -329,9 +350,13 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "TestSupport", "durable",
+                "DurableStorage", "DurableClient", "DurableObjects", "DurableWire", "DurableProtocol", "TestSupport",
+                "durable",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

@@ -14,6 +14,13 @@ make every write durable before answering:
     durability  RocksDB synced writes               appendonly yes,              fsync on,
                                                     appendfsync always           synchronous_commit on
 
+Tracing's cost: `durable-traced` is the durable run again with tracing on, at 1% sampling
+(`--otel-endpoint` to a trivial OTLP/HTTP sink on loopback, started here, that accepts and discards every POST,
+and `--trace-sampling 0.01`, on the gateway and the node). It runs right after the untraced one, and a second
+table gives both throughputs and their ratio. `--systems durable,durable-traced` runs just these two.
+`--baseline-build-dir DIR` adds `durable-baseline`, run first: the durable of another release build (the commit
+before tracing), untraced, so that the table also shows what tracing off costs against no tracing at all.
+
 For each run it reports throughput (operations per second) and the p50 and p99 latency in milliseconds, as
 each tool measures them on the client side: durable-load's histogram, redis-benchmark's CSV, and for pgbench
 the per-transaction log (pgbench itself only prints the mean). It prints one Markdown table (headed by the
@@ -51,6 +58,7 @@ Standard library only (Python 3.9 or later).
 
 import argparse
 import contextlib
+import http.server
 import csv
 import datetime
 import glob
@@ -72,7 +80,10 @@ from pathlib import Path
 from typing import Optional
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-SYSTEMS = ("durable", "redis", "postgres")
+SYSTEMS = ("durable-baseline", "durable", "durable-traced", "redis", "postgres")
+# Tracing's cost: the same durable run again with --otel-endpoint (an OTLP sink on loopback that accepts and
+# discards) and --trace-sampling at this ratio, reported as a ratio to the untraced run.
+TRACE_SAMPLING = 0.01
 WORKLOADS = ("increment", "hot", "noop")
 KEYS = 1000
 WORKLOAD_TITLES = {
@@ -271,6 +282,10 @@ class Durable:
         self.servers = []
         self.rpc_address = ""
 
+    def server_arguments(self) -> list:
+        """Arguments added to the gateway's and the node's command lines."""
+        return []
+
     def check(self) -> None:
         missing = [str(path) for path in (self.durable, self.load) if not os.access(path, os.X_OK)]
         if missing:
@@ -303,7 +318,7 @@ class Durable:
         gateway = Server(
             "durable gateway",
             [self.durable, "gateway", "--host", "127.0.0.1", "--port", "0", "--rpc-port", "0",
-             "--data", self.folder / "gateway", "--log-level", "warning"],
+             "--data", self.folder / "gateway", "--log-level", "warning", *self.server_arguments()],
             self.folder / "gateway.log",
             r"durable gateway listening on ([0-9.]+):(\d+) \(RPC\), worker on (\S+)",
             cwd=self.folder)
@@ -317,7 +332,7 @@ class Durable:
         node = Server(
             "durable node",
             [self.durable, "node", "--host", "127.0.0.1", "--port", "0", "--data", self.folder / "node",
-             "--gateway", self.rpc_address, "--log-level", "warning"],
+             "--gateway", self.rpc_address, "--log-level", "warning", *self.server_arguments()],
             self.folder / "node.log",
             r"durable node \S+ listening on ([0-9.]+:\d+)",
             cwd=self.folder)
@@ -386,6 +401,94 @@ class Durable:
             server.stop()
         self.servers = []
         remove_folder(self.folder, self.options, keep_folder)
+
+
+class OTLPSink:
+    """A trivial OTLP/HTTP collector on 127.0.0.1: accepts every POST (e.g. /v1/traces), answers 200 with an empty
+    protobuf message, discards the body; counts the exports and their bytes."""
+
+    def __init__(self):
+        sink = self
+        self.exports = 0
+        self.bytes = 0
+        self.lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with sink.lock:
+                    sink.exports += 1
+                    sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *arguments):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="otlp sink", daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class DurableBaseline(Durable):
+    """The untraced run on another build (--baseline-build-dir: e.g. the commit before tracing), to show that tracing
+    off costs nothing; the load generator is this build's."""
+
+    name = "durable-baseline"
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.durable = Path(options.baseline_build_dir) / "durable"
+
+    def version(self) -> str:
+        return str(self.durable)
+
+
+class DurableTraced(Durable):
+    """The same gateway and node with tracing on: spans exported over OTLP/HTTP to an `OTLPSink`, TRACE_SAMPLING
+    of the traces recorded (parent-based: the node follows the gateway's decision)."""
+
+    name = "durable-traced"
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.sink: Optional[OTLPSink] = None
+
+    def server_arguments(self) -> list:
+        return ["--otel-endpoint", self.sink.endpoint, "--trace-sampling", f"{TRACE_SAMPLING:g}"]
+
+    def start(self) -> None:
+        self.sink = OTLPSink()
+        progress(f"OTLP sink on {self.sink.endpoint}; sampling {TRACE_SAMPLING:g}")
+        super().start()
+
+    def measure(self, workload: str, callers: int) -> Measurement:
+        measurement = super().measure(workload, callers)
+        with self.sink.lock:
+            measurement.details["otlp_exports_so_far"] = self.sink.exports
+            measurement.details["otlp_bytes_so_far"] = self.sink.bytes
+        return measurement
+
+    def stop(self, keep_folder: bool = False) -> None:
+        super().stop(keep_folder)  # The servers flush their last spans to the sink as they stop.
+        if self.sink:
+            progress(f"OTLP sink received {self.sink.exports} exports, {self.sink.bytes:,} bytes")
+            self.sink.close()
+            self.sink = None
 
 
 # MARK: redis
@@ -613,7 +716,10 @@ class Postgres:
         remove_folder(self.folder, self.options, keep_folder)
 
 
-RUNNERS = {"durable": Durable, "redis": Redis, "postgres": Postgres}
+RUNNERS = {
+    "durable-baseline": DurableBaseline, "durable": Durable, "durable-traced": DurableTraced, "redis": Redis,
+    "postgres": Postgres,
+}
 
 
 def remove_folder(folder: Optional[Path], options, keep: bool = False) -> None:
@@ -730,7 +836,7 @@ def ratio(ours: Optional[Measurement], theirs: Optional[Measurement], attribute:
 
 def render_table(facts: dict, results, options) -> str:
     by_key = {(m.system, m.workload, m.callers): m for m in results}
-    systems = [system for system in SYSTEMS if system in options.systems]
+    systems = [system for system in SYSTEMS if system in options.systems and system in ("durable", "redis", "postgres")]
     header = ["workload", "callers"]
     for system in systems:
         header += [f"{system} ops/s", "p50 ms", "p99 ms"]
@@ -785,6 +891,8 @@ def render_table(facts: dict, results, options) -> str:
         "|" + "|".join("---" if index == 0 else "---:" for index in range(len(header))) + "|",
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if "durable-traced" in options.systems or "durable-baseline" in options.systems:
+        lines += ["", *render_tracing_table(by_key, options)]
     notes = [m for m in results if m.note and not m.error]
     if notes:
         lines += [""] + [f"† {m.system} {m.workload} {m.callers}: {m.note}" for m in notes]
@@ -793,6 +901,37 @@ def render_table(facts: dict, results, options) -> str:
         lines += ["", "Failed runs:"] + [f"- {m.system} {m.workload} {m.callers}: {m.error.splitlines()[0]}"
                                          for m in failures]
     return "\n".join(lines) + "\n"
+
+
+def render_tracing_table(by_key: dict, options) -> list:
+    """Tracing's cost: the untraced durable run beside the traced one, and their throughput ratio."""
+    baseline = "durable-baseline" in options.systems
+    lines = [
+        f"Tracing: durable without tracing (no --otel-endpoint) and with tracing on at {TRACE_SAMPLING:g} sampling "
+        f"(--otel-endpoint to an OTLP/HTTP sink on loopback that discards, --trace-sampling {TRACE_SAMPLING:g})"
+        + (f"; baseline: {options.baseline_build_dir}/durable, untraced" if baseline else ""),
+        "",
+        "| workload | callers | " + ("baseline ops/s | p50 ms | " if baseline else "")
+        + "untraced ops/s | p50 ms | traced ops/s | p50 ms | " + ("untraced/baseline | " if baseline else "")
+        + "traced/untraced |",
+        "|---|---:|" + "---:|" * (8 if baseline else 5),
+    ]
+    for workload in options.workloads:
+        for callers in options.callers:
+            row = [WORKLOAD_TITLES[workload], str(callers)]
+            before = by_key.get(("durable-baseline", workload, callers))
+            plain = by_key.get(("durable", workload, callers))
+            traced = by_key.get(("durable-traced", workload, callers))
+            for m in ((before,) if baseline else ()) + (plain, traced):
+                if m is None or m.error:
+                    row += ["failed" if m else "–", "–"]
+                else:
+                    row += [number(m.throughput, "rate"), number(m.p50_ms, "ms")]
+            if baseline:
+                row.append(number(ratio(plain, before, "throughput"), "ratio"))
+            row.append(number(ratio(traced, plain, "throughput"), "ratio"))
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 # MARK: main
@@ -822,8 +961,10 @@ def parse_options(argv):
     parser = argparse.ArgumentParser(
         description="Compare durable objects with Redis and PostgreSQL (durable writes, loopback) on this machine.",
         epilog="See the docstring at the top of benchmarks/compare.py for what each workload runs.")
-    parser.add_argument("--systems", type=comma_list(SYSTEMS), default=list(SYSTEMS),
-                        help="comma-separated, of durable,redis,postgres (default: all)")
+    parser.add_argument("--systems", type=comma_list(SYSTEMS),
+                        default=[system for system in SYSTEMS if system != "durable-baseline"],
+                        help="comma-separated, of durable,durable-traced,redis,postgres (default: all; "
+                             "durable-traced is durable with tracing on at 1%% sampling)")
     parser.add_argument("--workloads", type=comma_list(WORKLOADS), default=list(WORKLOADS),
                         help="comma-separated, of increment,hot,noop (default: all)")
     parser.add_argument("--callers", type=callers_list, default=[1, 16, 64],
@@ -840,6 +981,9 @@ def parse_options(argv):
                         help="event loops (threads) in each durable process: the gateway, the node and durable-load "
                              "(DURABLE_EVENT_LOOPS; 0 for one per core, durable's default; default: 1, as the three "
                              "share the machine's cores)")
+    parser.add_argument("--baseline-build-dir",
+                        help="a release build of another commit (e.g. the one before tracing) whose durable runs "
+                             "untraced as durable-baseline, before the others, to compare tracing off with no tracing")
     parser.add_argument("--keep-temp", action="store_true", help="keep the data folders and logs")
     parser.add_argument("--no-install", dest="install", action="store_false",
                         help="fail instead of installing missing Debian packages")
@@ -847,6 +991,11 @@ def parse_options(argv):
     if options.seconds <= 0:
         parser.error("--seconds must be positive")
     options.build_dir = str(Path(options.build_dir).resolve())  # The servers run from their own folders.
+    if options.baseline_build_dir:
+        options.baseline_build_dir = str(Path(options.baseline_build_dir).resolve())
+        options.systems.append("durable-baseline")
+    elif "durable-baseline" in options.systems:
+        parser.error("durable-baseline needs --baseline-build-dir")
     options.systems = [system for system in SYSTEMS if system in options.systems]
     options.workloads = [workload for workload in WORKLOADS if workload in options.workloads]
     return options
@@ -903,7 +1052,7 @@ def main(argv=None) -> int:
         progress(f"warning: the machine is busy (1-minute load average {load_at_start:.2f}): figures will be skewed")
     try:
         install_missing(options.systems, options.install)
-        if "durable" in options.systems:
+        if "durable" in options.systems or "durable-traced" in options.systems:
             Durable(options).check()  # Before spending minutes on the others.
         for system in options.systems:
             versions[system] = run_system(system, options, results, counter)

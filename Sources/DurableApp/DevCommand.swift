@@ -70,6 +70,9 @@ struct DevCommand: AsyncParsableCommand {
         ))
     var tls = false
 
+    @OptionGroup(title: "Tracing")
+    var tracing: TracingOptions
+
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
@@ -86,6 +89,7 @@ struct DevCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "durable.dev")
         logger.logLevel = logLevel
+        let spanExporter = try tracing.bootstrap(serviceName: "durable-dev", logger: logger)
         let app = CurrentApplication.value
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration
@@ -175,6 +179,7 @@ struct DevCommand: AsyncParsableCommand {
                         fflush(nil)
                     }), at: 0)
         }
+        if let spanExporter { services.insert(spanExporter, at: 0) }
         let group = ServiceGroup(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)

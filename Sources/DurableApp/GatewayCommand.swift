@@ -54,6 +54,9 @@ struct GatewayCommand: AsyncParsableCommand {
     @OptionGroup(title: "TLS")
     var tls: TLSOptions
 
+    @OptionGroup(title: "Tracing")
+    var tracing: TracingOptions
+
     func validate() throws {
         guard (0...65535).contains(rpcPort) else { throw ValidationError("--rpc-port must be between 0 and 65535") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
@@ -107,6 +110,7 @@ struct GatewayCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "durable.gateway")
         logger.logLevel = logLevel
+        let spanExporter = try tracing.bootstrap(serviceName: "durable-gateway", logger: logger)
         let app = CurrentApplication.value
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration
@@ -171,6 +175,7 @@ struct GatewayCommand: AsyncParsableCommand {
                         fflush(nil)
                     }), at: 0)
         }
+        if let spanExporter { services.insert(spanExporter, at: 0) }
         let group = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
             logger: logger)

@@ -112,6 +112,9 @@ struct NodeCommand: AsyncParsableCommand {
     @OptionGroup(title: "TLS")
     var tls: TLSOptions
 
+    @OptionGroup(title: "Tracing")
+    var tracing: TracingOptions
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         if let metricsPort, !(0...65535).contains(metricsPort) {
@@ -142,6 +145,7 @@ struct NodeCommand: AsyncParsableCommand {
         var configuredLogger = Logger(label: "durable.node")
         configuredLogger.logLevel = logLevel
         let logger = configuredLogger
+        let spanExporter = try tracing.bootstrap(serviceName: "durable-node", logger: logger)
         let secret = try secrets.nodeSecret(logger: logger)
         // Only the cluster's processes call a node: each must present a certificate signed by the cluster's CA.
         let processTLS = try tls.load(clientCertificates: .required, logger: logger)
@@ -403,6 +407,7 @@ struct NodeCommand: AsyncParsableCommand {
                         fflush(nil)
                     }), at: 0)
         }
+        if let spanExporter { services.insert(spanExporter, at: 0) }
         let serviceGroup = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
         shared.group.withLock { $0 = serviceGroup }

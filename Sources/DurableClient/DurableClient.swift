@@ -1,4 +1,5 @@
 import DurableObjects
+import DurableTracing
 import DurableWire
 import Foundation
 import Logging
@@ -212,6 +213,8 @@ public final class DurableClient: ObjectTransport, Sendable {
         } catch let error as RPCError {
             throw DurableObjectError(error)
         }
+        // The current span's trace context goes with the call, so that the server's spans join the caller's trace.
+        let metadata = CallTracing.isEnabled ? CallTracing.metadata(metadata) : metadata
         do {
             return try await connection.call(
                 method, payload: payload, metadata: metadata, timeout: timeout ?? defaultTimeout)

@@ -1,4 +1,5 @@
 import DurableObjects
+import DurableTracing
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -7,6 +8,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import Tracing
 
 /// How the HTTP bridge listens.
 public struct HTTPBridgeConfiguration: Sendable {
@@ -140,6 +142,32 @@ public final class HTTPBridge: Service, Sendable {
         return answer
     }
 
+    /// ``answer(_:)`` in a server span that continues the caller's trace when the request carries a `traceparent`.
+    private func tracedAnswer(_ incoming: DurableObjects.Request) async -> DurableObjects.Response {
+        var carrier: [String: String] = [:]
+        carrier[TraceContextKeys.traceparent] = incoming.head.headerFields[.traceparent]
+        carrier[TraceContextKeys.tracestate] = incoming.head.headerFields[.tracestate]
+        let method = incoming.head.method.rawValue
+        let parent: InstrumentationContext
+        switch CallTracing.decide(carrier) {
+        case .unsampled(let metadata, let caller):
+            return await CallTracing.withUnsampledCall(metadata: metadata, caller: caller) {
+                await self.answer(incoming)
+            }
+        case .span(let context): parent = context
+        }
+        let span = CallTracing.tracer.startSpan(SpanNames.http(method: method), context: parent, ofKind: .server)
+        defer { span.end() }
+        let answer = await CallTracing.withCurrentSpan(span) { await self.answer(incoming) }
+        if span.isRecording {
+            span.attributes[SpanAttributeKeys.httpMethod] = method
+            span.attributes[SpanAttributeKeys.urlPath] = incoming.path
+            span.attributes[SpanAttributeKeys.httpStatus] = answer.status.code
+            if answer.status.code >= 500 { span.setStatus(SpanStatus(code: .error)) }
+        }
+        return answer
+    }
+
     private func respond(to request: Hummingbird.Request, context: BridgeContext) async throws -> Hummingbird.Response {
         let answer: DurableObjects.Response
         if let refusal = upgrades?.takeRefusal(for: context.channel) {
@@ -156,7 +184,8 @@ public final class HTTPBridge: Service, Sendable {
                         byteBuffer: ByteBuffer(
                             string: "The request body is over the limit of \(configuration.maximumBodySize) bytes.")))
             }
-            answer = await self.answer(DurableObjects.Request(head: head, body: Array(buffer: buffer)))
+            let incoming = DurableObjects.Request(head: head, body: Array(buffer: buffer))
+            answer = CallTracing.isEnabled ? await tracedAnswer(incoming) : await self.answer(incoming)
         }
         return Hummingbird.Response(
             status: answer.head.status, headers: answer.head.headerFields,
@@ -221,4 +250,8 @@ extension HTTPField.Name {
     public static let cfConnectingIP = HTTPField.Name("CF-Connecting-IP")!
     /// `X-Forwarded-For`: the addresses the request passed through.
     public static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
+    /// `traceparent`: the W3C trace context of the caller's span.
+    public static let traceparent = HTTPField.Name(TraceContextKeys.traceparent)!
+    /// `tracestate`: the W3C trace state that goes with `traceparent`.
+    public static let tracestate = HTTPField.Name(TraceContextKeys.tracestate)!
 }

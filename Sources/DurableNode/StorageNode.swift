@@ -1,6 +1,7 @@
 import DurableObjects
 import DurableProtocol
 import DurableStorage
+import DurableTracing
 import DurableWire
 import Foundation
 import Logging
@@ -444,6 +445,7 @@ final class ObjectService: RPCHandler {
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.invoke:
+            if CallTracing.isEnabled { return try await tracedInvoke(call) }
             return try await invoke(Durable_V1_InvokeRequest(serializedBytes: call.payload), deadline: call.deadline)
         case Methods.resolveBinding:
             return try resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload)).serializedBytes()
@@ -504,8 +506,7 @@ final class ObjectService: RPCHandler {
         }
     }
 
-    private func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8]
-    {
+    func invoke(_ message: Durable_V1_InvokeRequest, deadline: ContinuousClock.Instant?) async throws -> [UInt8] {
         invocations.add(1, ordering: .relaxed)
         do {
             try checkServing()

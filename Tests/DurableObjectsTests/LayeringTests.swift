@@ -1,15 +1,16 @@
 import Foundation
 import Testing
 
-/// The modules stack in layers: storage and wire at the bottom, then the object model, the protocol between wire and
-/// model, node and client, gateway and HTTP bridge, and the app on top. A module imports only modules of lower
-/// layers, so that a change below never needs one above, and a newcomer can read the stack from the bottom up.
+/// The modules stack in layers: storage, wire and tracing (spans and trace context, which every layer above uses) at
+/// the bottom, then the object model, the protocol between wire and model, node and client, gateway and HTTP bridge,
+/// and the app on top. A module imports only modules of lower layers, so that a change below never needs one above,
+/// and a newcomer can read the stack from the bottom up.
 @Suite("Module layering")
 struct LayeringTests {
     /// Each module's layer.
     static let layers: [String: Int] = [
-        "CRocksDB": 0, "DurableStorage": 1, "DurableWire": 1, "DurableMetrics": 1, "DurableEtcd": 1,
-        "DurableCertificates": 1,
+        "CRocksDB": 0, "DurableTracing": 0,
+        "DurableStorage": 1, "DurableWire": 1, "DurableMetrics": 1, "DurableEtcd": 1, "DurableCertificates": 1,
         "DurableObjects": 2,
         "DurableProtocol": 3, "DurableObjectsTesting": 3, "DurableExamples": 3,
         "DurableNode": 4, "DurableClient": 4,

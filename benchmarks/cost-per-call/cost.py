@@ -15,6 +15,7 @@ runs without the counter, so its figures are not slowed by it. Throughput is pri
 is not a throughput benchmark (compare.py is): the figures that matter here are per call.
 
     make bench-cost                                           # builds release, then runs (about 1 minute)
+    make bench-cost ARGS="--traced"                           # the same with tracing on at 1% sampling
     python3 benchmarks/cost-per-call/cost.py --workloads increment --callers 64 --seconds 4
 
 Standard library only; needs a C compiler for the counter (make deps installs one).
@@ -84,7 +85,7 @@ def measure(options, counter_library) -> dict:
     """One pass over the workloads on a fresh gateway and node; with counter_library, counts allocations."""
     if counter_library:
         os.environ["LD_PRELOAD"] = str(counter_library)
-    durable = compare.Durable(options)
+    durable = (compare.DurableTraced if options.traced else compare.Durable)(options)
     results = {}
     try:
         durable.start()  # The gateway, the node and every durable-load run inherit LD_PRELOAD.
@@ -143,6 +144,9 @@ def main(argv=None) -> int:
     parser.add_argument("--event-loops", type=int, default=1,
                         help="event loops in each durable process (DURABLE_EVENT_LOOPS; 0 for one per core; "
                              "default: 1, as in compare.py)")
+    parser.add_argument("--traced", action="store_true",
+                        help="run the gateway and the node with tracing on, as compare.py's durable-traced does "
+                             f"(sampling {compare.TRACE_SAMPLING:g}, spans to an OTLP sink on loopback)")
     parser.add_argument("--no-allocations", dest="allocations", action="store_false",
                         help="skip the allocation-counting pass")
     options = parser.parse_args(argv)

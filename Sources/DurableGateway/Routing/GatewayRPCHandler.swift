@@ -23,7 +23,7 @@ struct GatewayRPCHandler: RPCHandler {
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.invoke:
-            return try await router.forward(call.payload, deadline: call.deadline)
+            return try await router.forward(call.payload, deadline: call.deadline, callerMetadata: call.metadata)
         case Methods.resolveBinding:
             return try bindings.resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload))
                 .serializedBytes()

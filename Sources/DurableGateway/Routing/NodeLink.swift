@@ -1,5 +1,6 @@
 import DurableClient
 import DurableObjects
+import DurableTracing
 import DurableWire
 import NIOCore
 import NIOPosix
@@ -21,9 +22,9 @@ public protocol NodeLink: Sendable {
 
     /// Starts a call without a Swift task when the link can (an open connection is at hand): `reply` is called
     /// exactly once, from any thread, and the returned function cancels the call. `nil` when the caller should use
-    /// ``callSerialized(_:payload:timeout:)`` in a task instead.
+    /// ``callSerialized(_:payload:timeout:)`` in a task instead. `metadata` goes with the call (trace context).
     func start(
-        _ method: String, payload: [UInt8], timeout: Duration?,
+        _ method: String, payload: [UInt8], metadata: [String: String], timeout: Duration?,
         reply: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void
     ) -> (@Sendable () -> Void)?
 
@@ -70,11 +71,11 @@ struct SocketNodeLink: NodeLink {
     }
 
     func start(
-        _ method: String, payload: [UInt8], timeout: Duration?,
+        _ method: String, payload: [UInt8], metadata: [String: String], timeout: Duration?,
         reply: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void
     ) -> (@Sendable () -> Void)? {
         guard let connection = client.openConnection() else { return nil }
-        return connection.call(method, payload: payload, timeout: timeout, completion: reply)
+        return connection.call(method, payload: payload, metadata: metadata, timeout: timeout, completion: reply)
     }
 
     func close() async {
@@ -108,7 +109,7 @@ public struct InProcessNodeLink: NodeLink {
 
     /// Always `nil`: a call in the same process needs no connection, and runs in the caller's task.
     public func start(
-        _ method: String, payload: [UInt8], timeout: Duration?,
+        _ method: String, payload: [UInt8], metadata: [String: String], timeout: Duration?,
         reply: @escaping @Sendable (Result<[UInt8], RPCError>) -> Void
     ) -> (@Sendable () -> Void)? {
         nil
@@ -121,7 +122,8 @@ public struct InProcessNodeLink: NodeLink {
         -> [UInt8]
     {
         let incoming = IncomingCall(
-            method: method, metadata: [:], payload: payload, deadline: timeout.map { .now + $0 }, peer: "in-process",
+            method: method, metadata: CallTracing.metadata(), payload: payload, deadline: timeout.map { .now + $0 },
+            peer: "in-process",
             stream: stream)
         let handler = self.handler
         guard let timeout else { return try await Self.answer(handler, incoming).get() }

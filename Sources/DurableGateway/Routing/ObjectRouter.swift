@@ -1,6 +1,7 @@
 import DurableClient
 import DurableObjects
 import DurableProtocol
+import DurableTracing
 import DurableWire
 import Foundation
 import Synchronization
@@ -10,7 +11,7 @@ import Synchronization
 /// it and announces it to the owner before anything reaches that node.
 final class ObjectRouter: Sendable {
     private let registry: any RegistryStore
-    private let placement: any PlacementStore
+    let placement: any PlacementStore
     private let links: NodeLinks
     /// Slot announcements to nodes in flight, by slot.
     private let pendingAssignments = Mutex<[UInt16: Task<SlotAssignment, any Error>]>([:])
@@ -50,10 +51,25 @@ final class ObjectRouter: Sendable {
     /// The request travels on as the caller sent it, with the routing fields the node needs (the object's id and
     /// the slot's epoch) appended: in protobuf's encoding the last value of a field wins, so the gateway neither
     /// re-encodes the request nor decodes the response it relays.
+    ///
+    /// - Parameter callerMetadata: the metadata of an RPC caller (its trace context); `nil` for a call made in this
+    ///   process (which continues the task's current trace).
     func forward(
-        _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?
+        _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?,
+        callerMetadata: [String: String]? = nil
     ) async throws -> [UInt8] {
         let (routing, id) = try target(of: payload, decoded: decoded)
+        guard CallTracing.isEnabled else {
+            return try await relay(payload, routing: routing, id: id, deadline: deadline)
+        }
+        return try await tracedRelay(
+            payload, routing: routing, id: id, deadline: deadline, callerMetadata: callerMetadata)
+    }
+
+    /// Sends a routed invocation to the object's owner and records its outcome for overload shedding.
+    func relay(
+        _ payload: [UInt8], routing: InvokeTarget, id: DurableObjectId, deadline: ContinuousClock.Instant?
+    ) async throws -> [UInt8] {
         if let refusal = shedding.refusal(for: id.bytes) { throw refusal }
         let remaining = deadline.map { $0 - .now }
         do {
@@ -87,8 +103,12 @@ final class ObjectRouter: Sendable {
             let link = try links.link(to: assignment.nodeID)
             let payload = routing.routed(call.payload, id: id, epoch: assignment.epoch)
             let started = ContinuousClock.now
-            return link.node.start(Methods.invoke, payload: payload, timeout: call.deadline.map { $0 - .now }) {
-                result in
+            let (span, metadata) =
+                CallTracing.isEnabled ? startRoute(call, routing: routing, id: id, node: assignment.nodeID) : (nil, [:])
+            let cancel = link.node.start(
+                Methods.invoke, payload: payload, metadata: metadata, timeout: call.deadline.map { $0 - .now }
+            ) { result in
+                if let span { Self.end(span, with: result) }
                 if case .failure(let error) = result {
                     link.calls.record(GatewayMetrics.outcome(error), since: started)
                     self.shedding.record(result, for: id.bytes)
@@ -97,6 +117,8 @@ final class ObjectRouter: Sendable {
                 }
                 reply(result)
             }
+            if cancel == nil, let span { Self.abandon(span) }
+            return cancel
         } catch {
             reply(.failure(error as? RPCError ?? RPCError(.internal, "\(error)")))
             return {}

@@ -1,4 +1,6 @@
+import DurableTracing
 import HTTPTypes
+import Tracing
 
 /// Carries calls to objects: in process (``ObjectRuntime``), or over the network to a node or a gateway.
 public protocol ObjectTransport: Sendable {
@@ -64,6 +66,21 @@ public struct DurableObjectStub: Sendable {
     ///   ``DurableObjectError/remote``.
     public func fetch(_ request: Request) async throws -> Response {
         if let caller = ObjectContext.current { try await caller.waitUntilDurable(caller.gateSequence) }
+        guard CallTracing.recordsThisCall else { return try await send(request) }
+        return try await CallTracing.tracer.withSpan(SpanNames.objectCall, ofKind: .client) { span in
+            span.attributes[SpanAttributeKeys.namespace] = namespace.namespaceID
+            span.attributes[SpanAttributeKeys.className] = namespace.className
+            span.attributes[SpanAttributeKeys.objectID] = id.hexString
+            do {
+                return try await send(request)
+            } catch let error as DurableObjectError {
+                span.attributes[SpanAttributeKeys.statusCode] = error.code.description
+                throw error
+            }
+        }
+    }
+
+    private func send(_ request: Request) async throws -> Response {
         do {
             return try await namespace.transport.invoke(namespaceID: namespace.namespaceID, id: id, request: request)
         } catch var error as DurableObjectError {

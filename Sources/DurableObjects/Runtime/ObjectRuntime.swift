@@ -1,4 +1,5 @@
 import DurableStorage
+import DurableTracing
 import HeapModule
 import Logging
 import Synchronization
@@ -372,6 +373,10 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         _ event: ObjectEvent, namespaceID: String, id: DurableObjectId, deadline: ContinuousClock.Instant?,
         metrics: inout NamespaceMetrics?
     ) async throws -> EventResult {
+        if CallTracing.recordsThisCall {
+            return try await tracedDeliver(
+                event, namespaceID: namespaceID, id: id, deadline: deadline, metrics: &metrics)
+        }
         while true {
             let (activation, namespaceMetrics) = try activation(namespaceID: namespaceID, id: id)
             metrics = namespaceMetrics
@@ -391,7 +396,7 @@ public final class ObjectRuntime: ObjectTransport, Sendable {
         }
     }
 
-    private func activation(namespaceID: String, id: DurableObjectId) throws -> (Activation, NamespaceMetrics) {
+    func activation(namespaceID: String, id: DurableObjectId) throws -> (Activation, NamespaceMetrics) {
         let key = ActivationKey(namespaceID: namespaceID, id: id.bytes)
         let (activation, created, metrics) = try state.withLock {
             state throws -> (Activation, Bool, NamespaceMetrics) in

@@ -539,6 +539,11 @@ final class StorageEngine: Sendable {
     /// The sequence number of the last write made so far.
     var writeSequence: UInt64 { state.withLock { $0.writeSequence } }
 
+    /// Whether every write up to `target` is durable now.
+    func isDurable(_ target: UInt64) -> Bool {
+        state.withLock { $0.durableSequence >= target }
+    }
+
     /// Returns once every write up to `target` is durable.
     ///
     /// - Throws: ``DurableObjectError/storageWriteFailed`` when a flush carrying those writes failed.

@@ -1,0 +1,196 @@
+import Synchronization
+import Tracing
+
+/// Whether this process traces calls, and the W3C trace context that crosses a process boundary in a call's
+/// metadata.
+///
+/// Tracing is off until ``enable(tracer:rootSampling:)`` is called, which a process does once, right after it bootstrapped
+/// `InstrumentationSystem` with an exporting tracer (`--otel-endpoint`). Every hot path asks ``isEnabled`` (one
+/// relaxed atomic load) before it makes a span, formats an attribute or touches a call's metadata, so that a process
+/// without tracing pays nothing more than that load.
+public enum CallTracing {
+    private static let enabled = Atomic<Bool>(false)
+    /// The bootstrapped tracer, kept once (asking `InstrumentationSystem` looks it up under a lock on every call).
+    nonisolated(unsafe) private static var bootstrappedTracer: any Tracer = NoOpTracer()
+    /// The decision for traces that start here.
+    nonisolated(unsafe) private static var rootSampler = RootSampler(ratio: 1)
+
+    /// What a server does with a call, from its metadata (or an HTTP request's headers).
+    public enum ServerDecision {
+        /// Make the call's server span with this parent: the caller's sampled context, or an empty one for a trace
+        /// that starts here and is recorded.
+        case span(parent: InstrumentationContext)
+        /// Make no span: the call is not recorded. Either the caller sent its context (`context`; its calls carry
+        /// the caller's trace entries on, ``traceContext(of:)``, and `metadata` is `nil`), or the trace starts here
+        /// and `metadata` is a fresh one with the sampled flag off.
+        case unsampled(metadata: [String: String]?, context: InstrumentationContext?)
+    }
+
+    /// The decision for a call that arrives with `metadata`: a well-formed `traceparent` decides (sampled: a span
+    /// under it; not: no span, its context passed on); without one (or with a malformed one) the trace starts here
+    /// and the root sampler decides.
+    public static func decide(_ metadata: [String: String]) -> ServerDecision {
+        if let traceparent = metadata[TraceContextKeys.traceparent] {
+            let context = context(from: metadata, using: bootstrappedTracer)
+            if !context.isEmpty {
+                if let flags = traceparent.utf8.last, let digit = hexValue(flags), digit & 1 == 1 {
+                    return .span(parent: context)
+                }
+                return .unsampled(metadata: nil, context: context)
+            }
+        }
+        if rootSampler.sample() { return .span(parent: .topLevel) }
+        return .unsampled(metadata: [TraceContextKeys.traceparent: rootSampler.unsampledTraceparent()], context: nil)
+    }
+
+    /// The context to make current for a call not recorded (``ServerDecision/unsampled(metadata:context:)``): its
+    /// caller's, or the one its fresh metadata carries.
+    public static func unsampledContext(metadata: [String: String]?, caller: InstrumentationContext?)
+        -> InstrumentationContext
+    {
+        caller ?? context(from: metadata ?? [:], using: bootstrappedTracer)
+    }
+
+    /// Runs `operation` as a call that is not recorded: with `context` current, so that its calls carry it on.
+    public static func withUnsampledCall<T>(
+        metadata: [String: String]?, caller: InstrumentationContext?, isolation: isolated (any Actor)? = #isolation,
+        _ operation: () async throws -> T
+    ) async rethrows -> T {
+        try await InstrumentationContext.$current.withValue(
+            unsampledContext(metadata: metadata, caller: caller), operation: operation, isolation: isolation)
+    }
+
+    /// Whether spans are made and trace context is propagated in this process.
+    @inline(__always)
+    public static var isEnabled: Bool { enabled.load(ordering: .acquiring) }
+
+    /// The tracer the spans are made with: the one given to ``enable(tracer:)``, else a no-op tracer.
+    public static var tracer: any Tracer {
+        isEnabled ? bootstrappedTracer : NoOpTracer()
+    }
+
+    /// Whether the current task serves a call whose trace is recorded (sampled): set by the server span that
+    /// received the call, read by the spans inside it. A call not sampled makes its server span only (to carry its
+    /// caller's decision on), and none of the spans inside, so that tracing at a low ratio costs little.
+    @TaskLocal public static var isRecordingCall = false
+
+    /// Whether the current task should make the spans inside a call: tracing is on and the call is recorded.
+    @inline(__always)
+    public static var recordsThisCall: Bool { isEnabled && isRecordingCall }
+
+    /// Runs `operation` with `span` as the current span (its context is what the calls it makes carry on), and,
+    /// when `span` is recorded, with ``isRecordingCall`` set.
+    public static func withCurrentSpan<T>(
+        _ span: any Span, isolation: isolated (any Actor)? = #isolation, _ operation: () async throws -> T
+    ) async rethrows -> T {
+        try await InstrumentationContext.$current.withValue(
+            span.context,
+            operation: {
+                if span.isRecording {
+                    return try await $isRecordingCall.withValue(true, operation: operation, isolation: isolation)
+                }
+                return try await operation()
+            }, isolation: isolation)
+    }
+
+    /// The trace-context entries of `metadata` (`traceparent`, `tracestate`), to pass a caller's context on as is.
+    public static func traceContext(of metadata: [String: String]) -> [String: String] {
+        var entries: [String: String] = [:]
+        entries[TraceContextKeys.traceparent] = metadata[TraceContextKeys.traceparent]
+        entries[TraceContextKeys.tracestate] = metadata[TraceContextKeys.tracestate]
+        return entries
+    }
+
+    /// Runs `operation` with `context` as the current context (a caller's, passed on as it came).
+    public static func withCurrentContext<T>(
+        _ context: InstrumentationContext, isolation: isolated (any Actor)? = #isolation,
+        _ operation: () async throws -> T
+    ) async rethrows -> T {
+        try await InstrumentationContext.$current.withValue(context, operation: operation, isolation: isolation)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        default: nil
+        }
+    }
+
+    /// Turns tracing on for the rest of the process's life, with `tracer` (the one `InstrumentationSystem` was
+    /// bootstrapped with, which also injects and extracts the trace context). Call it once, before any call is
+    /// served.
+    /// `rootSampling` is the share of the traces that start here that are recorded (the tracer's own sampler must
+    /// record every root and follow a caller's decision: parent-based, always on).
+    public static func enable(tracer: any Tracer, rootSampling: Double = 1) {
+        precondition(!isEnabled, "CallTracing.enable(tracer:rootSampling:) is called once per process")
+        bootstrappedTracer = tracer
+        rootSampler = RootSampler(ratio: rootSampling)
+        enabled.store(true, ordering: .releasing)
+    }
+
+    /// `metadata` with the trace context of `context` added (`traceparent`, and `tracestate` when there is one), as
+    /// the bootstrapped instrument writes it. Without tracing, or without a span in `context`, it is `metadata`.
+    public static func metadata(
+        _ metadata: [String: String] = [:], carrying context: InstrumentationContext? = .current
+    ) -> [String: String] {
+        guard isEnabled, let context else { return metadata }
+        return Self.metadata(metadata, carrying: context, using: bootstrappedTracer)
+    }
+
+    /// `metadata` with the trace context of `context` added by `instrument`.
+    public static func metadata(
+        _ metadata: [String: String], carrying context: InstrumentationContext, using instrument: any Instrument
+    ) -> [String: String] {
+        var metadata = metadata
+        instrument.inject(context, into: &metadata, using: MetadataInjector())
+        return metadata
+    }
+
+    /// The context a caller's metadata carries: its trace context when it has a well-formed `traceparent`, else an
+    /// empty context (a malformed one is ignored, never an error: the call starts a trace of its own).
+    public static func context(from metadata: [String: String]) -> InstrumentationContext {
+        guard isEnabled, metadata[TraceContextKeys.traceparent] != nil else { return .topLevel }
+        return context(from: metadata, using: bootstrappedTracer)
+    }
+
+    /// The context `instrument` reads from `metadata` (empty when it carries no well-formed trace context).
+    public static func context(
+        from metadata: [String: String], using instrument: any Instrument
+    ) -> InstrumentationContext {
+        var context = InstrumentationContext.topLevel
+        instrument.extract(metadata, into: &context, using: MetadataExtractor())
+        return context
+    }
+}
+
+/// The W3C trace-context keys (https://www.w3.org/TR/trace-context/) as they appear in call metadata and HTTP
+/// headers (lowercase).
+public enum TraceContextKeys {
+    /// `traceparent`: version, trace id, parent span id, flags.
+    public static let traceparent = "traceparent"
+    /// `tracestate`: vendor-specific trace state, passed on as it came.
+    public static let tracestate = "tracestate"
+}
+
+/// Writes trace context into call metadata (a `[String: String]`), one key per value.
+public struct MetadataInjector: Injector {
+    /// Creates an injector.
+    public init() {}
+
+    /// Sets `key` to `value` in `carrier`, replacing an earlier value.
+    public func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) {
+        carrier[key] = value
+    }
+}
+
+/// Reads trace context from call metadata (a `[String: String]`).
+public struct MetadataExtractor: Extractor {
+    /// Creates an extractor.
+    public init() {}
+
+    /// The value of `key` in `carrier`, if present.
+    public func extract(key: String, from carrier: [String: String]) -> String? {
+        carrier[key]
+    }
+}
