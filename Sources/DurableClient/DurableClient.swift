@@ -117,7 +117,7 @@ public final class DurableClient: ObjectTransport, Sendable {
     ///   - defaultTimeout: the deadline of each call, unless the call sets one.
     ///   - maximumFrameSize: the largest frame accepted from a server (16 MiB by default).
     ///   - credentials: the key each connection proves.
-    ///   - tls: connect with TLS (see ``RPCClientTLS``); `nil` for plaintext.
+    ///   - tls: connect with TLS (see `RPCClientTLS`); `nil` for plaintext.
     ///   - logger: where connection events are logged.
     public init(
         endpoints: [Endpoint], connections: Int = 2, defaultTimeout: Duration? = .seconds(30),
