@@ -205,13 +205,11 @@ struct DevCommand: AsyncParsableCommand {
                 issued: try authority.issue(commonName: "durable dev", dnsNames: names, ipAddresses: addresses))
             logger.notice("made a local CA and certificate for TLS", metadata: ["folder": "\(folder.path)"])
         }
-        let options = try TLSOptions.parse([
-            "--tls-cert", files.certificate, "--tls-key", files.privateKey, "--tls-ca", files.certificateAuthority,
-        ])
-        guard let tls = try options.load(clientCertificates: .optional, logger: logger) else {
-            throw CommandError("no TLS files in \(folder.path)")
-        }
-        return tls
+        return try ProcessTLS(
+            files: TLSFiles(
+                certificate: files.certificate, privateKey: files.privateKey,
+                certificateAuthority: files.certificateAuthority),
+            clientCertificates: .optional, logger: logger)
     }
 
     /// The keys of the local cluster, made on first start and kept in `folder` (readable by the owner only), so

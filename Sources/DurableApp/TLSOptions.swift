@@ -73,15 +73,7 @@ struct TLSOptions: ParsableArguments {
     /// The process's TLS: its port's side and its side as a client of the other processes; `nil` when off.
     func load(clientCertificates: ClientCertificatePolicy, logger: Logger) throws -> ProcessTLS? {
         guard let files else { return nil }
-        do {
-            let server = try RPCServerTLS(files: files, clientCertificates: clientCertificates)
-            let client = try RPCClientTLS(identity: files)
-            logger.info(
-                "TLS on", metadata: ["files": "\(files)", "certificate valid until": "\(server.expiry)"])
-            return ProcessTLS(server: server, client: client)
-        } catch let error as TLSConfigurationError {
-            throw CommandError(error.message)
-        }
+        return try ProcessTLS(files: files, clientCertificates: clientCertificates, logger: logger)
     }
 }
 
@@ -91,6 +83,19 @@ struct ProcessTLS: Sendable {
     let server: RPCServerTLS
     /// The side of its connections to other processes.
     let client: RPCClientTLS
+
+    /// Loads both sides from `files`.
+    ///
+    /// - Throws: ``CommandError`` naming the file that cannot be read.
+    init(files: TLSFiles, clientCertificates: ClientCertificatePolicy, logger: Logger) throws {
+        do {
+            server = try RPCServerTLS(files: files, clientCertificates: clientCertificates)
+            client = try RPCClientTLS(identity: files)
+        } catch let error as TLSConfigurationError {
+            throw CommandError(error.message)
+        }
+        logger.info("TLS on", metadata: ["files": "\(files)", "certificate valid until": "\(server.expiry)"])
+    }
 
     /// Reads the files again (on SIGHUP): new connections use them, open ones stay.
     func reload() throws -> Date {

@@ -320,7 +320,7 @@ public final class RPCConnection: Sendable {
             var pong = Durable_V1_Frame()
             pong.pong = Durable_V1_Pong.with { $0.nonce = ping.nonce }
             channel.writeAndFlush(pong, promise: nil)
-        case .goAway(let goAway) where goAway.reason.hasPrefix(plaintextRefusedReason.prefix(12)):
+        case .goAway(let goAway) where goAway.reason.hasPrefix(plaintextRefusedMarker):
             // A TLS port refused this plaintext connection: every call fails, saying so.
             logger.warning("server refused a plaintext connection", metadata: ["address": "\(address)"])
             closed(RPCError(.unavailable, "\(address) refused this connection: \(goAway.reason)."))

@@ -8,10 +8,13 @@ import SwiftProtobuf
 /// megabytes) is never this.
 private let tlsHandshakeRecord: UInt8 = 0x16
 
-/// The go-away reason a TLS port sends to a peer that speaks plaintext; clients recognise its start.
+/// How the go-away reason a TLS port sends to a plaintext peer starts: clients recognise it.
+let plaintextRefusedMarker = "TLS required:"
+
+/// The go-away reason a TLS port sends to a peer that speaks plaintext.
 let plaintextRefusedReason =
-    "TLS required: this port accepts only TLS connections, and this one spoke plaintext; connect with TLS and trust "
-    + "the cluster's CA"
+    plaintextRefusedMarker + " this port accepts only TLS connections, and this one spoke plaintext; connect with TLS "
+    + "and trust the cluster's CA"
 
 /// First in a server connection's pipeline: looks at the first byte the peer sends and either puts the TLS
 /// handler in place (a TLS server, and a TLS client hello), refuses the connection with a reason the peer can read
@@ -86,10 +89,6 @@ final class TLSHandshakeMonitor: ChannelInboundHandler, RemovableChannelHandler 
         self.peer = peer
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        context.fireChannelRead(data)
-    }
-
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted = event {
             handshakeCompleted = true
@@ -129,10 +128,6 @@ final class TLSHandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
     init(handshake: EventLoopPromise<Void>, address: String) {
         self.handshake = handshake
         self.address = address
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        context.fireChannelRead(data)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

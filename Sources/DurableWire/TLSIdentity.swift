@@ -71,7 +71,10 @@ public struct TLSFiles: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Reads the CA certificates, when a file is named.
-    func loadTrustRoots() throws -> NIOSSLTrustRoots {
+    func loadTrustRoots() throws -> NIOSSLTrustRoots { try Self.loadTrustRoots(certificateAuthority) }
+
+    /// Reads the CA certificates of `certificateAuthority`; the system's trust store when `nil`.
+    static func loadTrustRoots(_ certificateAuthority: String?) throws -> NIOSSLTrustRoots {
         guard let certificateAuthority else { return .default }
         do {
             let roots = try NIOSSLCertificate.fromPEMFile(certificateAuthority)
@@ -251,7 +254,7 @@ public final class RPCClientTLS: Sendable {
         configuration.minimumTLSVersion = .tlsv12
         configuration.certificateVerification = .fullVerification
         configuration.trustRoots =
-            try TLSFiles(certificate: "", privateKey: "", certificateAuthority: certificateAuthority).loadTrustRoots()
+            try TLSFiles.loadTrustRoots(certificateAuthority)
         if let identity {
             configuration.certificateChain = try identity.loadChain().map { .certificate($0) }
             configuration.privateKey = .privateKey(try identity.loadKey())
