@@ -82,7 +82,8 @@ from typing import Optional
 REPOSITORY = Path(__file__).resolve().parent.parent
 SYSTEMS = ("durable-baseline", "durable", "durable-traced", "redis", "postgres")
 # Tracing's cost: the same durable run again with --otel-endpoint (an OTLP sink on loopback that accepts and
-# discards) and --trace-sampling at this ratio, reported as a ratio to the untraced run.
+# discards) and --trace-sampling at this ratio (unless --trace-sampling says otherwise), reported as a ratio to the
+# untraced run.
 TRACE_SAMPLING = 0.01
 WORKLOADS = ("increment", "hot", "noop")
 KEYS = 1000
@@ -459,7 +460,7 @@ class DurableBaseline(Durable):
 
 
 class DurableTraced(Durable):
-    """The same gateway and node with tracing on: spans exported over OTLP/HTTP to an `OTLPSink`, TRACE_SAMPLING
+    """The same gateway and node with tracing on: spans exported over OTLP/HTTP to an `OTLPSink`, --trace-sampling
     of the traces recorded (parent-based: the node follows the gateway's decision)."""
 
     name = "durable-traced"
@@ -469,11 +470,11 @@ class DurableTraced(Durable):
         self.sink: Optional[OTLPSink] = None
 
     def server_arguments(self) -> list:
-        return ["--otel-endpoint", self.sink.endpoint, "--trace-sampling", f"{TRACE_SAMPLING:g}"]
+        return ["--otel-endpoint", self.sink.endpoint, "--trace-sampling", f"{self.options.trace_sampling:g}"]
 
     def start(self) -> None:
         self.sink = OTLPSink()
-        progress(f"OTLP sink on {self.sink.endpoint}; sampling {TRACE_SAMPLING:g}")
+        progress(f"OTLP sink on {self.sink.endpoint}; sampling {self.options.trace_sampling:g}")
         super().start()
 
     def measure(self, workload: str, callers: int) -> Measurement:
@@ -906,9 +907,10 @@ def render_table(facts: dict, results, options) -> str:
 def render_tracing_table(by_key: dict, options) -> list:
     """Tracing's cost: the untraced durable run beside the traced one, and their throughput ratio."""
     baseline = "durable-baseline" in options.systems
+    sampling = options.trace_sampling
     lines = [
-        f"Tracing: durable without tracing (no --otel-endpoint) and with tracing on at {TRACE_SAMPLING:g} sampling "
-        f"(--otel-endpoint to an OTLP/HTTP sink on loopback that discards, --trace-sampling {TRACE_SAMPLING:g})"
+        f"Tracing: durable without tracing (no --otel-endpoint) and with tracing on at {sampling:g} sampling "
+        f"(--otel-endpoint to an OTLP/HTTP sink on loopback that discards, --trace-sampling {sampling:g})"
         + (f"; baseline: {options.baseline_build_dir}/durable, untraced" if baseline else ""),
         "",
         "| workload | callers | " + ("baseline ops/s | p50 ms | " if baseline else "")
@@ -964,7 +966,7 @@ def parse_options(argv):
     parser.add_argument("--systems", type=comma_list(SYSTEMS),
                         default=[system for system in SYSTEMS if system != "durable-baseline"],
                         help="comma-separated, of durable,durable-traced,redis,postgres (default: all; "
-                             "durable-traced is durable with tracing on at 1%% sampling)")
+                             "durable-traced is durable with tracing on at --trace-sampling)")
     parser.add_argument("--workloads", type=comma_list(WORKLOADS), default=list(WORKLOADS),
                         help="comma-separated, of increment,hot,noop (default: all)")
     parser.add_argument("--callers", type=callers_list, default=[1, 16, 64],
@@ -984,12 +986,17 @@ def parse_options(argv):
     parser.add_argument("--baseline-build-dir",
                         help="a release build of another commit (e.g. the one before tracing) whose durable runs "
                              "untraced as durable-baseline, before the others, to compare tracing off with no tracing")
+    parser.add_argument("--trace-sampling", type=float, default=TRACE_SAMPLING,
+                        help="the share of traces durable-traced records, 0 to 1 (default: %(default)g; 0 measures "
+                             "what tracing costs a call it does not record)")
     parser.add_argument("--keep-temp", action="store_true", help="keep the data folders and logs")
     parser.add_argument("--no-install", dest="install", action="store_false",
                         help="fail instead of installing missing Debian packages")
     options = parser.parse_args(argv)
     if options.seconds <= 0:
         parser.error("--seconds must be positive")
+    if not 0 <= options.trace_sampling <= 1:
+        parser.error("--trace-sampling must be between 0 and 1")
     options.build_dir = str(Path(options.build_dir).resolve())  # The servers run from their own folders.
     if options.baseline_build_dir:
         options.baseline_build_dir = str(Path(options.baseline_build_dir).resolve())

@@ -146,10 +146,14 @@ def main(argv=None) -> int:
                              "default: 1, as in compare.py)")
     parser.add_argument("--traced", action="store_true",
                         help="run the gateway and the node with tracing on, as compare.py's durable-traced does "
-                             f"(sampling {compare.TRACE_SAMPLING:g}, spans to an OTLP sink on loopback)")
+                             "(spans to an OTLP sink on loopback)")
+    parser.add_argument("--trace-sampling", type=float, default=compare.TRACE_SAMPLING,
+                        help="with --traced, the share of traces recorded, 0 to 1 (default: %(default)g)")
     parser.add_argument("--no-allocations", dest="allocations", action="store_false",
                         help="skip the allocation-counting pass")
     options = parser.parse_args(argv)
+    if not 0 <= options.trace_sampling <= 1:
+        parser.error("--trace-sampling must be between 0 and 1")
     options.tmp_dir, options.keep_temp = tempfile.gettempdir(), False
     options.build_dir = str(Path(options.build_dir).resolve())
     options.workloads = [workload for workload in compare.WORKLOADS if workload in options.workloads]
