@@ -150,8 +150,8 @@ public final class HTTPBridge: Service, Sendable {
         let method = incoming.head.method.rawValue
         let parent: InstrumentationContext
         switch CallTracing.decide(carrier) {
-        case .unsampled(let metadata, let caller):
-            return await CallTracing.withUnsampledCall(metadata: metadata, caller: caller) {
+        case .unsampled(let traceContext):
+            return await CallTracing.withUnsampledCall(traceContext: traceContext) {
                 await self.answer(incoming)
             }
         case .span(let context): parent = context

@@ -12,8 +12,8 @@ extension ObjectService {
         let message = try Durable_V1_InvokeRequest(serializedBytes: call.payload)
         let parent: InstrumentationContext
         switch CallTracing.decide(call.metadata) {
-        case .unsampled(let metadata, let caller):
-            return try await CallTracing.withUnsampledCall(metadata: metadata, caller: caller) {
+        case .unsampled(let traceContext):
+            return try await CallTracing.withUnsampledCall(traceContext: traceContext) {
                 try await invoke(message, deadline: call.deadline)
             }
         case .span(let context): parent = context

@@ -20,44 +20,51 @@ public enum CallTracing {
         /// Make the call's server span with this parent: the caller's sampled context, or an empty one for a trace
         /// that starts here and is recorded.
         case span(parent: InstrumentationContext)
-        /// Make no span: the call is not recorded. Either the caller sent its context (`context`; its calls carry
-        /// the caller's trace entries on, ``traceContext(of:)``, and `metadata` is `nil`), or the trace starts here
-        /// and `metadata` is a fresh one with the sampled flag off.
-        case unsampled(metadata: [String: String]?, context: InstrumentationContext?)
+        /// Make no span: the call is not recorded. `traceContext` holds the `traceparent` (and `tracestate`) that
+        /// the calls it makes carry on: the caller's, as they came (the dictionary may hold the caller's other
+        /// metadata too), or, for a trace that starts here, a fresh `traceparent` with the sampled flag off.
+        case unsampled(traceContext: [String: String])
     }
 
     /// The decision for a call that arrives with `metadata`: a well-formed `traceparent` decides (sampled: a span
-    /// under it; not: no span, its context passed on); without one (or with a malformed one) the trace starts here
+    /// under it; not: no span, its entries passed on); without one (or with a malformed one) the trace starts here
     /// and the root sampler decides.
+    ///
+    /// A call not sampled costs no parsing beyond a check of its `traceparent`'s form: its context is passed on as
+    /// text, never turned into a span context.
     public static func decide(_ metadata: [String: String]) -> ServerDecision {
         if let traceparent = metadata[TraceContextKeys.traceparent] {
-            let context = context(from: metadata, using: bootstrappedTracer)
-            if !context.isEmpty {
-                if let flags = traceparent.utf8.last, let digit = hexValue(flags), digit & 1 == 1 {
-                    return .span(parent: context)
+            switch TraceParent.sampledFlag(of: traceparent) {
+            case false?:
+                return .unsampled(traceContext: metadata)
+            case true?:
+                let context = context(from: metadata, using: bootstrappedTracer)
+                if !context.isEmpty { return .span(parent: context) }
+            case nil:
+                // Not the plain version-00 form: the tracer's propagator decides whether it is well formed (it
+                // also reads later versions).
+                let context = context(from: metadata, using: bootstrappedTracer)
+                if !context.isEmpty {
+                    if TraceParent.lastFlagsDigitIsSampled(traceparent) { return .span(parent: context) }
+                    return .unsampled(traceContext: metadata)
                 }
-                return .unsampled(metadata: nil, context: context)
             }
         }
         if rootSampler.sample() { return .span(parent: .topLevel) }
-        return .unsampled(metadata: [TraceContextKeys.traceparent: rootSampler.unsampledTraceparent()], context: nil)
+        return .unsampled(traceContext: [TraceContextKeys.traceparent: rootSampler.unsampledTraceparent()])
     }
 
-    /// The context to make current for a call not recorded (``ServerDecision/unsampled(metadata:context:)``): its
-    /// caller's, or the one its fresh metadata carries.
-    public static func unsampledContext(metadata: [String: String]?, caller: InstrumentationContext?)
-        -> InstrumentationContext
-    {
-        caller ?? context(from: metadata ?? [:], using: bootstrappedTracer)
-    }
+    /// The trace context a call not recorded passes on (set by ``withUnsampledCall(traceContext:isolation:_:)``):
+    /// its `traceparent` and `tracestate` go into the metadata of every call it makes, as they came.
+    @TaskLocal static var unsampledTraceContext: [String: String]?
 
-    /// Runs `operation` as a call that is not recorded: with `context` current, so that its calls carry it on.
+    /// Runs `operation` as a call that is not recorded: the calls it makes carry `traceContext`'s `traceparent`
+    /// and `tracestate` on (``metadata(_:carrying:)``), so that every process downstream follows the decision.
     public static func withUnsampledCall<T>(
-        metadata: [String: String]?, caller: InstrumentationContext?, isolation: isolated (any Actor)? = #isolation,
+        traceContext: [String: String], isolation: isolated (any Actor)? = #isolation,
         _ operation: () async throws -> T
     ) async rethrows -> T {
-        try await InstrumentationContext.$current.withValue(
-            unsampledContext(metadata: metadata, caller: caller), operation: operation, isolation: isolation)
+        try await $unsampledTraceContext.withValue(traceContext, operation: operation, isolation: isolation)
     }
 
     /// Whether spans are made and trace context is propagated in this process.
@@ -93,11 +100,15 @@ public enum CallTracing {
             }, isolation: isolation)
     }
 
-    /// The trace-context entries of `metadata` (`traceparent`, `tracestate`), to pass a caller's context on as is.
+    /// The trace-context entries of `metadata` (`traceparent`, `tracestate`), to pass a caller's context on as is:
+    /// `metadata` itself when it holds nothing else.
     public static func traceContext(of metadata: [String: String]) -> [String: String] {
+        let traceparent = metadata[TraceContextKeys.traceparent]
+        let tracestate = metadata[TraceContextKeys.tracestate]
+        if metadata.count == (traceparent == nil ? 0 : 1) + (tracestate == nil ? 0 : 1) { return metadata }
         var entries: [String: String] = [:]
-        entries[TraceContextKeys.traceparent] = metadata[TraceContextKeys.traceparent]
-        entries[TraceContextKeys.tracestate] = metadata[TraceContextKeys.tracestate]
+        entries[TraceContextKeys.traceparent] = traceparent
+        entries[TraceContextKeys.tracestate] = tracestate
         return entries
     }
 
@@ -107,14 +118,6 @@ public enum CallTracing {
         _ operation: () async throws -> T
     ) async rethrows -> T {
         try await InstrumentationContext.$current.withValue(context, operation: operation, isolation: isolation)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        default: nil
-        }
     }
 
     /// Turns tracing on for the rest of the process's life, with `tracer` (the one `InstrumentationSystem` was
@@ -129,12 +132,21 @@ public enum CallTracing {
         enabled.store(true, ordering: .releasing)
     }
 
-    /// `metadata` with the trace context of `context` added (`traceparent`, and `tracestate` when there is one), as
-    /// the bootstrapped instrument writes it. Without tracing, or without a span in `context`, it is `metadata`.
+    /// `metadata` with the trace context of the current call added (`traceparent`, and `tracestate` when there is
+    /// one): in a call not recorded, the entries it passes on (``withUnsampledCall(traceContext:isolation:_:)``);
+    /// otherwise the span context of `context`, as the bootstrapped instrument writes it. Without tracing, or
+    /// without either, it is `metadata`.
     public static func metadata(
         _ metadata: [String: String] = [:], carrying context: InstrumentationContext? = .current
     ) -> [String: String] {
-        guard isEnabled, let context else { return metadata }
+        guard isEnabled else { return metadata }
+        if !isRecordingCall, let entries = unsampledTraceContext {
+            var metadata = metadata
+            metadata[TraceContextKeys.traceparent] = entries[TraceContextKeys.traceparent]
+            if let tracestate = entries[TraceContextKeys.tracestate] { metadata[TraceContextKeys.tracestate] = tracestate }
+            return metadata
+        }
+        guard let context else { return metadata }
         return Self.metadata(metadata, carrying: context, using: bootstrappedTracer)
     }
 

@@ -23,24 +23,30 @@ public final class RootSampler: Sendable {
     }
 
     /// A W3C `traceparent` for a trace started here and not recorded: version 00, a fresh trace id and span id,
-    /// flags 00.
+    /// flags 00. Written straight into the string's storage: one allocation.
     public func unsampledTraceparent() -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text = [UInt8]()
-        text.reserveCapacity(55)
-        text += Array("00-".utf8)
-        func append(_ value: UInt64) {
-            for shift in stride(from: 60, through: 0, by: -4) {
-                text.append(digits[Int((value >> UInt64(shift)) & 0xF)])
-            }
-        }
         // A zero id is invalid: the generator never gives zero twice in a row, and `| 1` keeps the span id non-zero.
-        append(next())
-        append(next())
-        text.append(UInt8(ascii: "-"))
-        append(next() | 1)
-        text += Array("-00".utf8)
-        return String(decoding: text, as: UTF8.self)
+        let (high, low, span) = (next(), next(), next() | 1)
+        return String(unsafeUninitializedCapacity: TraceParent.length) { text in
+            func hexDigit(_ value: UInt64) -> UInt8 {
+                value < 10 ? UInt8(ascii: "0") + UInt8(value) : UInt8(ascii: "a") + UInt8(value - 10)
+            }
+            var index = 0
+            func append(_ byte: UInt8) {
+                text[index] = byte
+                index += 1
+            }
+            func append(_ value: UInt64) {
+                for shift in stride(from: 60, through: 0, by: -4) { append(hexDigit((value >> UInt64(shift)) & 0xF)) }
+            }
+            for byte in "00-".utf8 { append(byte) }
+            append(high)
+            append(low)
+            append(UInt8(ascii: "-"))
+            append(span)
+            for byte in "-00".utf8 { append(byte) }
+            return index
+        }
     }
 
     /// SplitMix64 over an atomic counter: uniformly spread values, safe from any thread, no lock.

@@ -159,6 +159,47 @@ extension ProcessTests {
             }
         }
 
+        @Test(
+            "a trace the gateway's root sampler does not record is recorded nowhere: the node, sampling everything it starts, follows the gateway's decision"
+        )
+        func rootDecisionFollowed() async throws {
+            let receiver = try await OTLPReceiver.start()
+            defer { Task { await receiver.close() } }
+            let tracing = ["--otel-endpoint", receiver.endpoint, "--otel-protocol", "http/json"]
+            try await withTestCluster(
+                nodes: 1, label: "tracing-root", nodeArguments: tracing + ["--trace-sampling", "1"],
+                gatewayArguments: tracing + ["--trace-sampling", "0"]
+            ) { cluster in
+                // Calls without a traceparent start their traces at the gateway, which records none of them.
+                let web = "http://127.0.0.1:\(try #require(try cluster.gateway.httpPort))"
+                let answer = try await HTTPTestClient.send(web + "/counter/increment")
+                #expect(answer.text == "Durable Object 'A' count: 1")
+                let client = DurableClient(host: "127.0.0.1", port: try cluster.gateway.port, credentials: TestKeys.api)
+                let counters = try await client.namespace("COUNTER")
+                var message = Durable_V1_InvokeRequest()
+                message.namespaceID = counters.namespaceID
+                message.objectName = "root"
+                message.request = Request(url: "http://counter/increment").wire
+                // Relayed in a task (the slot's first call) and then without one.
+                for _ in 0..<3 {
+                    let reply = try await client.callSerialized(Methods.invoke, payload: try message.serializedBytes())
+                    #expect(try Durable_V1_InvokeResponse(serializedBytes: reply).response.status == 200)
+                }
+                // A call its caller did sample: recorded, so that an empty result above is not a broken exporter.
+                let reply = try await client.callSerialized(
+                    Methods.invoke, payload: try message.serializedBytes(),
+                    metadata: ["traceparent": "00-\(Self.traceID)-\(Self.callerSpanID)-01"])
+                #expect(try Durable_V1_InvokeResponse(serializedBytes: reply).response.status == 200)
+                await client.close()
+            }
+            // Both processes stopped gracefully, which flushed every span they had to the receiver.
+            #expect(
+                await eventually { receiver.spans.contains { $0.name == "durable.node.invoke" } }, "\(receiver.spans)")
+            #expect(
+                receiver.spans.allSatisfy { Self.sameID($0.traceID, Self.traceID) },
+                "spans of traces the gateway did not sample: \(receiver.spans.filter { !Self.sameID($0.traceID, Self.traceID) })")
+        }
+
         static let rpcTraceIDs = ("6bf92f3577b34da6a3ce929d0e0e4738", "7bf92f3577b34da6a3ce929d0e0e4739")
 
         /// An id as hex, or as base64 when the exporter writes protobuf's JSON mapping of bytes.

@@ -21,8 +21,8 @@ extension ObjectRouter {
         let parent: InstrumentationContext
         if let callerMetadata {
             switch CallTracing.decide(callerMetadata) {
-            case .unsampled(let metadata, let caller):
-                return try await CallTracing.withUnsampledCall(metadata: metadata, caller: caller) {
+            case .unsampled(let traceContext):
+                return try await CallTracing.withUnsampledCall(traceContext: traceContext) {
                     try await relay(payload, routing: routing, id: id, deadline: deadline)
                 }
             case .span(let context): parent = context
@@ -54,7 +54,7 @@ extension ObjectRouter {
         span: (any Span)?, metadata: [String: String]
     ) {
         switch CallTracing.decide(call.metadata) {
-        case .unsampled(let fresh, _): return (nil, fresh ?? CallTracing.traceContext(of: call.metadata))
+        case .unsampled(let traceContext): return (nil, CallTracing.traceContext(of: traceContext))
         case .span(let parent):
             let span = startRouteSpan(parent: parent, routing: routing, id: id, node: node)
             return (span, CallTracing.metadata(carrying: span.context))
