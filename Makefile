@@ -122,13 +122,14 @@ FAULTS ?= 100
 chaos-failover: deps
 	DURABLE_HEAVY_TESTS=1 DURABLE_FAILOVER_FAULTS=$(FAULTS) swift test $(SWIFT_BUILD_FLAGS) --filter FailoverTests
 
-## durable (a gateway and a node) beside Redis (appendfsync always) and PostgreSQL (synchronous_commit on), all
-## on loopback, one at a time: increments over 1,000 keys, one hot key and a no-op call at 1, 16 and 64 callers,
-## 5 s each (about 4 minutes). Installs redis and postgresql from Debian when missing; prints a Markdown table and
-## writes it to benchmarks/results/latest.md (raw figures in latest.json). Durable runs a second time with tracing on
-## at 1% sampling to an OTLP sink on loopback (durable-traced), and a second table gives the ratio. Options: make
-## bench-compare ARGS="--systems durable,durable-traced --callers 1,64 --seconds 3 --workloads increment,noop
-## --baseline-build-dir DIR" (DIR: a release build of the commit before tracing, run untraced first).
+## durable (a gateway and a node) beside Redis (appendfsync always) and PostgreSQL (synchronous_commit on), all on
+## loopback (Redis and PostgreSQL one at a time): increments over 1,000 keys, one hot key and a no-op call at 1, 16 and
+## 64 callers, 5 s each (about 4 minutes). Installs redis and postgresql from Debian when missing; prints a Markdown
+## table and writes it to benchmarks/results/latest.md (raw figures in latest.json). Durable runs a second time with
+## tracing on at 1% sampling to an OTLP sink on loopback (durable-traced), and a second table gives the ratio. Options:
+## make bench-compare ARGS="--systems durable,durable-traced --callers 64 --seconds 10 --rounds 5 --baseline-build-dir
+## DIR" (DIR: a release build of the commit before tracing, run untraced; --rounds: the median of alternating rounds, as
+## throughput here swings by ±15 % from one minute to the next).
 bench-compare: deps
 	swift build -c release --product durable
 	swift build -c release --product durable-load

@@ -16,10 +16,24 @@ make every write durable before answering:
 
 Tracing's cost: `durable-traced` is the durable run again with tracing on, at 1% sampling
 (`--otel-endpoint` to a trivial OTLP/HTTP sink on loopback, started here, that accepts and discards every POST,
-and `--trace-sampling 0.01`, on the gateway and the node). It runs right after the untraced one, and a second
-table gives both throughputs and their ratio. `--systems durable,durable-traced` runs just these two.
-`--baseline-build-dir DIR` adds `durable-baseline`, run first: the durable of another release build (the commit
-before tracing), untraced, so that the table also shows what tracing off costs against no tracing at all.
+and `--trace-sampling 0.01`, on the gateway and the node), and a second table gives both throughputs and their
+ratio. `--systems durable,durable-traced` runs just these two. `--baseline-build-dir DIR` adds `durable-baseline`:
+the durable of another release build (the commit before tracing), untraced, so that the table also shows what
+tracing off costs against no tracing at all.
+
+Rounds: the durable systems (durable-baseline, durable, durable-traced) run side by side, each its own gateway and
+node on its own ports, from its own folder, with its own keys (an idle one costs next to nothing). For each
+workload and number of callers, --rounds rounds (default 1) each measure every one of them once, back to back, the
+order flipping after every round (A B, B A, ...) so that the machine's drift favours none. On a small shared
+machine throughput swings by ±15 % from one minute to the next, so one pair cannot show a 5 % difference: use
+several rounds, e.g.
+
+    python3 benchmarks/compare.py --systems durable,durable-traced --callers 64 --seconds 10 --rounds 5
+
+Each durable figure in the tables is then the median over the rounds; each ratio in the tracing table
+(traced/untraced, untraced/baseline) the median of the per-round ratios (each round's pair measured seconds
+apart), with their range (lowest–highest) beside it to show the noise. The JSON keeps every round's measurement
+(its `round` field) and the per-round ratios. Redis and PostgreSQL run once each, one after the other.
 
 For each run it reports throughput (operations per second) and the p50 and p99 latency in milliseconds, as
 each tool measures them on the client side: durable-load's histogram, redis-benchmark's CSV, and for pgbench
@@ -43,14 +57,15 @@ How each figure is obtained:
   gateway, node and durable-load run one event loop (thread) each by default (--event-loops, passed as
   DURABLE_EVENT_LOOPS), as Redis serves from one thread: three processes share the cores.
 
-Each server runs on 127.0.0.1 only, from a fresh temporary folder, one system at a time (the others are not
-running meanwhile), and is stopped at the end, also on Ctrl-C or an error. Missing Debian packages
+Each server runs on 127.0.0.1 only, from a fresh temporary folder, and is stopped at the end, also on Ctrl-C or an
+error. The durable systems run together (see Rounds), then Redis alone, then PostgreSQL alone. Missing Debian packages
 (redis-server, redis-tools, postgresql) are installed first, with sudo when not root.
 
 Run it from the repository (the durable binaries come from the release build):
 
     make bench-compare                                    # builds, then runs everything (about 4 minutes)
     make bench-compare ARGS="--callers 1,64 --seconds 3"
+    make bench-compare ARGS="--systems durable,durable-traced --callers 64 --seconds 10 --rounds 5"
     python3 benchmarks/compare.py --systems redis,postgres --workloads increment,noop
 
 Standard library only (Python 3.9 or later).
@@ -70,6 +85,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +97,8 @@ from typing import Optional
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 SYSTEMS = ("durable-baseline", "durable", "durable-traced", "redis", "postgres")
+# These run side by side (each its own gateway and node) and are measured --rounds times, in alternating order.
+DURABLE_SYSTEMS = ("durable-baseline", "durable", "durable-traced")
 # Tracing's cost: the same durable run again with --otel-endpoint (an OTLP sink on loopback that accepts and
 # discards) and --trace-sampling at this ratio (unless --trace-sampling says otherwise), reported as a ratio to the
 # untraced run.
@@ -121,11 +139,14 @@ def tail(path: Path, lines: int = 30) -> str:
 # MARK: processes
 
 
-def run_command(argv, *, timeout: float, cwd=None, user: Optional[str] = None) -> subprocess.CompletedProcess:
-    """Runs a program to its end and returns its result (stdout and stderr as text)."""
+def run_command(argv, *, timeout: float, cwd=None, user: Optional[str] = None,
+                env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    """Runs a program to its end and returns its result (stdout and stderr as text); `env`, when given, is its whole
+    environment (else it inherits ours)."""
     return subprocess.run(
         [str(part) for part in argv],
         cwd=cwd,
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -159,16 +180,18 @@ class Server:
     """A server process in its own process group, its stdout and stderr copied to a log file.
 
     `wait_ready` returns once a line matches `ready_pattern` (and fails, with the log's tail, if the process
-    exits first); `stop` sends `stop_signal`, waits, then kills whatever is left of the process group.
+    exits first); `stop` sends `stop_signal`, waits, then kills whatever is left of the process group. `env`, when
+    given, is the process's whole environment (else it inherits ours).
     """
 
     def __init__(self, name, argv, log_path: Path, ready_pattern: str, *, cwd=None, user=None,
-                 stop_signal=signal.SIGTERM):
+                 stop_signal=signal.SIGTERM, env: Optional[dict] = None):
         self.name = name
         self.argv = [str(part) for part in argv]
         self.log_path = log_path
         self.ready_pattern = re.compile(ready_pattern)
         self.cwd = cwd
+        self.env = env
         self.user = user
         self.stop_signal = stop_signal
         self.process: Optional[subprocess.Popen] = None
@@ -180,6 +203,7 @@ class Server:
         self.process = subprocess.Popen(
             self.argv,
             cwd=self.cwd,
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -241,10 +265,11 @@ class Server:
 
 @dataclass
 class Measurement:
-    """One run: a system, a workload, a number of callers."""
+    """One run: a system, a workload, a number of callers, in one round (1 to --rounds; redis and postgres run one)."""
     system: str
     workload: str
     callers: int
+    round: int = 1
     throughput: Optional[float] = None  # operations per second
     p50_ms: Optional[float] = None
     note: Optional[str] = None
@@ -282,6 +307,9 @@ class Durable:
         self.folder: Optional[Path] = None
         self.servers = []
         self.rpc_address = ""
+        # The environment of this gateway, its node and the durable-load runs against them (set by start): its own
+        # keys, since several durable systems may run side by side.
+        self.environment: Optional[dict] = None
 
     def server_arguments(self) -> list:
         """Arguments added to the gateway's and the node's command lines."""
@@ -303,17 +331,19 @@ class Durable:
     def start(self) -> None:
         self.check()
         self.folder = Path(tempfile.mkdtemp(prefix="compare-durable-", dir=self.options.tmp_dir))
-        # Fresh keys for this run, in the environment that the gateway, the node and durable-load inherit: the
-        # cluster secret between gateway and node, the admin token the gateway requires, the API token the load
-        # generator proves.
+        # Fresh keys for this run, in the environment that this gateway, its node and its durable-load runs get
+        # (a copy of ours, not ours: each durable system running side by side has its own): the cluster secret
+        # between gateway and node, the admin token the gateway requires, the API token the load generator proves.
+        environment = dict(os.environ)
         for variable in ("DURABLE_CLUSTER_SECRET", "DURABLE_ADMIN_TOKEN", "DURABLE_API_TOKEN"):
-            os.environ[variable] = secrets.token_hex(32)
+            environment[variable] = secrets.token_hex(32)
         # Event loops (threads) per process: the gateway, the node and durable-load share the machine's cores, and
         # with one loop each a call crosses no thread inside a process (--event-loops; 0 keeps one per core).
         if self.options.event_loops > 0:
-            os.environ["DURABLE_EVENT_LOOPS"] = str(self.options.event_loops)
+            environment["DURABLE_EVENT_LOOPS"] = str(self.options.event_loops)
         else:
-            os.environ.pop("DURABLE_EVENT_LOOPS", None)
+            environment.pop("DURABLE_EVENT_LOOPS", None)
+        self.environment = environment
         # The folder is the working directory too, so no stray ./durable.toml is picked up: the example app's
         # built-in configuration is served.
         gateway = Server(
@@ -322,12 +352,12 @@ class Durable:
              "--data", self.folder / "gateway", "--log-level", "warning", *self.server_arguments()],
             self.folder / "gateway.log",
             r"durable gateway listening on ([0-9.]+):(\d+) \(RPC\), worker on (\S+)",
-            cwd=self.folder)
+            cwd=self.folder, env=self.environment)
         self.servers.append(gateway)
         gateway.start()
         match = gateway.wait_ready()
         self.rpc_address = f"127.0.0.1:{match.group(2)}"
-        progress(f"durable gateway ready: RPC on {self.rpc_address}, worker on {match.group(3)}")
+        progress(f"{self.name} gateway ready: RPC on {self.rpc_address}, worker on {match.group(3)}")
 
         # The node prints its line once it has joined the gateway (or given up: then it logs an error first).
         node = Server(
@@ -336,13 +366,13 @@ class Durable:
              "--gateway", self.rpc_address, "--log-level", "warning", *self.server_arguments()],
             self.folder / "node.log",
             r"durable node \S+ listening on ([0-9.]+:\d+)",
-            cwd=self.folder)
+            cwd=self.folder, env=self.environment)
         self.servers.append(node)
         node.start()
         match = node.wait_ready()
         if "could not join the gateway" in node.log_path.read_text(errors="replace"):
             raise SetupError(f"the durable node could not join the gateway:\n{tail(node.log_path)}")
-        progress(f"durable node ready on {match.group(1)}")
+        progress(f"{self.name} node ready on {match.group(1)}")
         self.wait_until_served()
 
     def wait_until_served(self, attempts: int = 10) -> None:
@@ -353,7 +383,7 @@ class Durable:
             if failure is None and figures.get("completed", 0) > 0 and not sum(figures.get("errors", {}).values()):
                 return
             reason = failure or f"{figures.get('completed', 0)} completed, errors {figures.get('errors')}"
-            progress(f"durable not serving yet (attempt {attempt}/{attempts}): {reason.splitlines()[0]}")
+            progress(f"{self.name} not serving yet (attempt {attempt}/{attempts}): {reason.splitlines()[0]}")
             time.sleep(0.5)
         raise SetupError(
             f"durable-load could not complete a call through the gateway at {self.rpc_address}: {reason}\n"
@@ -369,7 +399,7 @@ class Durable:
                 "--callers", callers, "--seconds", f"{seconds:g}", "--json", report,
                 *(["--warmup", f"{warmup:g}"] if warmup is not None else [])]
         try:
-            result = run_command(argv, timeout=seconds + (warmup or 1) + CLIENT_GRACE)
+            result = run_command(argv, timeout=seconds + (warmup or 1) + CLIENT_GRACE, env=self.environment)
         except subprocess.TimeoutExpired:
             return {}, f"durable-load did not finish within {seconds + CLIENT_GRACE:.0f} s"
         if result.returncode != 0:
@@ -394,7 +424,7 @@ class Durable:
         measurement.details = figures
         errors = sum((figures.get("errors") or {}).values())
         if errors:
-            progress(f"  durable {workload}/{callers}: {errors} calls failed: {figures.get('errors')}")
+            progress(f"  {self.name} {workload}/{callers}: {errors} calls failed: {figures.get('errors')}")
         return measurement
 
     def stop(self, keep_folder: bool = False) -> None:
@@ -794,6 +824,7 @@ def machine_facts(options, versions: dict, load_at_start: float) -> dict:
         "temp_folder": f"{options.tmp_dir} ({filesystem_of(options.tmp_dir)})",
         "versions": versions,
         "seconds": options.seconds,
+        "rounds": options.rounds,
         "callers": options.callers,
         "workloads": options.workloads,
         "systems": options.systems,
@@ -835,8 +866,62 @@ def ratio(ours: Optional[Measurement], theirs: Optional[Measurement], attribute:
     return a / b if a is not None and b else None
 
 
+def median(values) -> Optional[float]:
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
+
+
+def medians(results) -> dict:
+    """One Measurement per system, workload and callers: with several rounds, the median of the rounds' throughputs
+    and of their latencies (over the rounds that did not fail; failed when all did)."""
+    rounds = {}
+    for m in results:
+        rounds.setdefault((m.system, m.workload, m.callers), []).append(m)
+    summary = {}
+    for key, measured in rounds.items():
+        if len(measured) == 1:
+            summary[key] = measured[0]
+            continue
+        succeeded = [m for m in measured if not m.error]
+        m = Measurement(*key, round=0, details={"rounds": len(measured), "rounds_succeeded": len(succeeded)})
+        if not succeeded:
+            m.error = measured[0].error
+        else:
+            m.throughput = median(each.throughput for each in succeeded)
+            m.p50_ms = median(each.p50_ms for each in succeeded)
+            m.p99_ms = median(each.p99_ms for each in succeeded)
+            m.note = "; ".join(sorted({each.note for each in succeeded if each.note})) or None
+        summary[key] = m
+    return summary
+
+
+def round_ratios(results, numerator: str, denominator: str, workload: str, callers: int) -> list:
+    """numerator's throughput over denominator's in each round where both ran without failing, by round."""
+    by_round = {(m.system, m.round): m for m in results if m.workload == workload and m.callers == callers}
+    values = [ratio(by_round.get((numerator, index)), by_round.get((denominator, index)), "throughput")
+              for index in sorted({index for (_, index) in by_round})]
+    return [value for value in values if value is not None]
+
+
+def tracing_ratios(results, options) -> list:
+    """For each workload and callers: the per-round throughput ratios traced/untraced (and untraced/baseline with
+    a baseline), each round's pair measured seconds apart, and their median."""
+    pairs = [("durable-traced", "durable")]
+    if "durable-baseline" in options.systems:
+        pairs.append(("durable", "durable-baseline"))
+    rows = []
+    for workload in options.workloads:
+        for callers in options.callers:
+            row = {"workload": workload, "callers": callers}
+            for numerator, denominator in pairs:
+                per_round = round_ratios(results, numerator, denominator, workload, callers)
+                row[f"{numerator}/{denominator}"] = {"per_round": per_round, "median": median(per_round)}
+            rows.append(row)
+    return rows
+
+
 def render_table(facts: dict, results, options) -> str:
-    by_key = {(m.system, m.workload, m.callers): m for m in results}
+    by_key = medians(results)
     systems = [system for system in SYSTEMS if system in options.systems and system in ("durable", "redis", "postgres")]
     header = ["workload", "callers"]
     for system in systems:
@@ -875,7 +960,8 @@ def render_table(facts: dict, results, options) -> str:
         loops = facts.get("event_loops", 0)
         lines.append(f"- durable: commit {versions['durable']}, release build, a gateway and one node, "
                      f"load from durable-load over RPC to the gateway; event loops per process: "
-                     + (f"{loops} (DURABLE_EVENT_LOOPS)" if loops > 0 else "one per core"))
+                     + (f"{loops} (DURABLE_EVENT_LOOPS)" if loops > 0 else "one per core")
+                     + (f"; each figure the median of {options.rounds} rounds" if options.rounds > 1 else ""))
     if "redis" in versions:
         lines.append(f"- redis-server {versions['redis']}: appendonly yes, appendfsync always, no RDB snapshots; "
                      f"load from redis-benchmark")
@@ -893,31 +979,55 @@ def render_table(facts: dict, results, options) -> str:
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     if "durable-traced" in options.systems or "durable-baseline" in options.systems:
-        lines += ["", *render_tracing_table(by_key, options)]
+        lines += ["", *render_tracing_table(by_key, results, options)]
     notes = [m for m in results if m.note and not m.error]
     if notes:
         lines += [""] + [f"† {m.system} {m.workload} {m.callers}: {m.note}" for m in notes]
     failures = [m for m in results if m.error]
     if failures:
-        lines += ["", "Failed runs:"] + [f"- {m.system} {m.workload} {m.callers}: {m.error.splitlines()[0]}"
-                                         for m in failures]
+        lines += ["", "Failed runs:"] + [
+            f"- {m.system} {m.workload} {m.callers}"
+            + (f" round {m.round}/{options.rounds}" if options.rounds > 1 and m.system in DURABLE_SYSTEMS else "")
+            + f": {m.error.splitlines()[0]}" for m in failures]
     return "\n".join(lines) + "\n"
 
 
-def render_tracing_table(by_key: dict, options) -> list:
-    """Tracing's cost: the untraced durable run beside the traced one, and their throughput ratio."""
+def spread(values: list, rounds: int) -> str:
+    """The range of per-round ratios, e.g. 0.91–1.03 (and how many rounds gave one, when not all did)."""
+    if not values:
+        return "–"
+    text = f"{min(values):.2f}–{max(values):.2f}"
+    return text if len(values) == rounds else f"{text} ({len(values)} of {rounds})"
+
+
+def render_tracing_table(by_key: dict, results, options) -> list:
+    """Tracing's cost: the untraced durable run beside the traced one, and their throughput ratio. With several
+    rounds, each figure is the median over the rounds, each ratio the median of the per-round ratios, with their
+    range beside it."""
     baseline = "durable-baseline" in options.systems
     sampling = options.trace_sampling
+    rounds = options.rounds
     lines = [
         f"Tracing: durable without tracing (no --otel-endpoint) and with tracing on at {sampling:g} sampling "
         f"(--otel-endpoint to an OTLP/HTTP sink on loopback that discards, --trace-sampling {sampling:g})"
         + (f"; baseline: {options.baseline_build_dir}/durable, untraced" if baseline else ""),
+    ]
+    if rounds > 1:
+        lines.append(
+            f"Median of {rounds} rounds: the systems run side by side and each round measures each of them once, "
+            f"back to back, in alternating order; a ratio is the median of the {rounds} per-round ratios (each "
+            f"round's pair measured seconds apart), and `range` gives the lowest and highest of them: the noise.")
+    ratio_columns = ["untraced/baseline"] if baseline else []
+    ratio_columns.append("traced/untraced")
+    if rounds > 1:
+        ratio_columns = [column for name in ratio_columns for column in (name, "range")]
+    lines += [
         "",
         "| workload | callers | " + ("baseline ops/s | p50 ms | " if baseline else "")
-        + "untraced ops/s | p50 ms | traced ops/s | p50 ms | " + ("untraced/baseline | " if baseline else "")
-        + "traced/untraced |",
-        "|---|---:|" + "---:|" * (8 if baseline else 5),
+        + "untraced ops/s | p50 ms | traced ops/s | p50 ms | " + " | ".join(ratio_columns) + " |",
+        "|---|---:|" + "---:|" * ((6 if baseline else 4) + len(ratio_columns)),
     ]
+    ratios = {(row["workload"], row["callers"]): row for row in tracing_ratios(results, options)}
     for workload in options.workloads:
         for callers in options.callers:
             row = [WORKLOAD_TITLES[workload], str(callers)]
@@ -929,9 +1039,12 @@ def render_tracing_table(by_key: dict, options) -> list:
                     row += ["failed" if m else "–", "–"]
                 else:
                     row += [number(m.throughput, "rate"), number(m.p50_ms, "ms")]
-            if baseline:
-                row.append(number(ratio(plain, before, "throughput"), "ratio"))
-            row.append(number(ratio(traced, plain, "throughput"), "ratio"))
+            pairs = (["durable/durable-baseline"] if baseline else []) + ["durable-traced/durable"]
+            for pair in pairs:
+                per_round = ratios[(workload, callers)][pair]
+                row.append(number(per_round["median"], "ratio"))
+                if rounds > 1:
+                    row.append(spread(per_round["per_round"], rounds))
             lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -972,6 +1085,11 @@ def parse_options(argv):
     parser.add_argument("--callers", type=callers_list, default=[1, 16, 64],
                         help="concurrent callers, comma-separated (default: 1,16,64)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per run (default: 5)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the durable systems (durable-baseline, durable, durable-traced), which run "
+                             "side by side: for each workload and callers, each round measures each once, back to "
+                             "back, in alternating order; the tables give medians over the rounds (default: 1; "
+                             "redis and postgres run once)")
     parser.add_argument("--output", default=str(REPOSITORY / "benchmarks/results/latest.md"),
                         help="the Markdown table's file; the raw figures go beside it as .json "
                              "(default: benchmarks/results/latest.md)")
@@ -995,6 +1113,8 @@ def parse_options(argv):
     options = parser.parse_args(argv)
     if options.seconds <= 0:
         parser.error("--seconds must be positive")
+    if options.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if not 0 <= options.trace_sampling <= 1:
         parser.error("--trace-sampling must be between 0 and 1")
     options.build_dir = str(Path(options.build_dir).resolve())  # The servers run from their own folders.
@@ -1034,6 +1154,52 @@ def run_system(system: str, options, results, counter) -> str:
             runner.stop(keep_folder=failed)
 
 
+def run_durable_systems(systems: list, options, results, counter) -> dict:
+    """Starts every durable system at once (each its own gateway and node, ports and folder: an idle one costs
+    next to nothing), then for each workload and number of callers runs --rounds rounds, each measuring every
+    system once, back to back; the order flips after every round (A B, B A, A B, ...; it carries on across
+    workloads, so that with an odd number of rounds no system goes first more often overall), so that the
+    machine's drift favours none. Stops them all; returns their versions."""
+    runners = {system: RUNNERS[system](options) for system in systems}
+    started, failed = [], None
+    try:
+        for system in systems:
+            progress(f"starting {system}")
+            started.append(system)
+            try:
+                runners[system].start()
+            except SetupError:
+                failed = system  # Its folder stays, with the logs the error points at.
+                raise
+        versions = {system: runners[system].version() for system in systems}
+        order = list(systems)
+        for workload in options.workloads:
+            for callers in options.callers:
+                for index in range(1, options.rounds + 1):
+                    for system in order:
+                        counter[0] += 1
+                        label = (f"[{counter[0]}/{counter[1]}] "
+                                 + (f"round {index}/{options.rounds} " if options.rounds > 1 else "")
+                                 + f"{system} {workload} callers={callers}")
+                        progress(f"{label}: running {options.seconds:g} s")
+                        measurement = runners[system].measure(workload, callers)
+                        measurement.round = index
+                        results.append(measurement)
+                        progress(f"{label}: {measurement.summary()}")
+                    order.reverse()
+                if options.rounds > 1:
+                    summary = medians(m for m in results if m.workload == workload and m.callers == callers)
+                    progress(f"{workload} callers={callers}, median of {options.rounds} rounds: " + ", ".join(
+                        f"{system} {number(summary[(system, workload, callers)].throughput, 'rate')} ops/s"
+                        for system in systems))
+        return versions
+    finally:
+        with interruptions_held():  # A second Ctrl-C must not leave a server running.
+            for system in reversed(started):
+                progress(f"stopping {system}")
+                runners[system].stop(keep_folder=system == failed)
+
+
 def raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -1053,15 +1219,20 @@ def main(argv=None) -> int:
     options = parse_options(argv)
     signal.signal(signal.SIGTERM, raise_interrupt)  # A kill stops the servers as Ctrl-C does.
     results, versions = [], {}
-    counter = [0, len(options.systems) * len(options.workloads) * len(options.callers)]
+    durable_systems = [system for system in options.systems if system in DURABLE_SYSTEMS]
+    others = [system for system in options.systems if system not in DURABLE_SYSTEMS]
+    counter = [0, (len(durable_systems) * options.rounds + len(others)) * len(options.workloads)
+               * len(options.callers)]
     load_at_start = os.getloadavg()[0]
     if load_at_start > 0.5:
         progress(f"warning: the machine is busy (1-minute load average {load_at_start:.2f}): figures will be skewed")
     try:
         install_missing(options.systems, options.install)
-        if "durable" in options.systems or "durable-traced" in options.systems:
-            Durable(options).check()  # Before spending minutes on the others.
-        for system in options.systems:
+        for system in durable_systems:
+            RUNNERS[system](options).check()  # Before spending minutes on the others.
+        if durable_systems:
+            versions.update(run_durable_systems(durable_systems, options, results, counter))
+        for system in others:
             versions[system] = run_system(system, options, results, counter)
     except SetupError as error:
         progress(f"error: {error}")
@@ -1077,7 +1248,10 @@ def main(argv=None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(table)
     raw = output.with_suffix(".json")
-    raw.write_text(json.dumps({"machine": facts, "results": [asdict(m) for m in results]}, indent=2) + "\n")
+    document = {"machine": facts, "results": [asdict(m) for m in results]}
+    if "durable-traced" in options.systems or "durable-baseline" in options.systems:
+        document["tracing_ratios"] = tracing_ratios(results, options)
+    raw.write_text(json.dumps(document, indent=2) + "\n")
     progress(f"wrote {output} and {raw}")
     return 1 if any(m.error for m in results) else 0
 

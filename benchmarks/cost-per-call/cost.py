@@ -67,7 +67,9 @@ def run_load(durable: compare.Durable, workload: str, callers: int, seconds: flo
         durable.load, "--rpc", durable.rpc_address, "--workload", workload, "--callers", callers,
         "--seconds", f"{seconds:g}", "--warmup", "0", "--json", report, "--prefix", "cost",
         *(["--objects", compare.KEYS] if workload == "increment" else [])]]
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # durable.environment: the keys of this gateway (and DURABLE_EVENT_LOOPS, and LD_PRELOAD when counting).
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=durable.environment)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -88,7 +90,9 @@ def measure(options, counter_library) -> dict:
     durable = (compare.DurableTraced if options.traced else compare.Durable)(options)
     results = {}
     try:
-        durable.start()  # The gateway, the node and every durable-load run inherit LD_PRELOAD.
+        # start() copies our environment (LD_PRELOAD included) into durable.environment, with this gateway's keys:
+        # the gateway, the node and every durable-load run get it.
+        durable.start()
         servers = {"gateway": durable.servers[0].process.pid, "node": durable.servers[1].process.pid}
         for workload in options.workloads:
             for callers in options.callers:
