@@ -276,11 +276,34 @@ class Measurement:
     p99_ms: Optional[float] = None
     error: Optional[str] = None
     details: dict = field(default_factory=dict)
+    # The share of the machine's CPU time the hypervisor gave to other guests during the run (steal, /proc/stat):
+    # on a shared virtual machine, the main cause of runs of the same thing differing by more than a few percent.
+    steal_percent: Optional[float] = None
 
     def summary(self) -> str:
         if self.error:
             return f"FAILED: {self.error.splitlines()[0]}"
-        return f"{self.throughput:,.0f} ops/s, p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms"
+        steal = f", steal {self.steal_percent:.1f}%" if self.steal_percent is not None else ""
+        return f"{self.throughput:,.0f} ops/s, p50 {self.p50_ms:.3f} ms, p99 {self.p99_ms:.3f} ms{steal}"
+
+
+def stolen_seconds() -> Optional[float]:
+    """CPU seconds the hypervisor has given to other guests since boot, summed over the cores (None off Linux)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def measure_with_steal(runner, workload: str, callers: int) -> "Measurement":
+    """runner.measure(workload, callers), with the steal the machine saw meanwhile as a share of its CPU time."""
+    before, started = stolen_seconds(), time.monotonic()
+    measurement = runner.measure(workload, callers)
+    after, elapsed = stolen_seconds(), time.monotonic() - started
+    if before is not None and after is not None and elapsed > 0:
+        measurement.steal_percent = 100.0 * (after - before) / (elapsed * (os.cpu_count() or 1))
+    return measurement
 
 
 def percentile(sorted_values, percent: float) -> float:
@@ -1141,7 +1164,7 @@ def run_system(system: str, options, results, counter) -> str:
                 counter[0] += 1
                 label = f"[{counter[0]}/{counter[1]}] {system} {workload} callers={callers}"
                 progress(f"{label}: running {options.seconds:g} s")
-                measurement = runner.measure(workload, callers)
+                measurement = measure_with_steal(runner, workload, callers)
                 results.append(measurement)
                 progress(f"{label}: {measurement.summary()}")
         return version
@@ -1182,7 +1205,7 @@ def run_durable_systems(systems: list, options, results, counter) -> dict:
                                  + (f"round {index}/{options.rounds} " if options.rounds > 1 else "")
                                  + f"{system} {workload} callers={callers}")
                         progress(f"{label}: running {options.seconds:g} s")
-                        measurement = runners[system].measure(workload, callers)
+                        measurement = measure_with_steal(runners[system], workload, callers)
                         measurement.round = index
                         results.append(measurement)
                         progress(f"{label}: {measurement.summary()}")

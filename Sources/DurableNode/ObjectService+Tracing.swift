@@ -1,3 +1,4 @@
+import DurableObjects
 import DurableProtocol
 import DurableTracing
 import DurableWire
@@ -30,7 +31,7 @@ extension ObjectService {
                     span.attributes[SpanAttributeKeys.className] = className
                 }
                 span.attributes[SpanAttributeKeys.objectID] =
-                    message.objectID.isEmpty ? message.objectName : message.objectID.hexEncoded
+                    message.objectID.isEmpty ? message.objectName : DurableObjectId.hexString(of: message.objectID)
             }
             do {
                 return try await invoke(message, deadline: call.deadline)
@@ -41,14 +42,5 @@ extension ObjectService {
                 throw error
             }
         }
-    }
-}
-
-extension Data {
-    fileprivate var hexEncoded: String {
-        map { byte in
-            let digits = Array("0123456789abcdef")
-            return String([digits[Int(byte >> 4)], digits[Int(byte & 0xF)]])
-        }.joined()
     }
 }

@@ -143,7 +143,9 @@ public enum CallTracing {
         if !isRecordingCall, let entries = unsampledTraceContext {
             var metadata = metadata
             metadata[TraceContextKeys.traceparent] = entries[TraceContextKeys.traceparent]
-            if let tracestate = entries[TraceContextKeys.tracestate] { metadata[TraceContextKeys.tracestate] = tracestate }
+            if let tracestate = entries[TraceContextKeys.tracestate] {
+                metadata[TraceContextKeys.tracestate] = tracestate
+            }
             return metadata
         }
         guard let context else { return metadata }

@@ -197,7 +197,8 @@ extension ProcessTests {
                 await eventually { receiver.spans.contains { $0.name == "durable.node.invoke" } }, "\(receiver.spans)")
             #expect(
                 receiver.spans.allSatisfy { Self.sameID($0.traceID, Self.traceID) },
-                "spans of traces the gateway did not sample: \(receiver.spans.filter { !Self.sameID($0.traceID, Self.traceID) })")
+                "spans of traces the gateway did not sample: \(receiver.spans.filter { !Self.sameID($0.traceID, Self.traceID) })"
+            )
         }
 
         static let rpcTraceIDs = ("6bf92f3577b34da6a3ce929d0e0e4738", "7bf92f3577b34da6a3ce929d0e0e4739")

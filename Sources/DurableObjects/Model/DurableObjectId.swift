@@ -26,20 +26,25 @@ public struct DurableObjectId: Hashable, Sendable, CustomStringConvertible {
     public func hash(into hasher: inout Hasher) { hasher.combine(bytes) }
 
     /// The 64 lowercase hex digits.
-    public var hexString: String {
-        var text = ""
-        text.reserveCapacity(64)
-        for byte in bytes {
-            text.append(Self.hexDigits[Int(byte >> 4)])
-            text.append(Self.hexDigits[Int(byte & 0x0F)])
+    public var hexString: String { Self.hexString(of: bytes) }
+
+    /// `bytes` as lowercase hex, two digits a byte, written straight into the string's storage.
+    public static func hexString(of bytes: some Collection<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { text in
+            var index = 0
+            for byte in bytes {
+                text[index] = hexDigits[Int(byte >> 4)]
+                text[index + 1] = hexDigits[Int(byte & 0x0F)]
+                index += 2
+            }
+            return index
         }
-        return text
     }
 
     /// The hex form (`toString()` on the original platform).
     public var description: String { hexString }
 
-    private static let hexDigits = Array("0123456789abcdef")
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Whether this id and `other` are the same object (`equals` on the original platform).
     public func equals(_ other: DurableObjectId) -> Bool { self == other }
