@@ -89,7 +89,8 @@ struct DevCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "durable.dev")
         logger.logLevel = logLevel
-        let spanExporter = try tracing.bootstrap(serviceName: "durable-dev", logger: logger)
+        // The local gateway and nodes prove the local cluster secret to each other.
+        let spanExporter = try tracing.bootstrap(serviceName: "durable-dev", clusterAuthenticated: true, logger: logger)
         let app = CurrentApplication.value
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration

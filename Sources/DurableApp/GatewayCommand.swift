@@ -110,14 +110,16 @@ struct GatewayCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "durable.gateway")
         logger.logLevel = logLevel
-        let spanExporter = try tracing.bootstrap(serviceName: "durable-gateway", logger: logger)
+        let keys = try secrets.gatewayKeys(logger: logger)
+        let spanExporter = try tracing.bootstrap(
+            serviceName: "durable-gateway", clusterAuthenticated: keys != nil, logger: logger)
         let app = CurrentApplication.value
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration
         let metrics = metricsPort.map { _ in MetricsRegistry() }
         var gatewayConfiguration = GatewayConfiguration(
             host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
-            keys: try secrets.gatewayKeys(logger: logger))
+            keys: keys)
         if let metrics { gatewayConfiguration.metricsFactory = metrics.factory() }
         // Clients of the gateway (applications, operators) may come without certificates: they prove tokens.
         let processTLS = try tls.load(clientCertificates: .optional, logger: logger)

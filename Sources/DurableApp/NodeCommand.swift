@@ -145,8 +145,9 @@ struct NodeCommand: AsyncParsableCommand {
         var configuredLogger = Logger(label: "durable.node")
         configuredLogger.logLevel = logLevel
         let logger = configuredLogger
-        let spanExporter = try tracing.bootstrap(serviceName: "durable-node", logger: logger)
         let secret = try secrets.nodeSecret(logger: logger)
+        let spanExporter = try tracing.bootstrap(
+            serviceName: "durable-node", clusterAuthenticated: secret != nil, logger: logger)
         // Only the cluster's processes call a node: each must present a certificate signed by the cluster's CA.
         let processTLS = try tls.load(clientCertificates: .required, logger: logger)
         var runtime = RuntimeConfiguration(idleTimeout: .milliseconds(Int64(idleTimeout * 1000)))

@@ -59,8 +59,10 @@ struct TracingOptions: ParsableArguments {
     /// endpoint is given; returns the exporter's service, which the process runs first in its service group (so that
     /// it stops last and flushes the spans of the shutdown). Without an endpoint: `nil`, and nothing changes.
     ///
-    /// Call it once per process, before anything makes a span.
-    func bootstrap(serviceName: String, logger: Logger) throws -> (any Service)? {
+    /// Call it once per process, before anything makes a span. `clusterAuthenticated`: whether the process proves
+    /// the cluster secret to the cluster's other processes (then its calls that are not recorded carry no trace
+    /// context to them, and theirs none to it).
+    func bootstrap(serviceName: String, clusterAuthenticated: Bool, logger: Logger) throws -> (any Service)? {
         guard let url = tracesURL else { return nil }
         var configuration = OTel.Configuration.default
         configuration.serviceName = serviceName
@@ -79,7 +81,8 @@ struct TracingOptions: ParsableArguments {
         configuration.traces.sampler = .parentBasedAlwaysOn
         let backend = try OTel.makeTracingBackend(configuration: configuration)
         InstrumentationSystem.bootstrap(backend.factory)
-        CallTracing.enable(tracer: backend.factory, rootSampling: traceSampling ?? 1)
+        CallTracing.enable(
+            tracer: backend.factory, rootSampling: traceSampling ?? 1, clusterAuthenticated: clusterAuthenticated)
         logger.info(
             "tracing: exporting spans over OTLP/HTTP",
             metadata: ["endpoint": "\(url)", "sampling": "\(traceSampling ?? 1)"])

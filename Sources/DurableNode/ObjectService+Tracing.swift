@@ -12,7 +12,7 @@ extension ObjectService {
     func tracedInvoke(_ call: IncomingCall) async throws -> [UInt8] {
         let message = try Durable_V1_InvokeRequest(serializedBytes: call.payload)
         let parent: InstrumentationContext
-        switch CallTracing.decide(call.metadata) {
+        switch CallTracing.decide(call.metadata, fromClusterPeer: call.callerRole == .cluster) {
         case .unsampled(let traceContext):
             return try await CallTracing.withUnsampledCall(traceContext: traceContext) {
                 try await invoke(message, deadline: call.deadline)

@@ -4,7 +4,7 @@ import Tracing
 /// Whether this process traces calls, and the W3C trace context that crosses a process boundary in a call's
 /// metadata.
 ///
-/// Tracing is off until ``enable(tracer:rootSampling:)`` is called, which a process does once, right after it bootstrapped
+/// Tracing is off until ``enable(tracer:rootSampling:clusterAuthenticated:)`` is called, which a process does once, right after it bootstrapped
 /// `InstrumentationSystem` with an exporting tracer (`--otel-endpoint`). Every hot path asks ``isEnabled`` (one
 /// relaxed atomic load) before it makes a span, formats an attribute or touches a call's metadata, so that a process
 /// without tracing pays nothing more than that load.
@@ -14,6 +14,9 @@ public enum CallTracing {
     nonisolated(unsafe) private static var bootstrappedTracer: any Tracer = NoOpTracer()
     /// The decision for traces that start here.
     nonisolated(unsafe) private static var rootSampler = RootSampler(ratio: 1)
+    /// Whether this process calls the cluster's other processes over connections that prove the cluster secret:
+    /// its calls that are not recorded then carry no trace context to them (see ``decide(_:fromClusterPeer:)``).
+    nonisolated(unsafe) private static var omitsUnsampledContext = false
 
     /// What a server does with a call, from its metadata (or an HTTP request's headers).
     public enum ServerDecision {
@@ -28,15 +31,21 @@ public enum CallTracing {
 
     /// The decision for a call that arrives with `metadata`: a well-formed `traceparent` decides (sampled: a span
     /// under it; not: no span, its entries passed on); without one (or with a malformed one) the trace starts here
-    /// and the root sampler decides.
+    /// and the root sampler decides, unless the caller is one of the cluster's processes.
     ///
-    /// A call not sampled costs no parsing beyond a check of its `traceparent`'s form: its context is passed on as
-    /// text, never turned into a span context.
-    public static func decide(_ metadata: [String: String]) -> ServerDecision {
+    /// Between the cluster's processes (connections that prove the cluster secret, or in process), a call carries
+    /// trace context only when its trace is recorded: a call from such a peer (`fromClusterPeer`) without a
+    /// `traceparent` is one its caller does not record, and is not recorded here either. A call that is not
+    /// recorded thus costs the cluster nothing on the wire and no parsing. Calls from clients, and every call in a
+    /// cluster without keys (`--insecure`), carry a not-sampled trace on as W3C says: a `traceparent` with flags 00.
+    ///
+    /// A not-sampled `traceparent` costs no parsing beyond a check of its form: it is passed on as text, never
+    /// turned into a span context.
+    public static func decide(_ metadata: [String: String], fromClusterPeer: Bool = false) -> ServerDecision {
         if let traceparent = metadata[TraceContextKeys.traceparent] {
             switch TraceParent.sampledFlag(of: traceparent) {
             case false?:
-                return .unsampled(traceContext: metadata)
+                return unsampled(passingOn: metadata)
             case true?:
                 let context = context(from: metadata, using: bootstrappedTracer)
                 if !context.isEmpty { return .span(parent: context) }
@@ -46,12 +55,20 @@ public enum CallTracing {
                 let context = context(from: metadata, using: bootstrappedTracer)
                 if !context.isEmpty {
                     if TraceParent.lastFlagsDigitIsSampled(traceparent) { return .span(parent: context) }
-                    return .unsampled(traceContext: metadata)
+                    return unsampled(passingOn: metadata)
                 }
             }
+        } else if fromClusterPeer {
+            return .unsampled(traceContext: [:])
         }
         if rootSampler.sample() { return .span(parent: .topLevel) }
+        if omitsUnsampledContext { return .unsampled(traceContext: [:]) }
         return .unsampled(traceContext: [TraceContextKeys.traceparent: rootSampler.unsampledTraceparent()])
+    }
+
+    /// A call not recorded whose caller's trace context is passed on, when this process passes such context on.
+    private static func unsampled(passingOn metadata: [String: String]) -> ServerDecision {
+        .unsampled(traceContext: omitsUnsampledContext ? [:] : metadata)
     }
 
     /// The trace context a call not recorded passes on (set by ``withUnsampledCall(traceContext:isolation:_:)``):
@@ -64,14 +81,16 @@ public enum CallTracing {
         traceContext: [String: String], isolation: isolated (any Actor)? = #isolation,
         _ operation: () async throws -> T
     ) async rethrows -> T {
-        try await $unsampledTraceContext.withValue(traceContext, operation: operation, isolation: isolation)
+        // Nothing to pass on (between the cluster's processes): nothing to set.
+        if traceContext.isEmpty { return try await operation() }
+        return try await $unsampledTraceContext.withValue(traceContext, operation: operation, isolation: isolation)
     }
 
     /// Whether spans are made and trace context is propagated in this process.
     @inline(__always)
     public static var isEnabled: Bool { enabled.load(ordering: .acquiring) }
 
-    /// The tracer the spans are made with: the one given to ``enable(tracer:)``, else a no-op tracer.
+    /// The tracer the spans are made with: the one given to ``enable(tracer:rootSampling:clusterAuthenticated:)``, else a no-op tracer.
     public static var tracer: any Tracer {
         isEnabled ? bootstrappedTracer : NoOpTracer()
     }
@@ -125,10 +144,13 @@ public enum CallTracing {
     /// served.
     /// `rootSampling` is the share of the traces that start here that are recorded (the tracer's own sampler must
     /// record every root and follow a caller's decision: parent-based, always on).
-    public static func enable(tracer: any Tracer, rootSampling: Double = 1) {
-        precondition(!isEnabled, "CallTracing.enable(tracer:rootSampling:) is called once per process")
+    /// `clusterAuthenticated`: whether this process proves the cluster secret to the cluster's other processes (a
+    /// gateway or node with keys); its calls that are not recorded then carry no trace context to them.
+    public static func enable(tracer: any Tracer, rootSampling: Double = 1, clusterAuthenticated: Bool = false) {
+        precondition(!isEnabled, "CallTracing.enable(tracer:rootSampling:clusterAuthenticated:) is called once")
         bootstrappedTracer = tracer
         rootSampler = RootSampler(ratio: rootSampling)
+        omitsUnsampledContext = clusterAuthenticated
         enabled.store(true, ordering: .releasing)
     }
 

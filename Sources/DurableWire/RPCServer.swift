@@ -20,12 +20,16 @@ public struct IncomingCall: Sendable {
     public var peer: String
     /// Sends `StreamData` frames of this call to the caller before its reply (streaming methods use it).
     public var stream: CallStream
+    /// The role the caller's connection proved (`nil` on a server that requires no keys); an in-process caller of
+    /// the cluster says ``RPCRole/cluster``.
+    public var callerRole: RPCRole?
 
     /// A call with the given parts (a server makes them from frames; an in-process caller, directly).
     public init(
         method: String, metadata: [String: String], payload: [UInt8], deadline: ContinuousClock.Instant?,
-        peer: String, stream: CallStream
+        peer: String, stream: CallStream, callerRole: RPCRole? = nil
     ) {
+        self.callerRole = callerRole
         self.method = method
         self.metadata = metadata
         self.payload = payload
@@ -494,7 +498,7 @@ final class ServerConnectionHandler: ChannelInboundHandler {
             call.timeoutMicros > 0 ? .now + .microseconds(Int64(clamping: call.timeoutMicros)) : nil
         let incoming = IncomingCall(
             method: call.method, metadata: call.metadata, payload: Array(call.payload), deadline: deadline, peer: peer,
-            stream: CallStream(channel: context.channel, callID: id))
+            stream: CallStream(channel: context.channel, callID: id), callerRole: role)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
         let handler = self.handler

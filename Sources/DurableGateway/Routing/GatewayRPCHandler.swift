@@ -23,7 +23,9 @@ struct GatewayRPCHandler: RPCHandler {
     func handle(_ call: IncomingCall) async throws -> [UInt8] {
         switch call.method {
         case Methods.invoke:
-            return try await router.forward(call.payload, deadline: call.deadline, callerMetadata: call.metadata)
+            return try await router.forward(
+                call.payload, deadline: call.deadline, callerMetadata: call.metadata,
+                fromClusterPeer: call.callerRole == .cluster)
         case Methods.resolveBinding:
             return try bindings.resolve(Durable_V1_ResolveBindingRequest(serializedBytes: call.payload))
                 .serializedBytes()

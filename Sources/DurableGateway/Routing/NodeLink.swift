@@ -124,7 +124,7 @@ public struct InProcessNodeLink: NodeLink {
         let incoming = IncomingCall(
             method: method, metadata: CallTracing.metadata(), payload: payload, deadline: timeout.map { .now + $0 },
             peer: "in-process",
-            stream: stream)
+            stream: stream, callerRole: .cluster)
         let handler = self.handler
         guard let timeout else { return try await Self.answer(handler, incoming).get() }
         // The deadline: the call runs in its own task, and whichever comes first (its answer, the timer, the

@@ -12,7 +12,7 @@ extension ObjectRouter {
     /// a call made in this process (a worker's binding), a child of the task's current span.
     func tracedRelay(
         _ payload: [UInt8], routing: InvokeTarget, id: DurableObjectId, deadline: ContinuousClock.Instant?,
-        callerMetadata: [String: String]?
+        callerMetadata: [String: String]?, fromClusterPeer: Bool
     ) async throws -> [UInt8] {
         // A call made in this process inside a trace not recorded makes no span (its caller's context goes on).
         if callerMetadata == nil && !CallTracing.isRecordingCall {
@@ -20,7 +20,7 @@ extension ObjectRouter {
         }
         let parent: InstrumentationContext
         if let callerMetadata {
-            switch CallTracing.decide(callerMetadata) {
+            switch CallTracing.decide(callerMetadata, fromClusterPeer: fromClusterPeer) {
             case .unsampled(let traceContext):
                 return try await CallTracing.withUnsampledCall(traceContext: traceContext) {
                     try await relay(payload, routing: routing, id: id, deadline: deadline)
@@ -53,7 +53,7 @@ extension ObjectRouter {
     func startRoute(_ call: IncomingCall, routing: InvokeTarget, id: DurableObjectId, node: String) -> (
         span: (any Span)?, metadata: [String: String]
     ) {
-        switch CallTracing.decide(call.metadata) {
+        switch CallTracing.decide(call.metadata, fromClusterPeer: call.callerRole == .cluster) {
         case .unsampled(let traceContext): return (nil, CallTracing.traceContext(of: traceContext))
         case .span(let parent):
             let span = startRouteSpan(parent: parent, routing: routing, id: id, node: node)

@@ -52,18 +52,22 @@ final class ObjectRouter: Sendable {
     /// the slot's epoch) appended: in protobuf's encoding the last value of a field wins, so the gateway neither
     /// re-encodes the request nor decodes the response it relays.
     ///
-    /// - Parameter callerMetadata: the metadata of an RPC caller (its trace context); `nil` for a call made in this
-    ///   process (which continues the task's current trace).
+    /// - Parameters:
+    ///   - callerMetadata: the metadata of an RPC caller (its trace context); `nil` for a call made in this process
+    ///     (which continues the task's current trace).
+    ///   - fromClusterPeer: whether the RPC caller proved the cluster secret (a node calling an object), which
+    ///     sends trace context only for a call it records.
     func forward(
         _ payload: [UInt8], decoded: Durable_V1_InvokeRequest? = nil, deadline: ContinuousClock.Instant?,
-        callerMetadata: [String: String]? = nil
+        callerMetadata: [String: String]? = nil, fromClusterPeer: Bool = false
     ) async throws -> [UInt8] {
         let (routing, id) = try target(of: payload, decoded: decoded)
         guard CallTracing.isEnabled else {
             return try await relay(payload, routing: routing, id: id, deadline: deadline)
         }
         return try await tracedRelay(
-            payload, routing: routing, id: id, deadline: deadline, callerMetadata: callerMetadata)
+            payload, routing: routing, id: id, deadline: deadline, callerMetadata: callerMetadata,
+            fromClusterPeer: fromClusterPeer)
     }
 
     /// Sends a routed invocation to the object's owner and records its outcome for overload shedding.
