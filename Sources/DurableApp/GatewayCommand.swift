@@ -110,12 +110,12 @@ struct GatewayCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "durable.gateway")
         logger.logLevel = logLevel
-        let keys = try secrets.gatewayKeys(logger: logger)
-        let spanExporter = try tracing.bootstrap(
-            serviceName: "durable-gateway", clusterAuthenticated: keys != nil, logger: logger)
         let app = CurrentApplication.value
         guard let worker = app.worker else { throw CommandError(DurableApplication.noEventHandlers) }
         let configuration = try ConfigurationSource.load(path: config, app: app).configuration
+        let keys = try secrets.gatewayKeys(logger: logger)
+        let spanExporter = try tracing.bootstrap(
+            serviceName: "durable-gateway", clusterAuthenticated: keys != nil, logger: logger)
         let metrics = metricsPort.map { _ in MetricsRegistry() }
         var gatewayConfiguration = GatewayConfiguration(
             host: host, rpcPort: rpcPort, dataDirectory: data, environment: env,
