@@ -4,10 +4,10 @@ import Tracing
 /// Whether this process traces calls, and the W3C trace context that crosses a process boundary in a call's
 /// metadata.
 ///
-/// Tracing is off until ``enable(tracer:rootSampling:clusterAuthenticated:)`` is called, which a process does once, right after it bootstrapped
-/// `InstrumentationSystem` with an exporting tracer (`--otel-endpoint`). Every hot path asks ``isEnabled`` (one
-/// relaxed atomic load) before it makes a span, formats an attribute or touches a call's metadata, so that a process
-/// without tracing pays nothing more than that load.
+/// Tracing is off until ``enable(tracer:rootSampling:clusterAuthenticated:)`` is called, which a process does once,
+/// right after it bootstrapped `InstrumentationSystem` with an exporting tracer (`--otel-endpoint`). Every hot path
+/// asks ``isEnabled`` (one atomic load) before it makes a span, formats an attribute or touches a call's metadata,
+/// so that a process without tracing pays nothing more than that load.
 public enum CallTracing {
     private static let enabled = Atomic<Bool>(false)
     /// The bootstrapped tracer, kept once (asking `InstrumentationSystem` looks it up under a lock on every call).
@@ -90,7 +90,8 @@ public enum CallTracing {
     @inline(__always)
     public static var isEnabled: Bool { enabled.load(ordering: .acquiring) }
 
-    /// The tracer the spans are made with: the one given to ``enable(tracer:rootSampling:clusterAuthenticated:)``, else a no-op tracer.
+    /// The tracer the spans are made with: the one given to ``enable(tracer:rootSampling:clusterAuthenticated:)``,
+    /// else a no-op tracer.
     public static var tracer: any Tracer {
         isEnabled ? bootstrappedTracer : NoOpTracer()
     }
