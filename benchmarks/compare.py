@@ -96,9 +96,9 @@ from pathlib import Path
 from typing import Optional
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-SYSTEMS = ("durable-baseline", "durable", "durable-traced", "redis", "postgres")
+SYSTEMS = ("durable-baseline", "durable", "durable-traced", "durable-tls", "redis", "postgres")
 # These run side by side (each its own gateway and node) and are measured --rounds times, in alternating order.
-DURABLE_SYSTEMS = ("durable-baseline", "durable", "durable-traced")
+DURABLE_SYSTEMS = ("durable-baseline", "durable", "durable-traced", "durable-tls")
 # Tracing's cost: the same durable run again with --otel-endpoint (an OTLP sink on loopback that accepts and
 # discards) and --trace-sampling at this ratio (unless --trace-sampling says otherwise), reported as a ratio to the
 # untraced run.
@@ -338,6 +338,10 @@ class Durable:
         """Arguments added to the gateway's and the node's command lines."""
         return []
 
+    def load_arguments(self) -> list:
+        """Arguments added to every durable-load command line."""
+        return []
+
     def check(self) -> None:
         missing = [str(path) for path in (self.durable, self.load) if not os.access(path, os.X_OK)]
         if missing:
@@ -420,7 +424,7 @@ class Durable:
         argv = [self.load, "--rpc", self.rpc_address, "--workload", workload,
                 *(["--objects", objects] if objects is not None else []),
                 "--callers", callers, "--seconds", f"{seconds:g}", "--json", report,
-                *(["--warmup", f"{warmup:g}"] if warmup is not None else [])]
+                *(["--warmup", f"{warmup:g}"] if warmup is not None else []), *self.load_arguments()]
         try:
             result = run_command(argv, timeout=seconds + (warmup or 1) + CLIENT_GRACE, env=self.environment)
         except subprocess.TimeoutExpired:
@@ -543,6 +547,59 @@ class DurableTraced(Durable):
             progress(f"OTLP sink received {self.sink.exports} exports, {self.sink.bytes:,} bytes")
             self.sink.close()
             self.sink = None
+
+
+class DurableTLS(Durable):
+    """The same gateway and node with TLS on every RPC port: a CA and one certificate for 127.0.0.1 made here with
+    openssl, presented by the gateway and the node to each other (mutual TLS) and verified by durable-load."""
+
+    name = "durable-tls"
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.certificates: Optional[Path] = None
+
+    def start(self) -> None:
+        self.certificates = Path(tempfile.mkdtemp(prefix="compare-tls-", dir=self.options.tmp_dir))
+        make_certificates(self.certificates)
+        progress(f"TLS: a CA and a certificate for 127.0.0.1 in {self.certificates}")
+        super().start()
+
+    def server_arguments(self) -> list:
+        folder = self.certificates
+        return ["--tls-cert", folder / "cert.pem", "--tls-key", folder / "key.pem", "--tls-ca", folder / "ca.pem"]
+
+    def load_arguments(self) -> list:
+        return ["--tls-ca", self.certificates / "ca.pem"]
+
+    def stop(self, keep_folder: bool = False) -> None:
+        super().stop(keep_folder)
+        remove_folder(self.certificates, self.options, keep_folder)
+        self.certificates = None
+
+
+def make_certificates(folder: Path) -> None:
+    """A throwaway CA (ca.pem) and a P-256 certificate for IP 127.0.0.1 signed by it (cert.pem, key.pem), valid
+    for two days, usable by servers and clients alike."""
+    extensions = folder / "extensions.cnf"
+    extensions.write_text("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth, clientAuth\n"
+                          "basicConstraints = critical, CA:FALSE\n")
+    steps = [
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", folder / "ca.key", "-out", folder / "ca.pem", "-days", "2", "-subj", "/CN=compare.py CA",
+         "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", folder / "key.pem", "-out", folder / "cert.csr", "-subj", "/CN=127.0.0.1"],
+        ["openssl", "x509", "-req", "-in", folder / "cert.csr", "-CA", folder / "ca.pem", "-CAkey", folder / "ca.key",
+         "-CAcreateserial", "-out", folder / "cert.pem", "-days", "2", "-extfile", extensions],
+    ]
+    for argv in steps:
+        try:
+            result = run_command(argv, timeout=30)
+        except FileNotFoundError:
+            raise SetupError("durable-tls needs openssl (apt-get install openssl)")
+        if result.returncode != 0:
+            raise SetupError(failure_text("openssl", result))
 
 
 # MARK: redis
@@ -771,7 +828,8 @@ class Postgres:
 
 
 RUNNERS = {
-    "durable-baseline": DurableBaseline, "durable": Durable, "durable-traced": DurableTraced, "redis": Redis,
+    "durable-baseline": DurableBaseline, "durable": Durable, "durable-traced": DurableTraced,
+    "durable-tls": DurableTLS, "redis": Redis,
     "postgres": Postgres,
 }
 
@@ -1003,6 +1061,8 @@ def render_table(facts: dict, results, options) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     if "durable-traced" in options.systems or "durable-baseline" in options.systems:
         lines += ["", *render_tracing_table(by_key, results, options)]
+    if "durable-tls" in options.systems and "durable" in options.systems:
+        lines += ["", *render_tls_table(by_key, results, options)]
     notes = [m for m in results if m.note and not m.error]
     if notes:
         lines += [""] + [f"† {m.system} {m.workload} {m.callers}: {m.note}" for m in notes]
@@ -1021,6 +1081,36 @@ def spread(values: list, rounds: int) -> str:
         return "–"
     text = f"{min(values):.2f}–{max(values):.2f}"
     return text if len(values) == rounds else f"{text} ({len(values)} of {rounds})"
+
+
+def render_tls_table(by_key: dict, results, options) -> list:
+    """TLS's cost: durable in plaintext beside durable with TLS on every RPC port, and their throughput ratio (with
+    several rounds, medians and the range of the per-round ratios, as for tracing)."""
+    rounds = options.rounds
+    lines = [
+        "TLS: durable in plaintext and with TLS 1.3 on every RPC port (--tls-cert, --tls-key, --tls-ca: mutual TLS "
+        "between gateway and node, durable-load verifying the gateway; certificates made by openssl, P-256)"
+        + (f"; median of {rounds} alternating rounds" if rounds > 1 else ""),
+        "",
+        "| workload | callers | plaintext ops/s | p50 ms | TLS ops/s | p50 ms | TLS/plaintext |"
+        + (" range |" if rounds > 1 else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if rounds > 1 else ""),
+    ]
+    for workload in options.workloads:
+        for callers in options.callers:
+            row = [WORKLOAD_TITLES[workload], str(callers)]
+            for system in ("durable", "durable-tls"):
+                m = by_key.get((system, workload, callers))
+                if m is None or m.error:
+                    row += ["failed" if m else "–", "–"]
+                else:
+                    row += [number(m.throughput, "rate"), number(m.p50_ms, "ms")]
+            per_round = round_ratios(results, "durable-tls", "durable", workload, callers)
+            row.append(number(median(per_round), "ratio"))
+            if rounds > 1:
+                row.append(spread(per_round, rounds))
+            lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def render_tracing_table(by_key: dict, results, options) -> list:
@@ -1100,9 +1190,10 @@ def parse_options(argv):
         description="Compare durable objects with Redis and PostgreSQL (durable writes, loopback) on this machine.",
         epilog="See the docstring at the top of benchmarks/compare.py for what each workload runs.")
     parser.add_argument("--systems", type=comma_list(SYSTEMS),
-                        default=[system for system in SYSTEMS if system != "durable-baseline"],
-                        help="comma-separated, of durable,durable-traced,redis,postgres (default: all; "
-                             "durable-traced is durable with tracing on at --trace-sampling)")
+                        default=[system for system in SYSTEMS if system not in ("durable-baseline", "durable-tls")],
+                        help="comma-separated, of durable,durable-traced,durable-tls,redis,postgres (default: all "
+                             "but durable-tls; durable-traced is durable with tracing on at --trace-sampling, "
+                             "durable-tls durable with TLS on every RPC port and mutual TLS between gateway and node)")
     parser.add_argument("--workloads", type=comma_list(WORKLOADS), default=list(WORKLOADS),
                         help="comma-separated, of increment,hot,noop (default: all)")
     parser.add_argument("--callers", type=callers_list, default=[1, 16, 64],

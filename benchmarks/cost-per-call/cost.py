@@ -16,6 +16,7 @@ is not a throughput benchmark (compare.py is): the figures that matter here are 
 
     make bench-cost                                           # builds release, then runs (about 1 minute)
     make bench-cost ARGS="--traced"                           # the same with tracing on at 1% sampling
+    make bench-cost ARGS="--tls"                              # the same with TLS on every RPC port
     python3 benchmarks/cost-per-call/cost.py --workloads increment --callers 64 --seconds 4
 
 Standard library only; needs a C compiler for the counter (make deps installs one).
@@ -66,7 +67,7 @@ def run_load(durable: compare.Durable, workload: str, callers: int, seconds: flo
     argv = [str(part) for part in [
         durable.load, "--rpc", durable.rpc_address, "--workload", workload, "--callers", callers,
         "--seconds", f"{seconds:g}", "--warmup", "0", "--json", report, "--prefix", "cost",
-        *(["--objects", compare.KEYS] if workload == "increment" else [])]]
+        *durable.load_arguments(), *(["--objects", compare.KEYS] if workload == "increment" else [])]]
     # durable.environment: the keys of this gateway (and DURABLE_EVENT_LOOPS, and LD_PRELOAD when counting).
     process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=durable.environment)
@@ -87,7 +88,8 @@ def measure(options, counter_library) -> dict:
     """One pass over the workloads on a fresh gateway and node; with counter_library, counts allocations."""
     if counter_library:
         os.environ["LD_PRELOAD"] = str(counter_library)
-    durable = (compare.DurableTraced if options.traced else compare.Durable)(options)
+    runner = compare.DurableTLS if options.tls else compare.DurableTraced if options.traced else compare.Durable
+    durable = runner(options)
     results = {}
     try:
         # start() copies our environment (LD_PRELOAD included) into durable.environment, with this gateway's keys:
@@ -153,11 +155,15 @@ def main(argv=None) -> int:
                              "(spans to an OTLP sink on loopback)")
     parser.add_argument("--trace-sampling", type=float, default=compare.TRACE_SAMPLING,
                         help="with --traced, the share of traces recorded, 0 to 1 (default: %(default)g)")
+    parser.add_argument("--tls", action="store_true",
+                        help="run the gateway and the node with TLS on every RPC port, as compare.py's durable-tls does")
     parser.add_argument("--no-allocations", dest="allocations", action="store_false",
                         help="skip the allocation-counting pass")
     options = parser.parse_args(argv)
     if not 0 <= options.trace_sampling <= 1:
         parser.error("--trace-sampling must be between 0 and 1")
+    if options.tls and options.traced:
+        parser.error("--tls and --traced measure one thing each: choose one")
     options.tmp_dir, options.keep_temp = tempfile.gettempdir(), False
     options.build_dir = str(Path(options.build_dir).resolve())
     options.workloads = [workload for workload in compare.WORKLOADS if workload in options.workloads]

@@ -103,6 +103,23 @@ struct DurableLoad: AsyncParsableCommand {
                 + ".durable/secrets/api-token), the cluster secret for a node (default: $DURABLE_API_TOKEN)."))
     var tokenFile: String?
 
+    @Option(
+        name: .customLong("tls-ca"),
+        help: ArgumentHelp(
+            "RPC over TLS: the CA certificate (PEM) that signed the server's certificate (`durable dev --tls` writes "
+                + "one to .durable/tls/ca.pem)."))
+    var tlsCA: String?
+
+    /// The client side of TLS from `--tls-ca`; `nil` for plaintext.
+    func loadTLS() throws -> RPCClientTLS? {
+        guard let tlsCA else { return nil }
+        do {
+            return try RPCClientTLS(certificateAuthority: tlsCA)
+        } catch {
+            throw ValidationError("--tls-ca: \(error)")
+        }
+    }
+
     @Option(name: .long, help: "Broadcast: sockets in the room (senders included).")
     var listeners = 16
 
@@ -123,6 +140,7 @@ struct DurableLoad: AsyncParsableCommand {
         if let callers, callers < 1 { throw ValidationError("--callers must be at least 1, not \(callers).") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive, not \(rate).") }
         if callers != nil, rate != nil { throw ValidationError("Give --callers (closed loop) or --rate (open loop).") }
+        if tlsCA != nil, rpc == nil { throw ValidationError("--tls-ca is for --rpc targets.") }
         guard objects >= 1 else { throw ValidationError("--objects must be at least 1.") }
         guard seconds > 0, warmup >= 0 else {
             throw ValidationError("--seconds must be positive, --warmup not negative.")
@@ -151,7 +169,7 @@ struct DurableLoad: AsyncParsableCommand {
             let servers = try Self.servers(rpc)
             target = servers.map { "rpc://\($0)" }.joined(separator: ",")
             operation = try await RPCOperation(
-                servers: servers, connections: connections, credentials: try loadCredentials(),
+                servers: servers, connections: connections, credentials: try loadCredentials(), tls: try loadTLS(),
                 workload: workload, objects: objects,
                 prefix: objectPrefix, binding: binding, timeout: .milliseconds(Int64(timeout * 1000)))
         } else {
@@ -177,7 +195,7 @@ struct DurableLoad: AsyncParsableCommand {
         if let bystanderRate, let rpc {
             bystanders = try await RPCOperation(
                 servers: try Self.servers(rpc), connections: 1, credentials: try loadCredentials(),
-                workload: .increment,
+                tls: try loadTLS(), workload: .increment,
                 objects: objects, prefix: objectPrefix + "-bystander", binding: binding,
                 timeout: .milliseconds(Int64(timeout * 1000)))
             progress("meanwhile \(bystanderRate) increments/s to \(objects) other objects, reported apart")

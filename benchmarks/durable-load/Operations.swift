@@ -58,11 +58,11 @@ struct RPCOperation: Operation {
     /// - Parameter servers: the gateways (or node) to call; with several, calls move to the next one when the one in
     ///   use is lost.
     init(
-        servers: [DurableClient.Endpoint], connections: Int, credentials: RPCKey?, workload: Workload, objects: Int,
-        prefix: String, binding: String, timeout: Duration
+        servers: [DurableClient.Endpoint], connections: Int, credentials: RPCKey?, tls: RPCClientTLS? = nil,
+        workload: Workload, objects: Int, prefix: String, binding: String, timeout: Duration
     ) async throws {
         client = DurableClient(
-            endpoints: servers, connections: connections, defaultTimeout: timeout, credentials: credentials)
+            endpoints: servers, connections: connections, defaultTimeout: timeout, credentials: credentials, tls: tls)
         self.workload = workload
         self.timeout = timeout
         switch workload {
