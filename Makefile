@@ -129,14 +129,16 @@ chaos-failover: deps
 ## tracing on at 1% sampling to an OTLP sink on loopback (durable-traced), and a second table gives the ratio. Options:
 ## make bench-compare ARGS="--systems durable,durable-traced --callers 64 --seconds 10 --rounds 5 --baseline-build-dir
 ## DIR" (DIR: a release build of the commit before tracing, run untraced; --rounds: the median of alternating rounds, as
-## throughput here swings by ±15 % from one minute to the next).
+## throughput here swings by ±15 % from one minute to the next). ARGS="--systems durable,durable-tls --rounds 10"
+## measures TLS on every RPC port against plaintext (certificates made with openssl).
 bench-compare: deps
 	swift build -c release --product durable
 	swift build -c release --product durable-load
 	python3 benchmarks/compare.py $(ARGS)
 
 ## CPU microseconds and heap allocations per call in each process a call crosses (durable-load, the gateway, the
-## node), from a release build: benchmarks/cost-per-call/cost.py. Options: make bench-cost ARGS="--workloads increment".
+## node), from a release build: benchmarks/cost-per-call/cost.py. Options: make bench-cost ARGS="--workloads increment"
+## (and "--traced" or "--tls").
 bench-cost: deps
 	swift build -c release --product durable
 	swift build -c release --product durable-load

@@ -597,7 +597,7 @@ def make_certificates(folder: Path) -> None:
         try:
             result = run_command(argv, timeout=30)
         except FileNotFoundError:
-            raise SetupError("durable-tls needs openssl (apt-get install openssl)")
+            raise SetupError("durable-tls needs openssl (apt-get install openssl; compare.py installs it)")
         if result.returncode != 0:
             raise SetupError(failure_text("openssl", result))
 
@@ -857,6 +857,8 @@ def missing_packages(systems) -> dict:
         # On Debian bookworm `postgresql` pulls postgresql-15: initdb, postgres, pg_ctl and pgbench under
         # /usr/lib/postgresql/15/bin (dpkg -S), and postgresql-client-15 for psql.
         wanted["postgresql"] = ["initdb", "postgres", "pgbench", "psql"]
+    if "durable-tls" in systems and not shutil.which("openssl"):
+        wanted["openssl"] = ["openssl"]
     return wanted
 
 
