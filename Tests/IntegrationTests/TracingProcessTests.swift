@@ -160,37 +160,40 @@ extension ProcessTests {
         }
 
         @Test(
-            "a trace the gateway's root sampler does not record is recorded nowhere: the node, sampling everything it starts, follows the gateway's decision"
-        )
-        func rootDecisionFollowed() async throws {
+            "a trace the gateway's root sampler does not record is recorded nowhere: the node, sampling everything it starts, follows the gateway's decision (with keys: no trace context on the wire; --insecure: a traceparent with flags 00)",
+            arguments: [false, true])
+        func rootDecisionFollowed(insecure: Bool) async throws {
             let receiver = try await OTLPReceiver.start()
             defer { Task { await receiver.close() } }
             let tracing = ["--otel-endpoint", receiver.endpoint, "--otel-protocol", "http/json"]
-            try await withTestCluster(
-                nodes: 1, label: "tracing-root", nodeArguments: tracing + ["--trace-sampling", "1"],
-                gatewayArguments: tracing + ["--trace-sampling", "0"]
-            ) { cluster in
-                // Calls without a traceparent start their traces at the gateway, which records none of them.
-                let web = "http://127.0.0.1:\(try #require(try cluster.gateway.httpPort))"
-                let answer = try await HTTPTestClient.send(web + "/counter/increment")
-                #expect(answer.text == "Durable Object 'A' count: 1")
-                let client = DurableClient(host: "127.0.0.1", port: try cluster.gateway.port, credentials: TestKeys.api)
-                let counters = try await client.namespace("COUNTER")
-                var message = Durable_V1_InvokeRequest()
-                message.namespaceID = counters.namespaceID
-                message.objectName = "root"
-                message.request = Request(url: "http://counter/increment").wire
-                // Relayed in a task (the slot's first call) and then without one.
-                for _ in 0..<3 {
-                    let reply = try await client.callSerialized(Methods.invoke, payload: try message.serializedBytes())
-                    #expect(try Durable_V1_InvokeResponse(serializedBytes: reply).response.status == 200)
+            if insecure {
+                let folder = TemporaryDirectory("tracing-insecure")
+                let gateway = try await ServerProcess.launch(
+                    [
+                        "gateway", "--rpc-port", "0", "--port", "0", "--data", folder.child("gateway"), "--log-level",
+                        "warning", "--insecure", "--trace-sampling", "0",
+                    ] + tracing,
+                    dataDirectory: folder.child("gateway"), keys: false)
+                let node = try await ServerProcess.launch(
+                    [
+                        "node", "--port", "0", "--data", folder.child("node"), "--log-level", "warning", "--node-id",
+                        "node1", "--gateway", "127.0.0.1:\(gateway.port)", "--insecure", "--trace-sampling", "1",
+                    ]
+                        + tracing,
+                    dataDirectory: folder.child("node"), keys: false)
+                try await Self.callsStartingTraces(
+                    rpcPort: gateway.port, httpPort: try #require(gateway.httpPort), credentials: nil)
+                #expect(await node.stop() == 0)
+                #expect(await gateway.stop() == 0)
+            } else {
+                try await withTestCluster(
+                    nodes: 1, label: "tracing-root", nodeArguments: tracing + ["--trace-sampling", "1"],
+                    gatewayArguments: tracing + ["--trace-sampling", "0"]
+                ) { cluster in
+                    try await Self.callsStartingTraces(
+                        rpcPort: try cluster.gateway.port, httpPort: try #require(try cluster.gateway.httpPort),
+                        credentials: TestKeys.api)
                 }
-                // A call its caller did sample: recorded, so that an empty result above is not a broken exporter.
-                let reply = try await client.callSerialized(
-                    Methods.invoke, payload: try message.serializedBytes(),
-                    metadata: ["traceparent": "00-\(Self.traceID)-\(Self.callerSpanID)-01"])
-                #expect(try Durable_V1_InvokeResponse(serializedBytes: reply).response.status == 200)
-                await client.close()
             }
             // Both processes stopped gracefully, which flushed every span they had to the receiver.
             #expect(
@@ -199,6 +202,29 @@ extension ProcessTests {
                 receiver.spans.allSatisfy { Self.sameID($0.traceID, Self.traceID) },
                 "spans of traces the gateway did not sample: \(receiver.spans.filter { !Self.sameID($0.traceID, Self.traceID) })"
             )
+        }
+
+        /// Calls through the gateway without a traceparent (they start their traces there), over HTTP and over RPC
+        /// (relayed in a task, the slot's first call, and then without one), and a last call its caller did sample:
+        /// that one is recorded, so that nothing recorded from the others is not a broken exporter.
+        static func callsStartingTraces(rpcPort: Int, httpPort: Int, credentials: RPCKey?) async throws {
+            let answer = try await HTTPTestClient.send("http://127.0.0.1:\(httpPort)/counter/increment")
+            #expect(answer.text == "Durable Object 'A' count: 1")
+            let client = DurableClient(host: "127.0.0.1", port: rpcPort, credentials: credentials)
+            let counters = try await client.namespace("COUNTER")
+            var message = Durable_V1_InvokeRequest()
+            message.namespaceID = counters.namespaceID
+            message.objectName = "root"
+            message.request = Request(url: "http://counter/increment").wire
+            for _ in 0..<3 {
+                let reply = try await client.callSerialized(Methods.invoke, payload: try message.serializedBytes())
+                #expect(try Durable_V1_InvokeResponse(serializedBytes: reply).response.status == 200)
+            }
+            let reply = try await client.callSerialized(
+                Methods.invoke, payload: try message.serializedBytes(),
+                metadata: ["traceparent": "00-\(Self.traceID)-\(Self.callerSpanID)-01"])
+            #expect(try Durable_V1_InvokeResponse(serializedBytes: reply).response.status == 200)
+            await client.close()
         }
 
         static let rpcTraceIDs = ("6bf92f3577b34da6a3ce929d0e0e4738", "7bf92f3577b34da6a3ce929d0e0e4739")
