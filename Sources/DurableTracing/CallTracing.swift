@@ -43,20 +43,14 @@ public enum CallTracing {
     /// turned into a span context.
     public static func decide(_ metadata: [String: String], fromClusterPeer: Bool = false) -> ServerDecision {
         if let traceparent = metadata[TraceContextKeys.traceparent] {
-            switch TraceParent.sampledFlag(of: traceparent) {
-            case false?:
+            // The plain version-00 form is read here; any other text goes to the tracer's propagator, which
+            // decides whether it is well formed (it also reads later versions).
+            let sampled = TraceParent.sampledFlag(of: traceparent)
+            if sampled == false { return unsampled(passingOn: metadata) }
+            let context = context(from: metadata, using: bootstrappedTracer)
+            if !context.isEmpty {
+                if sampled ?? TraceParent.lastFlagsDigitIsSampled(traceparent) { return .span(parent: context) }
                 return unsampled(passingOn: metadata)
-            case true?:
-                let context = context(from: metadata, using: bootstrappedTracer)
-                if !context.isEmpty { return .span(parent: context) }
-            case nil:
-                // Not the plain version-00 form: the tracer's propagator decides whether it is well formed (it
-                // also reads later versions).
-                let context = context(from: metadata, using: bootstrappedTracer)
-                if !context.isEmpty {
-                    if TraceParent.lastFlagsDigitIsSampled(traceparent) { return .span(parent: context) }
-                    return unsampled(passingOn: metadata)
-                }
             }
         } else if fromClusterPeer {
             return .unsampled(traceContext: [:])
@@ -130,14 +124,6 @@ public enum CallTracing {
         entries[TraceContextKeys.traceparent] = traceparent
         entries[TraceContextKeys.tracestate] = tracestate
         return entries
-    }
-
-    /// Runs `operation` with `context` as the current context (a caller's, passed on as it came).
-    public static func withCurrentContext<T>(
-        _ context: InstrumentationContext, isolation: isolated (any Actor)? = #isolation,
-        _ operation: () async throws -> T
-    ) async rethrows -> T {
-        try await InstrumentationContext.$current.withValue(context, operation: operation, isolation: isolation)
     }
 
     /// Turns tracing on for the rest of the process's life, with `tracer` (the one `InstrumentationSystem` was
